@@ -1,0 +1,43 @@
+"""The ``domainlens`` command: one sub-command per module of :mod:`domainlens.commands`.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (``args -> int`` exit code) as its default. Commands import their heavy dependencies
+inside ``func`` so that ``domainlens --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: Command modules, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("data", "mixtures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="domainlens",
+        description="Train small CLIPs on controlled domain mixtures and open them up.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"domainlens.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input: one clear line, no traceback.
+        print(f"domainlens {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The DomainNet reader: layout, labels, quirks of the real dataset, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from fakedata import CLASSES, HELDOUT, make_fake_domainnet
+
+from training.domainnet import available_domains, class_names, heldout_classes, load_index
+from training.domains import PAPER_HELDOUT_CLASSES
+
+
+@pytest.fixture()
+def root(tmp_path):
+    return make_fake_domainnet(tmp_path / "dn", with_images=False)
+
+
+def test_index_rows_match_split_files(root):
+    index = load_index(root)
+    lines = sum(len((root / f"{d}_{s}.txt").read_text().splitlines())
+                for d in available_domains(root) for s in ("train", "test"))
+    assert len(index) == lines
+    assert list(index.columns) == ["path", "domain", "class_name", "label", "split"]
+    first = (root / "clipart_train.txt").read_text().splitlines()[0].split()
+    row = index.iloc[0]
+    assert row["path"] == str(root.resolve() / first[0])
+    assert (row["domain"], row["split"], row["label"]) == ("clipart", "train", int(first[1]))
+
+
+def test_labels_are_sorted_class_index_despite_painting_test_missing_a_class(root):
+    assert class_names(root) == tuple(sorted(CLASSES))
+    painting_test = load_index(root, ["painting"], ["test"])
+    assert "bed" not in set(painting_test["class_name"])
+    expected = {c: i for i, c in enumerate(sorted(CLASSES))}
+    assert (painting_test["label"] == painting_test["class_name"].map(expected)).all()
+    assert "the_eiffel_tower" in painting_test["class_name"].unique()  # underscores kept
+
+
+def test_subsets_of_domains_splits_classes(root):
+    index = load_index(root, ["sketch", "real"], ["train"], classes=["axe", "cat"])
+    assert set(index["domain"]) == {"sketch", "real"}
+    assert set(index["split"]) == {"train"}
+    assert set(index["class_name"]) == {"axe", "cat"}
+
+
+def test_heldout_classes_declared_or_paper(root, tmp_path):
+    assert heldout_classes(root) == tuple(sorted(HELDOUT))
+    (root / "heldout_classes.txt").unlink()
+    with pytest.raises(ValueError, match="aircraft_carrier|not classes"):
+        heldout_classes(root)  # the paper's 15 are not all classes of this root
+    assert "traffic_light" in PAPER_HELDOUT_CLASSES
+
+
+def test_root_without_split_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not DomainNet-shaped.*clipart_"):
+        load_index(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_index(tmp_path / "nope")
+
+
+def test_malformed_split_line_named(root):
+    path = root / "sketch_train.txt"
+    lines = path.read_text().splitlines()
+    lines[3] = "sketch/axe_without_label.png"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"sketch_train.txt: malformed line 4"):
+        load_index(root)
+
+
+def test_wrong_label_named(root):
+    path = root / "real_test.txt"
+    lines = path.read_text().splitlines()
+    rel, label = lines[0].split()
+    lines[0] = f"{rel} {int(label) + 1}"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="line 1 gives label"):
+        load_index(root)
+
+
+def test_unknown_domain_split_class(root):
+    with pytest.raises(ValueError, match="unknown domain.*photos.*expected"):
+        load_index(root, ["photos"])
+    with pytest.raises(ValueError, match="unknown split"):
+        load_index(root, splits=["val"])
+    with pytest.raises(ValueError, match="unknown class"):
+        load_index(root, classes=["unicorn"])
+    (root / "infograph_test.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="infograph_test.txt"):
+        load_index(root, ["infograph"], ["test"])

@@ -1,0 +1,429 @@
+"""Training mixtures: a declarative spec that resolves to (path, caption, domain, label) rows.
+
+Every mixture is a base set of natural image-text pairs, included whole, plus a rendition part
+drawn from the six domains of a DomainNet-format root. For a test domain D with held-out
+classes C2 (seen classes C1 = the rest):
+
+================== ============================================== =====================
+setup              rendition part                                 D's C2 in training?
+================== ============================================== =====================
+natural-only       real, all classes                              no (D absent)
+cg-low             real + D restricted to C1                      no
+cg-high            all six domains, D restricted to C1            no
+leave-out-domain   all domains except D                           no (D absent)
+upper-low          real + D, all classes                          yes
+upper-high         all six domains, all classes                   yes
+domain-interp      real + D(C1) + ``other_domains``               no
+================== ============================================== =====================
+
+``allow=p`` adds the first ``ceil(p * n)`` training images of each of D's held-out classes to
+a setup that excludes them (interpolation towards the upper bound).
+
+Size rules for the rendition part: ``paper`` matches the cg-low size of the same test domain
+(setups smaller than that, natural-only among them, stay whole, as in the paper's code);
+``fixed`` matches a given size for every setup and test domain; ``none`` keeps everything.
+Matching keeps the first ``ceil(shrink * n)`` images of every (domain, class) group, then
+trims one image from the largest groups until the size is exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .captions import CAPTION_STYLES, make_captions
+from .domainnet import class_names, heldout_classes, load_index
+from .domains import DOMAIN_LETTERS, DOMAINS, check_domains, display_name
+
+SETUPS: tuple[str, ...] = (
+    "natural-only", "cg-low", "cg-high", "leave-out-domain", "upper-low", "upper-high",
+    "domain-interp",
+)
+#: The setups ``setup="all"`` builds: those that need no extra parameter.
+STANDARD_SETUPS: tuple[str, ...] = SETUPS[:-1]
+#: Test domains: every domain but real, which every mixture contains.
+TEST_DOMAINS: tuple[str, ...] = tuple(d for d in DOMAINS if d != "real")
+SIZE_RULES: tuple[str, ...] = ("paper", "fixed", "none")
+SELECTIONS: tuple[str, ...] = ("first", "random")
+TSV_COLUMNS: tuple[str, ...] = ("filepath", "title", "domain", "label")
+BASE_DOMAIN = "base"
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """What a mixture contains; resolved against a data root by :func:`build_mixture`.
+
+    ``heldout=None`` takes the root's declared held-out classes; ``base_tsv=None`` takes
+    ``<data_root>/base.tsv``. ``other_domains`` is only for ``domain-interp``.
+    """
+
+    setup: str
+    test_domain: str
+    data_root: str
+    base_tsv: str | None = None
+    include_base: bool = True
+    heldout: tuple[str, ...] | None = None
+    allow: float = 0.0
+    other_domains: tuple[str, ...] = ()
+    captions: str = "domain"
+    size_rule: str = "paper"
+    size: int | None = None
+    selection: str = "first"
+    seed: int = 0
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.setup not in SETUPS:
+            raise ValueError(f"unknown setup {self.setup!r}; expected one of {list(SETUPS)}")
+        if self.test_domain not in TEST_DOMAINS:
+            raise ValueError(
+                f"unknown test domain {self.test_domain!r}; expected one of {list(TEST_DOMAINS)}"
+            )
+        check_domains(self.other_domains)
+        object.__setattr__(self, "other_domains", tuple(self.other_domains))
+        if self.heldout is not None:
+            object.__setattr__(self, "heldout", tuple(self.heldout))
+        if self.setup == "domain-interp":
+            bad = [d for d in self.other_domains if d in ("real", self.test_domain)]
+            if bad or not self.other_domains:
+                allowed = [d for d in DOMAINS if d not in ("real", self.test_domain)]
+                raise ValueError(
+                    f"domain-interp needs other_domains among {allowed}, got "
+                    f"{list(self.other_domains)}"
+                )
+        elif self.other_domains:
+            raise ValueError(f"other_domains is only for domain-interp, not {self.setup!r}")
+        if not 0.0 <= self.allow <= 1.0:
+            raise ValueError(f"allow must be in [0, 1], got {self.allow}")
+        if self.allow and self.setup in ("upper-low", "upper-high", "natural-only",
+                                         "leave-out-domain"):
+            raise ValueError(
+                f"allow adds held-out classes of the test domain; setup {self.setup!r} "
+                "has none to add to (use cg-low, cg-high or domain-interp)"
+            )
+        if self.captions not in CAPTION_STYLES:
+            raise ValueError(
+                f"unknown caption style {self.captions!r}; expected one of {list(CAPTION_STYLES)}"
+            )
+        if self.size_rule not in SIZE_RULES:
+            raise ValueError(f"unknown size rule {self.size_rule!r}; expected one of {SIZE_RULES}")
+        if (self.size_rule == "fixed") != (self.size is not None):
+            raise ValueError("size is required with size_rule='fixed' and only then")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size must be positive, got {self.size}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(
+                f"unknown selection {self.selection!r}; expected one of {list(SELECTIONS)}"
+            )
+
+    @property
+    def name(self) -> str:
+        """The paper's file name: ``lso-<letters>[-no<D>classes][-allow<p>][-aligned]``."""
+        if self.setup == "natural-only":
+            name = "lso-real-only"
+        else:
+            domains = rendition_domains(self)
+            letters = "".join(sorted(DOMAIN_LETTERS[d] for d in domains))
+            name = f"lso-{letters}"
+            if self.setup in ("cg-low", "cg-high", "domain-interp"):
+                name += f"-no{self.test_domain}classes"
+        if self.allow:
+            name += f"-allow{self.allow:g}"
+        if self.captions == "aligned":
+            name += "-aligned"
+        return name
+
+
+def rendition_domains(spec: MixtureSpec) -> tuple[str, ...]:
+    """Domains of the rendition part of ``spec``, in canonical order."""
+    d = spec.test_domain
+    chosen = {
+        "natural-only": {"real"},
+        "cg-low": {"real", d},
+        "upper-low": {"real", d},
+        "cg-high": set(DOMAINS),
+        "upper-high": set(DOMAINS),
+        "leave-out-domain": set(DOMAINS) - {d},
+        "domain-interp": {"real", d, *spec.other_domains},
+    }[spec.setup]
+    return tuple(x for x in DOMAINS if x in chosen)
+
+
+@dataclass
+class Mixture:
+    """A resolved mixture: rows (columns :data:`TSV_COLUMNS`) and its manifest."""
+
+    spec: MixtureSpec
+    rows: pd.DataFrame
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _select_rendition(spec: MixtureSpec, index: pd.DataFrame, heldout: set[str]) -> pd.DataFrame:
+    """Rows of the rendition part before size matching, in the order of ``index``.
+
+    With ``allow``, the first ``ceil(allow * n)`` rows (in index order) of each of the test
+    domain's held-out classes are kept.
+    """
+    rows = index[index["domain"].isin(rendition_domains(spec))]
+    is_test_heldout = rows["domain"].eq(spec.test_domain) & rows["class_name"].isin(heldout)
+    if spec.setup in ("cg-low", "cg-high", "domain-interp"):
+        if spec.allow:
+            rank = rows[is_test_heldout].groupby("class_name", sort=False).cumcount()
+            size = rows[is_test_heldout].groupby("class_name", sort=False)["path"].transform("size")
+            allowed = rank < np.ceil(spec.allow * size - 1e-9)
+            is_test_heldout = is_test_heldout & ~allowed.reindex(rows.index, fill_value=False)
+        rows = rows[~is_test_heldout]
+    return rows
+
+
+def _order(rows: pd.DataFrame, selection: str, seed: int) -> pd.DataFrame:
+    """Rows grouped by (domain, class) in canonical order; within a group, file or seeded order."""
+    key = pd.DataFrame({
+        "d": rows["domain"].map({d: i for i, d in enumerate(DOMAINS)}).to_numpy(),
+        "c": rows["label"].to_numpy(),
+        "k": (np.arange(len(rows)) if selection == "first"
+              else np.random.default_rng(seed).permutation(len(rows))),
+    })
+    order = np.lexsort((key["k"].to_numpy(), key["c"].to_numpy(), key["d"].to_numpy()))
+    return rows.iloc[order]
+
+
+def match_size(rows: pd.DataFrame, target: int) -> pd.DataFrame:
+    """Shrink ``rows`` (grouped by domain and class, in keep order) to exactly ``target`` rows.
+
+    Keeps the first ``ceil(shrink * n)`` rows of each (domain, class) group with
+    ``shrink = target / len(rows)``, then drops the last row of the largest groups (ties in
+    group order) until ``target`` remain. Rows must be fewer than ``target`` only if equal.
+    """
+    n = len(rows)
+    if target > n:
+        raise ValueError(f"size {target} is larger than the data: {n} rows available")
+    if target == n:
+        return rows
+    group = rows.groupby(["domain", "class_name"], sort=False)
+    rank = group.cumcount().to_numpy()
+    sizes = group["path"].transform("size").to_numpy()
+    keep_n = np.ceil(sizes * (target / n) - 1e-9).astype(np.int64)
+    excess = int(keep_n[rank == 0].sum()) - target
+    if excess > 0:
+        firsts = np.flatnonzero(rank == 0)  # one row per group, in group order
+        by_size = firsts[np.argsort(-keep_n[firsts], kind="stable")][:excess]
+        trimmed = np.zeros(n, dtype=np.int64)
+        trimmed[by_size] = 1
+        group_id = np.cumsum(rank == 0) - 1
+        keep_n = keep_n - trimmed[firsts][group_id]
+    return rows[rank < keep_n]
+
+
+def read_base_tsv(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
+    """Read a base set (OpenCLIP TSV with ``filepath`` and ``title``) into mixture rows.
+
+    Relative paths are taken relative to the TSV's folder. ``domain`` becomes ``base``;
+    ``label`` is kept if given, else -1 (a class outside the DomainNet classes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"base set {str(path)!r} does not exist; pass base_tsv=<tsv>")
+    base = pd.read_csv(path, sep="\t", dtype={"filepath": str, "title": str},
+                       keep_default_na=False, quoting=csv.QUOTE_NONE)
+    missing = [c for c in ("filepath", "title") if c not in base.columns]
+    if missing:
+        raise ValueError(f"base set {path} lacks column(s) {missing}; has {list(base.columns)}")
+    if base.empty:
+        raise ValueError(f"base set {path} has no rows")
+    paths = base["filepath"].map(lambda p: p if os.path.isabs(p) else str(path.parent / p))
+    labels = base["label"].astype(np.int64) if "label" in base.columns else -1
+    out = pd.DataFrame({"filepath": paths, "title": base["title"], "domain": BASE_DOMAIN,
+                        "label": labels})
+    if (out["label"] >= len(classes)).any():
+        raise ValueError(f"base set {path} has labels >= the {len(classes)} classes of the root")
+    return out
+
+
+def _resolve_heldout(spec: MixtureSpec, classes: Sequence[str]) -> tuple[str, ...]:
+    heldout = spec.heldout if spec.heldout is not None else heldout_classes(spec.data_root)
+    unknown = sorted(set(heldout) - set(classes))
+    if unknown:
+        raise ValueError(f"held-out classes {unknown} are not classes of {spec.data_root}")
+    if not heldout:
+        raise ValueError("the held-out class list is empty; give at least one class")
+    if len(set(heldout)) >= len(classes):
+        raise ValueError("the held-out class list leaves no seen classes")
+    return tuple(sorted(heldout))
+
+
+def build_mixture(
+    spec: MixtureSpec,
+    index: pd.DataFrame | None = None,
+    base: pd.DataFrame | None = None,
+) -> Mixture:
+    """Resolve ``spec`` into rows and a manifest.
+
+    ``index`` (from :func:`training.domainnet.load_index`, all domains of the split) and
+    ``base`` (from :func:`read_base_tsv`) may be passed to share them between many mixtures.
+    Rows: base rows first, then the rendition part grouped by (domain, class).
+    """
+    if index is None:
+        index = load_index(spec.data_root, splits=(spec.split,))
+    classes = tuple(index.attrs.get("classes") or class_names(spec.data_root))
+    index = index[index["split"] == spec.split]
+    heldout = _resolve_heldout(spec, classes)
+    missing = [d for d in rendition_domains(spec) if not index["domain"].eq(d).any()]
+    if missing:
+        raise ValueError(f"setup {spec.setup!r} needs domain(s) {missing}, which have no "
+                         f"{spec.split} images under {spec.data_root}")
+
+    candidates = _order(index[index["domain"].isin(rendition_domains(spec))], spec.selection,
+                        spec.seed)
+    rows = _select_rendition(spec, candidates, set(heldout))
+    if spec.size_rule == "paper":
+        reference = replace(spec, setup="cg-low", allow=0.0, other_domains=())
+        target = len(_select_rendition(reference, index, set(heldout)))
+        if len(rows) > target:
+            rows = match_size(rows, target)
+    elif spec.size_rule == "fixed":
+        assert spec.size is not None
+        if spec.size > len(rows):
+            raise ValueError(f"size {spec.size} is larger than the data: setup {spec.setup!r} "
+                             f"for {spec.test_domain} has {len(rows)} images")
+        target = spec.size
+        rows = match_size(rows, target)
+    else:
+        target = len(rows)
+
+    rng = np.random.default_rng(spec.seed)
+    titles = make_captions([display_name(c) for c in rows["class_name"]],
+                           rows["domain"].tolist(), rng, spec.captions)
+    rendition = pd.DataFrame({"filepath": rows["path"].to_numpy(), "title": titles,
+                              "domain": rows["domain"].to_numpy(),
+                              "label": rows["label"].to_numpy()})
+    parts = [rendition]
+    if spec.include_base:
+        if base is None:
+            base_path = spec.base_tsv or str(Path(spec.data_root) / "base.tsv")
+            base = read_base_tsv(base_path, classes)
+        parts.insert(0, base[list(TSV_COLUMNS)])
+    table = pd.concat(parts, ignore_index=True)
+    resolved = replace(spec, heldout=heldout)
+    manifest = {
+        "name": spec.name,
+        "spec": asdict(resolved),
+        "classes": list(classes),
+        "size_target": int(target),
+        "size_matched": bool(len(rendition) == target),
+        "counts": mixture_counts(table, heldout, classes),
+    }
+    return Mixture(resolved, table, manifest)
+
+
+def mixture_counts(rows: pd.DataFrame, heldout: Iterable[str], classes: Sequence[str]) -> dict:
+    """Counts per domain and class subset (``seen``/``heldout``), from the rows themselves."""
+    heldout_labels = {classes.index(c) for c in heldout}
+    subset = np.where(rows["label"].isin(heldout_labels), "heldout",
+                      np.where(rows["label"] >= 0, "seen", "other"))
+    table = pd.crosstab(rows["domain"], subset)
+    by_domain = {d: {k: int(v) for k, v in table.loc[d].items() if v} for d in table.index}
+    rendition = int((rows["domain"] != BASE_DOMAIN).sum())
+    return {"total": len(rows), "base": len(rows) - rendition, "rendition": rendition,
+            "by_domain": by_domain}
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_mixture(mixture: Mixture, out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/<test_domain>/<name>.tsv`` and its ``.json`` manifest, atomically.
+
+    The TSV is what OpenCLIP's ``CsvDataset`` reads (``filepath``/``title`` columns, absolute
+    paths, tab-separated); the manifest adds the spec, counts and the TSV's sha256. Returns
+    the TSV path.
+    """
+    tsv = Path(out_dir) / mixture.spec.test_domain / f"{mixture.name}.tsv"
+    rows = mixture.rows.assign(title=mixture.rows["title"].str.replace(r"[\t\n\r]", " ",
+                                                                       regex=True))
+    data = rows.to_csv(sep="\t", index=False, quoting=csv.QUOTE_NONE,
+                       lineterminator="\n").encode()
+    manifest = dict(mixture.manifest, tsv=str(tsv.resolve()),
+                    content_hash=hashlib.sha256(data).hexdigest())
+    _atomic_write_bytes(tsv, data)
+    _atomic_write_bytes(tsv.with_suffix(".json"),
+                        (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    mixture.manifest = manifest
+    return tsv
+
+
+def build_mixtures(
+    data_root: str | Path,
+    out_dir: str | Path,
+    setups: Iterable[str] = STANDARD_SETUPS,
+    test_domains: Iterable[str] = TEST_DOMAINS,
+    progress: bool = True,
+    **spec_options,
+) -> list[Path]:
+    """Build and write every (setup, test domain) mixture; the index and base set are read once.
+
+    ``spec_options`` are further :class:`MixtureSpec` fields (``allow``, ``captions``,
+    ``size_rule``, ``seed``, ...). Returns the written TSV paths.
+    """
+    from tqdm.auto import tqdm
+
+    data_root = str(Path(data_root).resolve())
+    specs = [MixtureSpec(setup=s, test_domain=d, data_root=data_root, **spec_options)
+             for d in check_domains(test_domains, TEST_DOMAINS) for s in setups]
+    if not specs:
+        raise ValueError("no mixtures requested: give at least one setup and test domain")
+    split = specs[0].split
+    index = load_index(data_root, splits=(split,))
+    classes = index.attrs["classes"]
+    base = None
+    if specs[0].include_base:
+        base = read_base_tsv(specs[0].base_tsv or Path(data_root) / "base.tsv", classes)
+    written = []
+    for spec in tqdm(specs, desc="mixtures", disable=not progress):
+        written.append(write_mixture(build_mixture(spec, index, base), out_dir))
+    return written
+
+
+def read_mixture(tsv: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Read a written mixture: its rows and its manifest (``<tsv stem>.json``)."""
+    tsv = Path(tsv)
+    if not tsv.is_file():
+        raise FileNotFoundError(f"mixture {str(tsv)!r} does not exist")
+    rows = pd.read_csv(tsv, sep="\t", keep_default_na=False, quoting=csv.QUOTE_NONE)
+    missing = [c for c in TSV_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"mixture {tsv} lacks column(s) {missing}; expected {list(TSV_COLUMNS)}")
+    if rows.empty:
+        raise ValueError(f"mixture {tsv} has no rows")
+    manifest_path = tsv.with_suffix(".json")
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    return rows, manifest
+
+
+__all__ = [
+    "SETUPS", "STANDARD_SETUPS", "TEST_DOMAINS", "SIZE_RULES", "SELECTIONS", "TSV_COLUMNS",
+    "MixtureSpec", "Mixture", "build_mixture", "build_mixtures", "write_mixture",
+    "read_mixture", "read_base_tsv", "match_size", "mixture_counts", "rendition_domains",
+]
