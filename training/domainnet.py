@@ -148,12 +148,12 @@ def load_index(
     return index
 
 
-def heldout_classes(root: str | Path) -> tuple[str, ...]:
+def heldout_classes(root: str | Path, classes: Iterable[str] | None = None) -> tuple[str, ...]:
     """The root's declared held-out classes (C2).
 
     ``<root>/heldout_classes.txt`` (one class folder name per line, written by the generator)
     if present; otherwise the paper's 15 classes, for real DomainNet. Every name must be a class
-    of the root.
+    of the root (``classes``, if the caller already has :func:`class_names`).
     """
     root = Path(root)
     path = root / HELDOUT_FILE
@@ -162,7 +162,7 @@ def heldout_classes(root: str | Path) -> tuple[str, ...]:
         source = str(path)
     else:
         names, source = PAPER_HELDOUT_CLASSES, "the paper's held-out classes"
-    known = set(class_names(root))
+    known = set(class_names(root) if classes is None else classes)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"held-out classes {unknown} from {source} are not classes of {root}")

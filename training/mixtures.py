@@ -254,7 +254,8 @@ def read_base_tsv(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
 
 
 def _resolve_heldout(spec: MixtureSpec, classes: Sequence[str]) -> tuple[str, ...]:
-    heldout = spec.heldout if spec.heldout is not None else heldout_classes(spec.data_root)
+    heldout = (spec.heldout if spec.heldout is not None
+               else heldout_classes(spec.data_root, classes))
     unknown = sorted(set(heldout) - set(classes))
     if unknown:
         raise ValueError(f"held-out classes {unknown} are not classes of {spec.data_root}")
