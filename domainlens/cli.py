@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("data", "mixtures")
+COMMAND_MODULES: tuple[str, ...] = ("data", "mixtures", "train", "eval", "cka", "circuits", "patch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ A run directory (see ``DESIGN.md``)::
 A checkpoint is a dict with OpenCLIP's keys ``epoch`` (completed epochs), ``name``,
 ``state_dict`` and ``optimizer``, plus ``kind``, ``step``, ``scheduler``, ``rng`` and
 ``model_config``; ``open_clip.load_checkpoint(model, path)`` loads a CLIP run's checkpoints.
+By default only the newest checkpoint keeps ``optimizer`` and ``rng`` (all a resume needs);
+older ones are stripped to weights and metadata once a newer one is safely on disk.
 """
 
 from __future__ import annotations
@@ -79,6 +81,24 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+#: Checkpoint entries needed only to resume training (see :func:`strip_resume_state`).
+RESUME_KEYS: tuple[str, ...] = ("optimizer", "rng")
+
+
+def strip_resume_state(path: str | Path) -> None:
+    """Rewrite a checkpoint (atomically) without optimizer state and RNG; weights, epoch and
+    metadata stay. No-op if the file is missing or already stripped."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    payload = read_checkpoint(path)
+    if not any(k in payload for k in RESUME_KEYS):
+        return
+    for key in RESUME_KEYS:
+        payload.pop(key, None)
+    save_checkpoint(path, payload)
 
 
 def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:

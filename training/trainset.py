@@ -10,6 +10,7 @@ here, so any OpenCLIP-style TSV trains; the supervised baseline also needs ``lab
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ def read_mixture(tsv: str | Path) -> Mixture:
     if not raw.strip():
         raise ValueError(f"mixture {str(tsv)!r} is empty")
     try:
-        rows = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+        rows = pd.read_csv(
+            tsv, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+        )
     except pd.errors.ParserError as error:
         raise ValueError(f"mixture {str(tsv)!r} is not a valid TSV: {error}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]

@@ -1,0 +1,163 @@
+"""Circuit benchmarks: node effects for all sites, attribution patching vs per-site IG vs the
+paper's per-site IG loop; growth with the number of sites; the whole default experiment.
+
+    python benchmarks/bench_circuits.py [--model tiny-vit] [--images 24] [--steps 10]
+                                        [--classes 40] [--domains 6] [--threads 2] [--repeats 3]
+
+Models are the CPU presets with random weights (timings do not depend on the weights) and a
+zero-shot head of ``--classes`` random class embeddings; images are random ``(N, 3, S, S)``
+tensors (image decoding is not timed). Prints Markdown tables for benchmarks/RESULTS.md.
+
+* nodes: one (class, domain) = ``--images`` images, every default site; ``atp`` (1 fwd+bwd),
+  ``ig`` (per-site IG, ``S`` widened passes) and ``ig_loop`` (the paper's loop, ``L x S``
+  passes), with the max difference between ``ig`` and ``ig_loop``;
+* growth: the same for the first ``k`` sites, ``k`` = 1/4, 1/2, 3/4, all of them;
+* experiment: every (class, domain) of ``--classes`` x ``--domains``: nodes, kept nodes (10%),
+  gxa edges, circuit (top-3 signed) and the cross-domain comparison, timed end to end for
+  ``atp`` nodes; the other node methods extrapolated from their per-(class, domain) time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from interp.attribution import default_sites, node_effects
+from interp.circuit import build_circuit, select_nodes
+from interp.circuit_compare import aggregate, compare_domains
+from interp.edges import edge_weights, site_parents
+from interp.hooked import hook_image_tower
+from interp.zeroshot_head import ZeroShotHead
+from training.models import build_clip, resolve_model_config
+
+DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
+
+
+def make_model(name: str, n_classes: int):
+    cfg = resolve_model_config(name)
+    torch.manual_seed(0)
+    clip = build_clip(cfg).eval()
+    head = ZeroShotHead(torch.randn(n_classes, cfg["embed_dim"]))
+    return hook_image_tower(clip, head=head).eval(), cfg
+
+
+def images_for(n: int, size: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def timed(fn, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench_nodes(model, images, labels, sites, steps, repeats, methods=("atp", "ig", "ig_loop")):
+    rows = {}
+    for method in methods:
+        seconds, effects = timed(lambda m=method: node_effects(
+            model, images, labels, sites, method=m, steps=steps, batch_size=len(images),
+            progress=False), repeats if method != "ig_loop" else max(1, repeats // 2))
+        rows[method] = (seconds, effects)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny-vit", help="preset or OpenCLIP config (default: tiny-vit)")
+    parser.add_argument("--images", type=int, default=24, help="images per (class, domain)")
+    parser.add_argument("--steps", type=int, default=10, help="IG steps")
+    parser.add_argument("--classes", type=int, default=40)
+    parser.add_argument("--domains", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-experiment", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model, cfg = make_model(args.model, args.classes)
+    size = int(model.cfg.image_size[0])
+    sites = default_sites(model)
+    images = images_for(args.images, size, 0)
+    labels = torch.zeros(args.images, dtype=torch.long)
+    print(f"model {args.model}: {model.cfg.architecture}, {len(sites)} sites, {args.images} images "
+          f"at {size} px, S={args.steps}, torch threads {args.threads}\n")
+
+    # ---------------------------------------------------------------- nodes, side by side
+    rows = bench_nodes(model, images, labels, sites, args.steps, args.repeats)
+    ref_seconds = rows["ig_loop"][0]
+    diff = max(float((rows["ig"][1].effects[s] - rows["ig_loop"][1].effects[s]).abs().max())
+               for s in sites)
+    print("### Node effects, all sites, one class x domain\n")
+    print("| method | fwd+bwd passes | fwd-only passes | image-forwards | seconds | speed-up vs paper loop |")
+    print("|---|---|---|---|---|---|")
+    for method in ("atp", "ig", "ig_loop"):
+        seconds, effects = rows[method]
+        c = effects.cost
+        print(f"| {method} | {c['fwd_bwd']} | {c['fwd']} | {c['images']} | {seconds:.3f} | "
+              f"{ref_seconds / seconds:.1f}x |")
+    print(f"\nmax |ig - ig_loop| over all units: {diff:.2e}\n")
+
+    # ---------------------------------------------------------------- growth with sites
+    print("### Growth with the number of sites\n")
+    print("| sites | atp passes | atp s | ig passes | ig s | ig_loop passes | ig_loop s |")
+    print("|---|---|---|---|---|---|---|")
+    n = len(sites)
+    for k in sorted({max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n}):
+        sub = bench_nodes(model, images, labels, sites[:k], args.steps, max(1, args.repeats - 1))
+        cells = []
+        for method in ("atp", "ig", "ig_loop"):
+            seconds, effects = sub[method]
+            cells += [str(effects.cost["fwd_bwd"]), f"{seconds:.3f}"]
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print()
+
+    if args.skip_experiment:
+        return
+    # ---------------------------------------------------------------- the whole experiment
+    parents = site_parents(model, sites)
+    combos = [(c, d) for c in range(args.classes) for d in DOMAINS[: args.domains]]
+    start = time.perf_counter()
+    circuits, node_s, edge_s = {}, 0.0, 0.0
+    for i, (c, d) in enumerate(combos):
+        x = images_for(args.images, size, 1000 + i)
+        y = torch.full((args.images,), c, dtype=torch.long)
+        t0 = time.perf_counter()
+        effects = node_effects(model, x, y, sites, method="atp", batch_size=args.images, progress=False)
+        t1 = time.perf_counter()
+        kept = select_nodes(effects, 0.1)
+        edges = edge_weights(model, x, y, kept, sites, parents=parents, batch_size=args.images,
+                             progress=False)
+        t2 = time.perf_counter()
+        node_s, edge_s = node_s + t1 - t0, edge_s + t2 - t1
+        circuits[(str(c), d)] = build_circuit(effects, edges, top_k=3, rank="signed")
+    t3 = time.perf_counter()
+    table = compare_domains(circuits, h=2)
+    aggregate(table, heldout=[str(c) for c in range(0, args.classes, 3)])
+    compare_s = time.perf_counter() - t3
+    total = time.perf_counter() - start
+    per_combo_ig = rows["ig"][0]
+    per_combo_loop = rows["ig_loop"][0]
+    per_combo_atp = rows["atp"][0]
+    rest = total - node_s
+    print(f"### Whole experiment: {args.classes} classes x {args.domains} domains = {len(combos)} circuits\n")
+    print("| node method | nodes s | edges + circuits + comparison s | total s | |")
+    print("|---|---|---|---|---|")
+    print(f"| atp | {node_s:.1f} | {rest:.1f} | {total:.1f} | measured (edges {edge_s:.1f} s, "
+          f"comparison {compare_s:.1f} s) |")
+    for name, per in (("ig", per_combo_ig), ("ig_loop", per_combo_loop)):
+        nodes = per * len(combos)
+        print(f"| {name} | {nodes:.1f} | {rest:.1f} | {nodes + rest:.1f} | extrapolated: "
+              f"{per:.3f} s per circuit x {len(combos)} (atp measured here {per_combo_atp:.3f} s) |")
+    print(f"\n{len(table)} comparison rows; mean circuit size "
+          f"{statistics.mean(len(c) for c in circuits.values()):.0f} nodes, "
+          f"{statistics.mean(c.graph.number_of_edges() for c in circuits.values()):.0f} edges")
+
+
+if __name__ == "__main__":
+    main()

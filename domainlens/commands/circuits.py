@@ -1,0 +1,96 @@
+"""``domainlens circuits``: attribution circuits of a run for every class x domain, compared."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Compute the circuit of every requested class in every domain of a CLIP run and compare them
+across domains (the paper's circuit analysis). Per (class, domain): N test images (seeded),
+node effects of every unit of every site (ViT: attention heads, MLP neurons, residual
+dimensions per block; ResNet: block output channels) on the true-class zero-shot logit
+(cosine), by attribution patching (1 forward + 1 backward) or per-site integrated gradients;
+the top fraction of units per site by |effect| (or a relative threshold); edge weights
+between kept units of connected sites (gradient x activation or IG); the top-k incoming
+edges per node by signed weight or |weight|. Optionally the faithfulness of each circuit
+under mean ablation, against seeded random circuits of the same size per site.
+
+Results are cached per (class, domain) under <out>/cache (hash of weights, images and
+settings), so an interrupted run resumes. Writes to <out> (default <run>/circuits):
+circuits/<class>/<domain>.json, circuit_nodes.csv, circuit_edges.csv, faithfulness.csv,
+comparison.csv (per class and domain pair: node Jaccard per site, edge Jaccard, WL kernel),
+comparison_summary.csv (held-out / seen / all classes: mean, std, n), comparison_groups.csv
+(domain-pair groups; 'excluding_quickdraw' has no quickdraw pair), node_sharing.png,
+circuit_similarity.png, circuits_<class>.png."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "circuits", help="attribution circuits per class x domain, compared across domains",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run", metavar="RUN", help="run directory (checkpoints/, model_config.json)")
+    parser.add_argument("--data", default=None,
+                        help="DomainNet-format root (default: from the run's mixture.json)")
+    parser.add_argument("--classes", nargs="+", default=None, help="class folders (default: all)")
+    parser.add_argument("--domains", nargs="+", default=None,
+                        help="domains (default: every domain with a test split)")
+    parser.add_argument("--n-images", type=int, default=20,
+                        help="test images per class and domain, exactly (default: 20)")
+    parser.add_argument("--method", choices=("atp", "ig", "ig_loop"), default="atp",
+                        help="node effects: attribution patching, per-site IG (S passes), or the "
+                        "paper's per-site IG loop (L x S passes) (default: atp)")
+    parser.add_argument("--steps", type=int, default=10, help="IG steps (default: 10)")
+    parser.add_argument("--rule", choices=("left", "midpoint"), default="left",
+                        help="IG Riemann rule (default: left, as the paper's code)")
+    parser.add_argument("--baseline", choices=("zero", "mean"), default="zero",
+                        help="activation baseline (default: zero, as the paper)")
+    select = parser.add_mutually_exclusive_group()
+    select.add_argument("--fraction", type=float, default=None,
+                        help="keep this fraction of units per site by |effect|, in (0, 1] (default 0.1)")
+    select.add_argument("--threshold", type=float, default=None,
+                        help="keep units with |effect| >= threshold * the site's max, in (0, 1]")
+    parser.add_argument("--edge-method", choices=("gxa", "ig"), default="gxa",
+                        help="edge weights: gradient x activation or IG (default: gxa)")
+    parser.add_argument("--top-k", type=int, default=3, help="incoming edges kept per node (default: 3)")
+    parser.add_argument("--edge-rank", choices=("signed", "abs"), default="signed",
+                        help="rank incoming edges by signed weight (the paper) or |weight| (default: signed)")
+    parser.add_argument("--wl-h", type=int, default=2, help="WL kernel iterations h (default: 2)")
+    parser.add_argument("--neighbours", choices=("undirected", "in", "out", "both"),
+                        default="undirected", help="WL neighbourhood (default: undirected)")
+    parser.add_argument("--faithfulness", action="store_true",
+                        help="also measure faithfulness/completeness under mean ablation")
+    parser.add_argument("--n-random", type=int, default=5,
+                        help="random circuits per faithfulness check (default: 5)")
+    parser.add_argument("--seed", type=int, default=0, help="image sampling and random circuits (default: 0)")
+    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
+    parser.add_argument("--draw-class", default=None, help="class drawn per domain (default: first)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per pass (default: 32)")
+    parser.add_argument("--device", default="cpu", help="default: cpu")
+    parser.add_argument("--out", default=None, help="output folder (default: <run>/circuits)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from interp.circuit_experiment import CircuitSettings, run_circuits
+
+    fraction = args.fraction if args.fraction is not None or args.threshold is not None else 0.1
+    settings = CircuitSettings(
+        n_images=args.n_images, method=args.method, steps=args.steps, rule=args.rule,
+        baseline=args.baseline, fraction=fraction, threshold=args.threshold,
+        edge_method=args.edge_method, top_k=args.top_k, edge_rank=args.edge_rank, wl_h=args.wl_h,
+        neighbours=args.neighbours, faithfulness=args.faithfulness, n_random=args.n_random,
+        seed=args.seed, batch_size=args.batch_size,
+    )
+    results = run_circuits(
+        args.run, data_root=args.data, classes=args.classes, domains=args.domains,
+        settings=settings, out=args.out, epoch=args.epoch, device=args.device,
+        draw_class=args.draw_class, progress=not args.quiet,
+    )
+    groups = results.groups
+    wl = groups[(groups["metric"] == "wl_kernel") & (groups["class_subset"] == "all")]
+    for row in wl.itertuples():
+        print(f"WL kernel (h={settings.wl_h}), {row.pair_group}: {row.value:.3f} over {row.n_pairs} pairs")
+    print(f"{results.out}: {len(results.circuit_files)} circuits, tables and {len(results.figures)} figures")
+    return 0

@@ -1,0 +1,358 @@
+"""The circuits experiment of a run: every (class, domain) circuit, compared across domains.
+
+:func:`run_circuits` loads a run's checkpoint as a hooked tower with a zero-shot head over all
+classes of the data root (cosine logits, the prompt ensemble of :mod:`training.zeroshot`), and
+for every requested class and domain takes ``n_images`` seeded test images and computes node
+effects (:mod:`interp.attribution`), edge weights between kept nodes (:mod:`interp.edges`),
+the circuit (:mod:`interp.circuit`) and optionally its faithfulness. Each (class, domain)
+result is cached under ``<out>/cache/`` in a file named by a hash of the model weights, the
+image files, the labels and the settings that affect it (written atomically), so an
+interrupted run resumes where it stopped and a rerun with, e.g., another ``top_k`` or WL
+``h`` recomputes nothing heavy. Outputs (``<out>`` = ``<run>/circuits`` by default):
+
+* ``circuits/<class>/<domain>.json``: the circuits (:class:`interp.circuit.Circuit`);
+* ``circuit_nodes.csv``, ``circuit_edges.csv``: kept nodes (``node_effect``) and edges
+  (``edge_weight``) of every circuit, long form;
+* ``faithfulness.csv``: faithfulness / completeness of every circuit and its random controls;
+* ``comparison.csv``: per class and domain pair, node Jaccard per site, edge Jaccard, WL
+  kernel; ``comparison_summary.csv``: over held-out / seen / all classes (mean, std, n);
+  ``comparison_groups.csv``: averaged over domain-pair groups;
+* figures drawn from those tables (:mod:`interp.plots.circuits`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .attribution import (
+    BASELINES,
+    NodeEffects,
+    atomic_torch_save,
+    cache_key,
+    check_node_sites,
+    check_options,
+    node_effects,
+    tensor_digest,
+)
+from .circuit import (
+    EDGE_RANKS,
+    Circuit,
+    build_circuit,
+    check_fraction,
+    faithfulness_table,
+    select_nodes,
+)
+from .circuit_compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
+from .edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CircuitSettings:
+    """Settings of a circuits experiment (defaults: the paper's choices, attribution patching
+    for nodes and gradient x activation for edges).
+
+    ``n_images``: test images per (class, domain), exactly (fewer available is an error);
+    ``fraction``/``threshold``: node selection (one of them, in (0, 1]); ``top_k``/``edge_rank``:
+    incoming edges kept per node; ``n_reference_per_class``: images per class of a domain in
+    the reference set of the mean baseline / mean ablation.
+    """
+
+    n_images: int = 20
+    sites: tuple[str, ...] | None = None
+    metric: str = "logit"
+    method: str = "atp"
+    steps: int = 10
+    rule: str = "left"
+    baseline: str = "zero"
+    fraction: float | None = 0.1
+    threshold: float | None = None
+    edge_method: str = "gxa"
+    top_k: int | None = 3
+    edge_rank: str = "signed"
+    wl_h: int = 2
+    neighbours: str = "undirected"
+    faithfulness: bool = False
+    n_random: int = 5
+    n_reference_per_class: int = 2
+    seed: int = 0
+    batch_size: int = 32
+
+    def validate(self) -> CircuitSettings:
+        """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
+        check_options(self.method, self.baseline, self.steps, self.rule)
+        if self.baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {list(BASELINES)}")
+        if self.edge_method not in EDGE_METHODS:
+            raise ValueError(f"unknown edge method {self.edge_method!r}; expected one of {list(EDGE_METHODS)}")
+        if self.edge_rank not in EDGE_RANKS:
+            raise ValueError(f"unknown edge rank {self.edge_rank!r}; expected one of {list(EDGE_RANKS)}")
+        if self.neighbours not in NEIGHBOURS:
+            raise ValueError(f"unknown neighbours {self.neighbours!r}; expected one of {list(NEIGHBOURS)}")
+        if self.threshold is not None:
+            check_fraction(self.threshold, "threshold")
+        elif self.fraction is not None:
+            check_fraction(self.fraction, "fraction")
+        else:
+            raise ValueError("give a fraction or a threshold, both in (0, 1]")
+        for name in ("n_images", "n_reference_per_class", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1 (or None for all edges), got {self.top_k}")
+        if self.wl_h < 0:
+            raise ValueError(f"wl_h must be >= 0, got {self.wl_h}")
+        if self.n_random < 0:
+            raise ValueError(f"n_random must be >= 0, got {self.n_random}")
+        return self
+
+    def heavy_key(self) -> dict[str, Any]:
+        """The settings a cached (class, domain) result depends on."""
+        keys = ("n_images", "sites", "metric", "method", "steps", "rule", "baseline", "fraction",
+                "threshold", "edge_method", "faithfulness", "n_random", "n_reference_per_class",
+                "seed")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class CircuitResults:
+    """Tables and paths of a circuits experiment."""
+
+    out: Path
+    nodes: pd.DataFrame
+    edges: pd.DataFrame
+    faithfulness: pd.DataFrame
+    comparison: pd.DataFrame
+    summary: pd.DataFrame
+    groups: pd.DataFrame
+    circuit_files: dict[tuple[str, str], Path]
+    figures: list[Path]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _load_images(paths: Sequence[str], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    from .imagesets import ImageFileDataset
+
+    dataset = ImageFileDataset(list(paths), size, mean=mean, std=std)
+    return torch.stack([dataset[i] for i in range(len(dataset))])
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def check_classes_domains(
+    classes: Sequence[str] | None, domains: Sequence[str] | None, all_classes: Sequence[str],
+    available: Sequence[str],
+) -> tuple[list[str], list[str]]:
+    """Validate requested classes and domains against the data root; defaults: all."""
+    classes = list(all_classes) if classes is None else list(dict.fromkeys(classes))
+    unknown = [c for c in classes if c not in all_classes]
+    if unknown:
+        raise ValueError(f"unknown class(es) {unknown}; classes of the data root: {list(all_classes)}")
+    if not classes:
+        raise ValueError("no classes given")
+    domains = list(available) if domains is None else list(dict.fromkeys(domains))
+    bad = [d for d in domains if d not in available]
+    if bad:
+        raise ValueError(f"unknown domain(s) {bad}; domains with test splits here: {list(available)}")
+    if len(domains) < 1:
+        raise ValueError("no domains given")
+    return classes, domains
+
+
+def run_circuits(
+    run_dir: str | Path,
+    data_root: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    domains: Sequence[str] | None = None,
+    *,
+    settings: CircuitSettings | None = None,
+    out: str | Path | None = None,
+    epoch: int | None = None,
+    device: str = "cpu",
+    draw_class: str | None = None,
+    progress: bool = True,
+) -> CircuitResults:
+    """Circuits of every (class, domain) of a run and their comparison (module docstring).
+
+    ``data_root``: default the run's ``mixture.json`` ``spec.data_root``; ``classes``/
+    ``domains``: default all classes / every domain with a test split; ``draw_class``: the
+    class whose circuits are drawn per domain (default: the first class).
+    """
+    from training.domainnet import available_domains, load_index
+    from training.evaluate import eval_spec
+    from training.models import read_model_config, tokenizer_for
+    from training.zeroshot import class_text_embeddings, class_texts
+
+    from .activations import model_digest, select_per_class
+    from .imagesets import ImageFileDataset
+    from .plots.circuits import plot_circuits_for_class, plot_node_sharing, plot_similarity_heatmaps
+    from .runs import load_hooked_run
+    from .units import site_label
+    from .zeroshot_head import ZeroShotHead
+
+    settings = (settings or CircuitSettings()).validate()
+    run_dir = Path(run_dir)
+    spec = eval_spec(run_dir, data_root)
+    classes, domains = check_classes_domains(classes, domains, spec.classes,
+                                             available_domains(spec.data_root))
+    out = Path(out) if out is not None else run_dir / "circuits"
+    cache_dir = out / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+
+    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    if run.kind != "clip":
+        raise ValueError(f"circuits need a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
+    model = run.model.eval()
+    meta = {"run": run.name, "setup": spec.setup or run.setup, "test_domain": spec.test_domain,
+            "seed": spec.seed if spec.seed is not None else run.seed}
+    digest = model_digest(model)
+    text_file = cache_dir / f"text-{cache_key(model=digest, classes=list(spec.classes))}.pt"
+    if text_file.is_file():
+        embeddings = torch.load(text_file, weights_only=True)
+    else:
+        cfg = read_model_config(run_dir)
+        embeddings = class_text_embeddings(run.source, tokenizer_for(cfg), class_texts(spec.classes))
+        atomic_torch_save(embeddings, text_file)
+    model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes))
+    label_of = {c: i for i, c in enumerate(spec.classes)}
+
+    sites = check_node_sites(model, settings.sites)
+    labels_by_site = {s: site_label(model, s) for s in sites}
+    parents = site_parents(model, sites)
+
+    # ---- select images, failing fast on classes with too few
+    indexes = {d: load_index(spec.data_root, [d], splits=("test",)) for d in domains}
+    chosen: dict[tuple[str, str], pd.DataFrame] = {}
+    short = []
+    for d in domains:
+        for c in classes:
+            rows = indexes[d][indexes[d]["class_name"] == c]
+            if len(rows) < settings.n_images:
+                short.append(f"{c}/{d}: {len(rows)}")
+            else:
+                chosen[(c, d)] = select_per_class(rows, settings.n_images, settings.seed)
+    if short:
+        raise ValueError(
+            f"fewer test images than the {settings.n_images} requested (n_images / --n-images) for "
+            f"(class/domain: available) {short[:10]}{' ...' if len(short) > 10 else ''}; "
+            "lower n_images or leave those classes out"
+        )
+    size = run.image_size
+    references: dict[str, torch.Tensor] = {}
+
+    def reference_for(domain: str) -> torch.Tensor:
+        if domain not in references:
+            rows = select_per_class(indexes[domain], settings.n_reference_per_class, settings.seed + 1)
+            references[domain] = _load_images(rows["path"].tolist(), size, run.mean, run.std)
+        return references[domain]
+
+    # ---- per (class, domain): nodes, edges, faithfulness (cached)
+    node_rows, edge_rows, faith_rows = [], [], []
+    circuits: dict[tuple[str, str], Circuit] = {}
+    files: dict[tuple[str, str], Path] = {}
+    pairs = [(c, d) for c in classes for d in domains]
+    for c, d in tqdm(pairs, desc="circuits", disable=not progress):
+        rows = chosen[(c, d)]
+        identity = ImageFileDataset(rows["path"].tolist(), size, run.mean, run.std).identity()
+        key = cache_key(format=CACHE_FORMAT, model=digest, images=identity, label=label_of[c],
+                        classes=list(spec.classes), sites=sites, settings=settings.heavy_key(),
+                        reference=settings.n_reference_per_class)
+        target = cache_dir / f"{_safe(c)}__{_safe(d)}-{key}.pt"
+        if target.is_file():
+            payload = torch.load(target, map_location="cpu", weights_only=True)
+        else:
+            payload = _compute_one(model, rows, label_of[c], size, run, sites, parents, settings,
+                                   reference_for(d) if (settings.baseline == "mean"
+                                                        or settings.faithfulness) else None,
+                                   device)
+            atomic_torch_save(payload, target)
+        effects = NodeEffects(**payload["nodes"])
+        edges = EdgeWeights(**{**payload["edges"], "weights": {
+            tuple(k.split("|")): v for k, v in payload["edges"]["weights"].items()}})
+        circuit = build_circuit(effects, edges, top_k=settings.top_k, rank=settings.edge_rank,
+                                labels=labels_by_site,
+                                meta={**meta, "class_name": c, "domain": d,
+                                      **{k: v for k, v in asdict(settings).items() if k != "sites"}})
+        circuits[(c, d)] = circuit
+        files[(c, d)] = circuit.save(out / "circuits" / _safe(c) / f"{_safe(d)}.json")
+        nodes, edges_frame = circuit.to_frames()
+        common = {**meta, "class_name": c, "domain": d}
+        node_rows.append(nodes.assign(**common, metric="node_effect").rename(columns={"score": "value"}))
+        edge_rows.append(edges_frame.assign(**common, metric="edge_weight").rename(columns={"weight": "value"}))
+        if payload.get("faithfulness") is not None:
+            faith_rows.append(pd.DataFrame(payload["faithfulness"]).assign(**common))
+
+    nodes_table = pd.concat(node_rows, ignore_index=True)
+    edges_table = pd.concat(edge_rows, ignore_index=True)
+    faith_table = pd.concat(faith_rows, ignore_index=True) if faith_rows else pd.DataFrame()
+    comparison = compare_domains(circuits, h=settings.wl_h, neighbours=settings.neighbours,
+                                 labels=labels_by_site, meta=meta)
+    comparison["class_subset"] = comparison["class_name"].map(
+        lambda x: "heldout" if x in set(spec.heldout) else "seen")
+    summary = aggregate(comparison.drop(columns=["class_subset"]), spec.heldout)
+    groups = pair_group_summary(summary, spec.test_domain)
+    for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),
+                        (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
+                        (summary, "comparison_summary.csv"), (groups, "comparison_groups.csv")):
+        _write_csv(frame, out / name)
+
+    figures = []
+    if len(domains) >= 2:
+        fig = plot_node_sharing(summary, highlight=spec.test_domain)
+        figures.append(out / "node_sharing.png")
+        fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+        fig = plot_similarity_heatmaps(summary, domains=domains)
+        figures.append(out / "circuit_similarity.png")
+        fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    cls = draw_class if draw_class is not None else classes[0]
+    if cls not in classes:
+        raise ValueError(f"draw_class {cls!r} is not among the computed classes {classes}")
+    fig = plot_circuits_for_class({d: files[(cls, d)] for d in domains}, cls)
+    figures.append(out / f"circuits_{_safe(cls)}.png")
+    fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    return CircuitResults(out, nodes_table, edges_table, faith_table, comparison, summary, groups,
+                          files, figures)
+
+
+def _compute_one(model, rows, label, size, run, sites, parents, settings: CircuitSettings,
+                 reference, device) -> dict[str, Any]:
+    """Node effects, edge weights and faithfulness of one (class, domain)."""
+    images = _load_images(rows["path"].tolist(), size, run.mean, run.std).to(device)
+    labels = torch.full((images.shape[0],), label, dtype=torch.long)
+    common = dict(metric=settings.metric, baseline=settings.baseline, reference=reference,
+                  batch_size=settings.batch_size, progress=False)
+    effects = node_effects(model, images, labels, sites, method=settings.method,
+                           steps=settings.steps, rule=settings.rule, **common)
+    kept = select_nodes(effects, fraction=settings.fraction, threshold=settings.threshold)
+    edges = edge_weights(model, images, labels, kept, sites, method=settings.edge_method,
+                         steps=settings.steps, rule=settings.rule, parents=parents, **common)
+    faith = None
+    if settings.faithfulness:
+        faith = faithfulness_table(model, images, labels, kept, reference=reference, sites=sites,
+                                   metric=settings.metric, n_random=settings.n_random,
+                                   seed=settings.seed, batch_size=settings.batch_size)
+        faith = faith.to_dict(orient="list")
+    return {"format": CACHE_FORMAT, "nodes": effects.to_payload(),
+            "edges": {"weights": {f"{u}|{d}": w for (u, d), w in edges.weights.items()},
+                      "kept": edges.kept, "parents": edges.parents, "method": edges.method,
+                      "steps": edges.steps, "rule": edges.rule, "n_images": edges.n_images,
+                      "cost": edges.cost},
+            "faithfulness": faith, "images": tensor_digest(images)}
+
+

@@ -1,0 +1,45 @@
+"""Entry point for hooked image towers: any OpenCLIP model (or its ``.visual``) -> hooked tower.
+
+>>> hooked = hook_image_tower(clip_model)            # HookedViT or HookedResNet
+>>> embed, cache = hooked.run_with_cache(images)     # images (B, 3, H, W)
+>>> cache["blocks.0.hook_resid_post"].shape          # (B, T, D)
+"""
+
+from __future__ import annotations
+
+import copy as copy_module
+
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import VisionTransformer
+from torch import nn
+
+from .hooked_base import HookedImageTower
+from .hooked_resnet import HookedResNet
+from .hooked_vit import HookedViT
+
+
+def hook_image_tower(
+    model: nn.Module, head: nn.Module | None = None, copy: bool = False
+) -> HookedImageTower:
+    """Wrap an OpenCLIP CLIP model's image tower (or the tower itself) with hook points.
+
+    ``model``: an OpenCLIP ``CLIP``/``CustomTextCLIP`` (its ``.visual`` is used) or a
+    ``VisionTransformer`` / ``ModifiedResNet``. Parameters are shared with ``model`` unless
+    ``copy=True`` (then the tower is deep-copied first); the original modules are never
+    modified (in-place ops are re-implemented out of place in the hooked forward). The hooked
+    tower starts in the train/eval mode of the source tower. ``head``: optional
+    :class:`interp.zeroshot_head.ZeroShotHead` for class logits.
+    """
+    visual = getattr(model, "visual", model)
+    if copy:
+        visual = copy_module.deepcopy(visual)
+    if isinstance(visual, VisionTransformer):
+        hooked: HookedImageTower = HookedViT(visual, head=head)
+    elif isinstance(visual, ModifiedResNet):
+        hooked = HookedResNet(visual, head=head)
+    else:
+        raise TypeError(
+            f"unsupported image tower {type(visual).__name__}; supported: OpenCLIP "
+            "VisionTransformer and ModifiedResNet (timm towers are not)"
+        )
+    return hooked.train(visual.training)

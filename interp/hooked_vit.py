@@ -1,0 +1,246 @@
+"""Hooked OpenCLIP VisionTransformer.
+
+:class:`HookedViT` shares its parameters with an OpenCLIP ``VisionTransformer`` and recomputes
+its forward pass with TransformerLens-style hook points. Attention is recomputed from
+``in_proj_weight`` / ``out_proj`` (OpenCLIP calls ``nn.MultiheadAttention`` with
+``need_weights=False``, so no pattern or per-head output exists there); LayerScale is applied
+out of place. Hook names (B = batch, T = 1 + patches, H = heads):
+
+================================  =====================================================
+``hook_patch_embed``              (B, P, D) patch embeddings (conv1), no class token
+``hook_embed``                    (B, T, D) class token + patches + position embedding
+``blocks.{i}.hook_resid_pre``     (B, T, D) block input (after ``ln_pre`` for block 0)
+``blocks.{i}.attn.hook_q/k/v``    (B, T, H, d_head)
+``blocks.{i}.attn.hook_attn_scores``  (B, H, T, T) scaled dot products, pre-softmax
+``blocks.{i}.attn.hook_pattern``  (B, H, T, T) attention probabilities
+``blocks.{i}.attn.hook_z``        (B, T, H, d_head) pattern-weighted values
+``blocks.{i}.attn.hook_result``   (B, T, H, D) per-head output, LayerScale applied:
+                                  ``attn_out = result.sum(2) + attn.b_O``
+``blocks.{i}.hook_attn_out``      (B, T, D) attention output added to the residual
+``blocks.{i}.hook_resid_mid``     (B, T, D)
+``blocks.{i}.mlp.hook_pre/post``  (B, T, M) MLP hidden layer before / after the activation
+``blocks.{i}.hook_mlp_out``       (B, T, D) MLP output added to the residual
+``blocks.{i}.hook_resid_post``    (B, T, D) block output
+``attn_pool.hook_out``            (B, Q, E) attentional pooler output (if the model has one)
+``hook_pooled``                   (B, D') pooled and normalised, before the projection
+``hook_image_embed``              (B, E) final image embedding (= ``encode_image``)
+================================  =====================================================
+"""
+
+from __future__ import annotations
+
+import torch
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .hooked_base import HookedImageTower, LayerSite, TowerConfig, hook_point, layer_scale
+
+
+class HookedAttention(nn.Module):
+    """Multi-head self-attention recomputed head by head from ``nn.MultiheadAttention``.
+
+    Input ``(B, T, D)`` (already normalised by ``ln_1``), output ``(B, T, D)`` after LayerScale.
+    """
+
+    def __init__(self, mha: nn.MultiheadAttention, ls: nn.Module) -> None:
+        super().__init__()
+        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError(
+                "only self-attention with a packed in_proj_weight and no bias_k/zero_attn is "
+                "supported (OpenCLIP's default vision blocks)"
+            )
+        self.n_heads = int(mha.num_heads)
+        self.d_model = int(mha.embed_dim)
+        self.d_head = self.d_model // self.n_heads
+        self.in_proj_weight = mha.in_proj_weight
+        if mha.in_proj_bias is not None:
+            self.in_proj_bias = mha.in_proj_bias
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = mha.out_proj
+        self.ls = ls
+        self.hook_q = hook_point("heads")
+        self.hook_k = hook_point("heads")
+        self.hook_v = hook_point("heads")
+        self.hook_attn_scores = hook_point("pattern")
+        self.hook_pattern = hook_point("pattern")
+        self.hook_z = hook_point("heads")
+        self.hook_result = hook_point("head_result")
+
+    @property
+    def b_O(self) -> Tensor:  # noqa: N802 (TransformerLens name)
+        """Output bias after LayerScale ``(D,)``: ``attn_out = result.sum(2) + b_O``."""
+        bias = self.out_proj.bias
+        if bias is None:
+            return torch.zeros(self.d_model, device=self.in_proj_weight.device)
+        return layer_scale(bias, self.ls)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``(B, T, D)`` -> attention output ``(B, T, D)``."""
+        batch, tokens, _ = x.shape
+        heads, d_head = self.n_heads, self.d_head
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = (t.reshape(batch, tokens, heads, d_head) for t in qkv.chunk(3, dim=-1))
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * d_head**-0.5
+        scores = self.hook_attn_scores(scores)
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
+        w_out = self.out_proj.weight.reshape(self.d_model, heads, d_head)
+        result = torch.einsum("bqhd,mhd->bqhm", z, w_out)
+        result = self.hook_result(layer_scale(result, self.ls))
+        out = result.sum(dim=2)
+        if self.out_proj.bias is not None:
+            out = out + layer_scale(self.out_proj.bias, self.ls)
+        return out
+
+
+class HookedMLP(nn.Module):
+    """OpenCLIP's block MLP (``c_fc`` -> activation -> ``c_proj``) with neuron hooks.
+
+    Input ``(B, T, D)``, hidden ``(B, T, M)``, output ``(B, T, D)`` (before LayerScale).
+    """
+
+    def __init__(self, mlp: nn.Module) -> None:
+        super().__init__()
+        names = [name for name, _ in mlp.named_children()]
+        if names != ["c_fc", "gelu", "c_proj"]:
+            raise ValueError(f"unsupported MLP layout {names}; expected ['c_fc', 'gelu', 'c_proj']")
+        self.c_fc = mlp.c_fc
+        self.hook_pre = hook_point("tokens")
+        self.act = mlp.gelu
+        self.hook_post = hook_point("tokens")
+        self.c_proj = mlp.c_proj
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``(B, T, D)`` -> ``(B, T, D)``."""
+        return self.c_proj(self.hook_post(self.act(self.hook_pre(self.c_fc(x)))))
+
+
+class HookedViTBlock(nn.Module):
+    """One pre-norm residual block: ``x + ls_1(attn(ln_1 x))``, then ``+ ls_2(mlp(ln_2 x))``."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        if type(block) is not ResidualAttentionBlock:
+            raise ValueError(
+                f"unsupported vision block {type(block).__name__}: only OpenCLIP's default "
+                "ResidualAttentionBlock is supported (no qk_norm / scaled-cosine 'custom' blocks)"
+            )
+        self.hook_resid_pre = hook_point("tokens")
+        self.ln_1 = block.ln_1
+        self.attn = HookedAttention(block.attn, block.ls_1)
+        self.hook_attn_out = hook_point("tokens")
+        self.hook_resid_mid = hook_point("tokens")
+        self.ln_2 = block.ln_2
+        self.mlp = HookedMLP(block.mlp)
+        self.ls_2 = block.ls_2
+        self.hook_mlp_out = hook_point("tokens")
+        self.hook_resid_post = hook_point("tokens")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: residual stream ``(B, T, D)`` -> ``(B, T, D)``."""
+        x = self.hook_resid_pre(x)
+        attn_out = self.hook_attn_out(self.attn(self.ln_1(x)))
+        x = self.hook_resid_mid(x + attn_out)
+        mlp_out = self.hook_mlp_out(layer_scale(self.mlp(self.ln_2(x)), self.ls_2))
+        return self.hook_resid_post(x + mlp_out)
+
+
+class HookedPooler(nn.Module):
+    """An OpenCLIP ``AttentionalPooler`` with a hook on its output ``(B, Q, E)``."""
+
+    def __init__(self, pooler: nn.Module) -> None:
+        super().__init__()
+        self.pooler = pooler
+        self.hook_out = hook_point("sequence")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: tokens ``(B, T, D)`` -> queries ``(B, Q, E)``."""
+        return self.hook_out(self.pooler(x))
+
+
+class HookedViT(HookedImageTower):
+    """Hooked OpenCLIP ``VisionTransformer`` (parameters shared with ``visual``)."""
+
+    def __init__(self, visual: VisionTransformer, head: nn.Module | None = None) -> None:
+        super().__init__()
+        if not isinstance(visual, VisionTransformer):
+            raise TypeError(f"expected an OpenCLIP VisionTransformer, got {type(visual).__name__}")
+        attn_pool_type = getattr(visual, "attn_pool_type", "")
+        if attn_pool_type:
+            raise ValueError(
+                f"attentional_pool={attn_pool_type!r} (OpenCLIP's work-in-progress pooling) is "
+                "not supported; use attentional_pool=True or no attentional pooling"
+            )
+        if visual.attn_pool is None and visual.pool_type == "none":
+            raise ValueError("pool_type='none' returns token maps, not image embeddings")
+        self.conv1 = visual.conv1
+        self.hook_patch_embed = hook_point("sequence")
+        self.class_embedding = visual.class_embedding
+        self.positional_embedding = visual.positional_embedding
+        self.hook_embed = hook_point("tokens")
+        self.patch_dropout = visual.patch_dropout
+        self.ln_pre = visual.ln_pre
+        self.blocks = nn.ModuleList(HookedViTBlock(b) for b in visual.transformer.resblocks)
+        self.attn_pool = HookedPooler(visual.attn_pool) if visual.attn_pool is not None else None
+        self.pool_type = visual.pool_type
+        self.final_ln_after_pool = bool(visual.final_ln_after_pool)
+        self.ln_post = visual.ln_post
+        self.hook_pooled = hook_point("vector")
+        if visual.proj is not None:
+            self.proj = visual.proj
+        else:
+            self.register_parameter("proj", None)
+        self.hook_image_embed = hook_point("vector")
+        width = int(visual.conv1.out_channels)
+        self.cfg = TowerConfig(
+            architecture="vit",
+            n_layers=len(self.blocks),
+            n_heads=self.blocks[0].attn.n_heads if len(self.blocks) else 0,
+            d_model=width,
+            embed_dim=int(visual.output_dim),
+            image_size=tuple(visual.image_size),
+            device=visual.conv1.weight.device,
+        )
+        self._finish_setup(head)
+
+    def _global_pool(self, x: Tensor) -> Tensor:
+        """``(B, T, D)`` -> ``(B, D)``: class token (``tok``) or mean of the others (``avg``)."""
+        if self.pool_type == "avg":
+            return x[:, 1:].mean(dim=1)
+        if self.pool_type == "tok":
+            return x[:, 0]
+        raise ValueError(f"unsupported pool_type {self.pool_type!r}")
+
+    def embed_image(self, images: Tensor) -> Tensor:
+        """Images ``(B, 3, H, W)`` -> image embedding ``(B, E)``."""
+        x = self.conv1(images)
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        x = self.hook_patch_embed(x)
+        cls = self.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        x = self.hook_embed(x)
+        x = self.ln_pre(self.patch_dropout(x))
+        for block in self.blocks:
+            x = block(x)
+        if self.attn_pool is not None:
+            pooled = self._global_pool(self.ln_post(self.attn_pool(x)))
+        elif self.final_ln_after_pool:
+            pooled = self.ln_post(self._global_pool(x))
+        else:
+            pooled = self._global_pool(self.ln_post(x))
+        pooled = self.hook_pooled(pooled)
+        if self.proj is not None:
+            pooled = pooled @ self.proj
+        return self.hook_image_embed(pooled)
+
+    def layers(self) -> list[LayerSite]:
+        """Token embeddings, each block's output, and the final embedding."""
+        sites = [LayerSite("hook_embed", "input")]
+        sites += [
+            LayerSite(f"blocks.{i}.hook_resid_post", f"block{i}") for i in range(len(self.blocks))
+        ]
+        sites.append(LayerSite("hook_image_embed", "embed"))
+        return sites

@@ -1,0 +1,68 @@
+"""Image files -> normalised model inputs, decoded on demand (bounded memory).
+
+Decoding is ``training.imagecache.decode_image`` (shortest side resized bicubically, centre
+crop: the pixels of OpenCLIP's eval transform and of the trainer's image cache), followed by
+the model's mean/std normalisation. :meth:`ImageFileDataset.identity` fingerprints the files
+(path, size, mtime) and the preprocessing, for on-disk activation caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+#: OpenAI's CLIP normalisation, OpenCLIP's default.
+DEFAULT_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+DEFAULT_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ImageFileDataset(Dataset):
+    """Image files decoded one at a time to ``(3, S, S)`` float32 tensors, normalised.
+
+    ``paths``: image files (any format Pillow reads); ``image_size``: ``S``; ``mean``/``std``:
+    per-channel normalisation (OpenCLIP's default if omitted).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        image_size: int,
+        mean: Sequence[float] = DEFAULT_MEAN,
+        std: Sequence[float] = DEFAULT_STD,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Tensor:
+        """The ``i``-th image, ``(3, S, S)`` float32, normalised."""
+        from training.imagecache import decode_image
+
+        try:
+            pixels = decode_image(self.paths[i], self.image_size)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file {self.paths[i]!r} does not exist") from None
+        except Exception as error:  # Pillow raises many kinds for a bad file
+            raise ValueError(
+                f"cannot read image {self.paths[i]!r}: {type(error).__name__}: {error}"
+            ) from None
+        x = torch.from_numpy(pixels).to(torch.float32).div_(255.0)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+    def identity(self) -> str:
+        """Hex digest of the files (path, byte size, mtime) and the preprocessing."""
+        from training.imagecache import cache_key
+
+        digest = hashlib.sha256(cache_key(self.paths, self.image_size).encode())
+        digest.update(f"mean={self.mean} std={self.std} n={len(self.paths)}".encode())
+        return digest.hexdigest()

@@ -1,0 +1,227 @@
+"""The cross-domain patching experiment of one run: ``domainlens patch`` as a function.
+
+:func:`patch_run` loads a run's checkpoint as a hooked tower with a zero-shot head over the
+data root's classes, takes up to ``max_per_class`` test images per class of a class subset in
+a source and a target domain, and writes under ``out`` (default ``<run>/patching``):
+
+* ``patching_<source>_to_<target>.csv``: tidy summary. Site-level rows (``granularity ==
+  "site"``) for every pairing and direction at the model's layers and per-block components,
+  overall and per class; sweep rows (``position``, ``head`` or ``channel_group``) overall.
+  Statistics ``patched``, ``effect``, ``recovery`` with seeded bootstrap intervals.
+* ``patching_examples_<source>_to_<target>.csv``: the site-level per-example values.
+* ``recovery_by_layer_<s>_to_<t>.png`` and ``layer_<granularity>_<s>_to_<t>.png``, drawn
+  from the summary table only.
+
+Metadata columns (run, setup, test_domain, seed, epoch) come from the run's mixture manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .hooked_base import HookedImageTower
+from .metrics import METRIC_NAMES
+from .patching import DIRECTIONS, PAIRINGS, component_sites, cross_domain_patching
+from .units import GRANULARITIES
+
+#: Class subsets: held-out classes (C2), seen classes (C1), all.
+CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
+
+#: Site sets for site-level patching: the model's ``layers()`` and per-block components.
+SITE_SETS: tuple[str, ...] = ("layers", "components")
+
+#: Head logit scales: plain cosine (1.0, the paper's circuit metric) or the model's learned one.
+LOGIT_SCALES: tuple[str, ...] = ("cosine", "model")
+
+
+@dataclass
+class PatchSettings:
+    """Settings of :func:`patch_run` (see ``domainlens patch --help``).
+
+    ``granularities``: sweeps to run (default: ViT ``position`` and ``head``, ResNet
+    ``position`` and ``channel_group``); ``sweep_pairing``: pairing used by the sweeps.
+    """
+
+    classes: str = "held-out"
+    max_per_class: int | None = 8
+    metric: str = "logit_diff"
+    pairings: Sequence[str] = PAIRINGS
+    directions: Sequence[str] = DIRECTIONS
+    site_sets: Sequence[str] = SITE_SETS
+    granularities: Sequence[str] | None = None
+    sweep_pairing: str = "paired"
+    n_groups: int = 8
+    logit_scale: str = "cosine"
+    n_boot: int = 1000
+    level: float = 0.95
+    seed: int = 0
+    max_batch: int = 256
+    progress: bool = True
+
+    def validate(self) -> PatchSettings:
+        """Check every choice; raises ``ValueError`` naming the bad value and the allowed ones."""
+        def check(values: Sequence[str], allowed: Sequence[str], what: str) -> None:
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise ValueError(f"{what} {list(values)} invalid; choose from {list(allowed)}")
+
+        check([self.classes], CLASS_SUBSETS, "class subset")
+        check([self.metric], METRIC_NAMES, "metric")
+        check(list(self.pairings), PAIRINGS, "pairings")
+        check(list(self.directions), DIRECTIONS, "directions")
+        check(list(self.site_sets), SITE_SETS, "site sets")
+        check([self.sweep_pairing], PAIRINGS, "sweep pairing")
+        check([self.logit_scale], LOGIT_SCALES, "logit scale")
+        if self.granularities:
+            check(list(self.granularities), [g for g in GRANULARITIES if g != "site"], "granularities")
+        if self.max_per_class is not None and self.max_per_class < 1:
+            raise ValueError(f"max_per_class must be >= 1, got {self.max_per_class}")
+        if self.n_groups < 1 or self.n_boot < 1 or self.max_batch < 1:
+            raise ValueError("n_groups, n_boot and max_batch must be >= 1")
+        return self
+
+
+def sweep_sites(model: HookedImageTower, granularity: str) -> list[str]:
+    """Sites of a sweep: ``position`` / ``channel_group``: the model's layers with that axis;
+    ``head``: ViT ``blocks.i.attn.hook_z``, ResNet ``attnpool.hook_z``."""
+    from .units import n_channels, n_positions, site_shapes
+
+    if granularity == "head":
+        if model.cfg.architecture == "vit":
+            return [f"blocks.{i}.attn.hook_z" for i in range(model.cfg.n_layers)]
+        return ["attnpool.hook_z"]
+    layers = [layer.name for layer in model.layers()]
+    shapes = site_shapes(model, layers)
+    count = n_positions if granularity == "position" else n_channels
+    return [s for s in layers if count(model.site_layout(s), shapes[s]) > 0]
+
+
+def _load_domain(
+    root: Path, domain: str, classes: Sequence[str], all_classes: Sequence[str],
+    max_per_class: int | None, seed: int, size: int, mean: Sequence[float], std: Sequence[float],
+) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    from training.domainnet import load_index
+
+    from .activations import select_per_class
+    from .imagesets import ImageFileDataset
+
+    index = load_index(root, [domain], splits=("test",), classes=classes)
+    index = select_per_class(index, max_per_class, seed).reset_index(drop=True)
+    if index.empty:
+        raise ValueError(f"domain {domain!r} has no test images of classes {list(classes)} under {root}")
+    dataset = ImageFileDataset(index["path"].tolist(), size, mean=mean, std=std)
+    images = torch.stack([dataset[i] for i in range(len(dataset))])
+    label_of = {c: i for i, c in enumerate(all_classes)}
+    labels = torch.tensor([label_of[c] for c in index["class_name"]], dtype=torch.long)
+    return images, labels, index
+
+
+def patch_run(
+    run_dir: str | Path,
+    source: str,
+    target: str,
+    data_root: str | Path | None = None,
+    settings: PatchSettings | None = None,
+    *,
+    epoch: int | None = None,
+    out: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Path]:
+    """Cross-domain activation patching of one run between ``source`` and ``target`` domains.
+
+    Returns ``{"summary": csv, "examples": csv, <figure name>: png, ...}``. See the module
+    docstring for what is written.
+    """
+    from training.domains import check_domains
+    from training.evaluate import eval_spec
+    from training.models import read_model_config, tokenizer_for
+    from training.zeroshot import class_text_embeddings, class_texts
+
+    from .plots.patching import plot_layer_heatmap, plot_recovery_by_layer
+    from .runs import load_hooked_run
+    from .zeroshot_head import ZeroShotHead
+
+    settings = (settings or PatchSettings()).validate()
+    check_domains([source, target])
+    if source == target:
+        raise ValueError(f"source and target domains must differ, both are {source!r}")
+    run_dir = Path(run_dir)
+    spec = eval_spec(run_dir, data_root)
+    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    if run.kind != "clip":
+        raise ValueError(f"patching needs a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
+    model = run.model.eval()
+    with torch.no_grad():
+        embeddings = class_text_embeddings(
+            run.source, tokenizer_for(read_model_config(run_dir)), class_texts(spec.classes)
+        )
+    scale = float(run.source.logit_scale.exp()) if settings.logit_scale == "model" else 1.0
+    model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes, logit_scale=scale))
+
+    heldout = set(spec.heldout)
+    subset = {
+        "held-out": sorted(heldout),
+        "seen": [c for c in spec.classes if c not in heldout],
+        "all": list(spec.classes),
+    }[settings.classes]
+    if not subset:
+        raise ValueError(f"class subset {settings.classes!r} of {spec.data_root} is empty")
+    loaded = {
+        d: _load_domain(spec.data_root, d, subset, spec.classes, settings.max_per_class,
+                        settings.seed, run.image_size, run.mean, run.std)
+        for d in (source, target)
+    }
+    meta = {"run": run.name, "setup": spec.setup or run.setup,
+            "test_domain": spec.test_domain or run.test_domain,
+            "seed": spec.seed if spec.seed is not None else run.seed, "epoch": run.epoch,
+            "class_subset": settings.classes}
+    common = dict(
+        metric=settings.metric, source_domain=source, target_domain=target,
+        class_names=spec.classes, seed=settings.seed, meta=meta, max_batch=settings.max_batch,
+        progress=settings.progress, directions=settings.directions,
+    )
+    (xs, ys, _), (xt, yt, _) = loaded[source], loaded[target]
+
+    sites: list[str] = []
+    if "layers" in settings.site_sets:
+        sites += [layer.name for layer in model.layers()]
+    if "components" in settings.site_sets:
+        sites += component_sites(model)
+    order = model.site_names()
+    sites = sorted(dict.fromkeys(sites), key=order.index)
+    frame_args = dict(n_boot=settings.n_boot, level=settings.level, seed=settings.seed)
+    summaries, examples = [], []
+    for pairing in settings.pairings:
+        for result in cross_domain_patching(model, xs, ys, xt, yt, sites=sites, pairing=pairing, **common):
+            summaries.append(result.to_frame(per_class=True, **frame_args))
+            examples.append(result.examples_frame())
+
+    granularities = settings.granularities
+    if granularities is None:
+        granularities = ("position", "head") if model.cfg.architecture == "vit" else ("position", "channel_group")
+    granularities = [g for g in granularities if g != "site"]
+    for granularity in granularities:
+        results = cross_domain_patching(
+            model, xs, ys, xt, yt, sites=sweep_sites(model, granularity), granularity=granularity,
+            n_groups=settings.n_groups, pairing=settings.sweep_pairing, **common,
+        )
+        summaries += [r.to_frame(**frame_args) for r in results]
+
+    out = Path(out) if out is not None else run_dir / "patching"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{source}_to_{target}"
+    summary = pd.concat(summaries, ignore_index=True)
+    written = {"summary": out / f"patching_{stem}.csv", "examples": out / f"patching_examples_{stem}.csv"}
+    summary.to_csv(written["summary"], index=False)
+    pd.concat(examples, ignore_index=True).to_csv(written["examples"], index=False)
+    written["recovery_by_layer"] = out / f"recovery_by_layer_{stem}.png"
+    plot_recovery_by_layer(summary, path=written["recovery_by_layer"])
+    for granularity in granularities:
+        written[f"layer_{granularity}"] = out / f"layer_{granularity}_{stem}.png"
+        plot_layer_heatmap(summary, granularity, path=written[f"layer_{granularity}"])
+    return written

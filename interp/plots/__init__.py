@@ -1,0 +1,1 @@
+"""Figures drawn from the tidy result tables only (matplotlib, no pyplot global state)."""

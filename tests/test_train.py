@@ -1,0 +1,407 @@
+"""The CLIP trainer, the supervised baseline, checkpoints, resume, DDP and the image cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pandas as pd
+import pytest
+import torch
+from conftest import torch_threads
+from PIL import Image
+
+from domainlens.cli import main
+from training import checkpoints as ckpt
+from training import train as train_mod
+from training.imagecache import AugmentConfig, TensorTransform, decode_image, load_images
+from training.models import create_clip, list_presets, resolve_model_config, tokenizer_for
+from training.supervised import train_supervised
+from training.train import TrainConfig, train_clip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_config(mixture, model, out, **overrides) -> TrainConfig:
+    """2 epochs of 7 steps (batch 32) on the shapes mixture."""
+    kwargs = dict(mixture=mixture, out=out, model=str(model), epochs=2, batch_size=32,
+                  progress=False, log_every=1)
+    kwargs.update(overrides)
+    return TrainConfig(**kwargs)
+
+
+def state_dict_of(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> None:
+    sa, sb = state_dict_of(a), state_dict_of(b)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        if atol == 0.0:
+            assert torch.equal(sa[key], sb[key]), key
+        else:
+            torch.testing.assert_close(sa[key], sb[key], atol=atol, rtol=1e-3, msg=key)
+
+
+def log_losses(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "train_log.csv")[["step", "loss", "lr", "logit_scale"]]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is faster and steadier."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, shapes_mixture, tiny_vit_json) -> Path:
+    """An uninterrupted 2-epoch tiny-ViT run, augmentation on."""
+    return train_clip(small_config(shapes_mixture, tiny_vit_json,
+                                   tmp_path_factory.mktemp("ref") / "ref"))
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+def test_presets_are_openclip_configs_that_build():
+    assert {"tiny-vit", "tiny-rn"} <= set(list_presets())
+    for name in ("tiny-vit", "tiny-rn"):
+        model, cfg = create_clip(name)
+        assert isinstance(model, open_clip.CLIP)
+        size = cfg["vision_cfg"]["image_size"]
+        tokens = tokenizer_for(cfg)(["a sketch of a cat.", "a photo of a dog."])
+        assert tokens.shape == (2, cfg["text_cfg"]["context_length"])
+        with torch.no_grad():
+            assert model.encode_image(torch.zeros(2, 3, size, size)).shape == (2, cfg["embed_dim"])
+            assert model.encode_text(tokens).shape == (2, cfg["embed_dim"])
+
+
+def test_openclip_names_and_config_files_resolve(tiny_vit_json):
+    assert resolve_model_config("RN50")["vision_cfg"]["layers"] == [3, 4, 6, 3]
+    assert resolve_model_config(str(tiny_vit_json))["embed_dim"] == 32
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown model 'RN51'") as info:
+        resolve_model_config("RN51")
+    assert "tiny-vit" in str(info.value) and "open_clip.list_models()" in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def test_loss_decreases_on_learnable_mixture(trained_run):
+    log = pd.read_csv(trained_run / "train_log.csv")
+    assert list(log.columns) == list(train_mod.LOG_COLUMNS)
+    assert log["step"].tolist() == list(range(1, 141))
+    first, last = log["loss"].head(10).mean(), log["loss"].tail(10).mean()
+    assert last < first - 0.8, (first, last)
+    assert (log["logit_scale"] <= 100.0 + 1e-3).all()
+    assert log["lr"].max() == pytest.approx(3e-3, rel=1e-3)  # warmup reaches the peak
+    assert log["lr"].iloc[-1] < 1e-5  # cosine decays to ~0
+
+
+def test_run_directory_layout(trained_run, shapes_mixture):
+    found = ckpt.list_checkpoints(trained_run)
+    assert list(found) == list(range(21))  # epoch 0 (initialisation) .. 20
+    assert not [p for p in (trained_run / "checkpoints").iterdir() if "tmp" in p.name]
+    latest = torch.load(found[20], weights_only=True)
+    assert {"epoch", "name", "state_dict", "optimizer", "rng", "scheduler"} <= set(latest)
+    assert latest["epoch"] == 20 and latest["name"] == trained_run.name
+    older = torch.load(found[3], weights_only=True)
+    assert older["epoch"] == 3 and "optimizer" not in older  # resume state: newest only
+    manifest = json.loads((trained_run / "mixture.json").read_text())
+    assert manifest["tsv"] == str(shapes_mixture.resolve())
+    assert manifest["spec"]["test_domain"] == "sketch"
+    info = json.loads((trained_run / "run.json").read_text())
+    assert info["kind"] == "clip" and info["settings"]["seed"] == 0
+    config = json.loads((trained_run / "model_config.json").read_text())
+    assert json.loads((trained_run / "open_clip_config.json").read_text())["model_cfg"] == config
+
+
+def test_checkpoint_round_trip_through_openclip_loader(trained_run, shapes_root):
+    path = ckpt.checkpoint_path(trained_run, 20)
+    theirs = open_clip.create_model(f"local-dir:{trained_run}")
+    open_clip.load_checkpoint(theirs, str(path))
+    theirs.eval()
+    ours = ckpt.load_run_model(trained_run, 20).model
+    images = torch.randn(4, 3, 32, 32)
+    tokens = tokenizer_for(json.loads((trained_run / "model_config.json").read_text()))(
+        ["a photo of a circle.", "a sketch of a star.", "a cross", "wide bar"])
+    with torch.no_grad():
+        a, b = theirs(images, tokens), ours(images, tokens)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    with torch.no_grad():  # and it is not the initialisation
+        init = ckpt.load_run_model(trained_run, 0).model
+        assert not torch.equal(init.encode_image(images), ours.encode_image(images))
+
+
+def test_resume_after_crash_equals_uninterrupted(tmp_path, monkeypatch, reference_run,
+                                                 shapes_mixture, tiny_vit_json):
+    config = small_config(shapes_mixture, tiny_vit_json, tmp_path / "run")
+    real_lr = train_mod.cosine_lr
+
+    def crash_mid_epoch_two(step, *args):
+        if step == 10:  # epoch 2 holds steps 7..13
+            raise RuntimeError("simulated crash")
+        return real_lr(step, *args)
+
+    monkeypatch.setattr(train_mod, "cosine_lr", crash_mid_epoch_two)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_clip(config)
+    assert list(ckpt.list_checkpoints(config.out)) == [0, 1]
+    monkeypatch.undo()
+    train_clip(config)  # the same command again: continues from epoch 1
+    assert list(ckpt.list_checkpoints(config.out)) == [0, 1, 2]
+    assert_same_weights(ckpt.checkpoint_path(config.out, 2),
+                        ckpt.checkpoint_path(reference_run, 2))
+    pd.testing.assert_frame_equal(log_losses(config.out), log_losses(reference_run))
+
+
+def test_stop_and_continue_equals_uninterrupted(tmp_path, reference_run, shapes_mixture,
+                                                tiny_vit_json):
+    out = tmp_path / "run"
+    train_clip(small_config(shapes_mixture, tiny_vit_json, out, stop_after_epoch=1))
+    assert list(ckpt.list_checkpoints(out)) == [0, 1]
+    train_clip(small_config(shapes_mixture, tiny_vit_json, out))
+    assert_same_weights(ckpt.checkpoint_path(out, 2), ckpt.checkpoint_path(reference_run, 2))
+    # a finished run re-run is a no-op
+    before = ckpt.checkpoint_path(out, 2).stat().st_mtime_ns
+    train_clip(small_config(shapes_mixture, tiny_vit_json, out))
+    assert ckpt.checkpoint_path(out, 2).stat().st_mtime_ns == before
+
+
+def test_seed_changes_the_run(tmp_path, reference_run, shapes_mixture, tiny_vit_json):
+    out = train_clip(small_config(shapes_mixture, tiny_vit_json, tmp_path / "s1", seed=1,
+                                  epochs=2, stop_after_epoch=0))
+    a = state_dict_of(ckpt.checkpoint_path(out, 0))
+    b = state_dict_of(ckpt.checkpoint_path(reference_run, 0))
+    assert not torch.equal(a["visual.conv1.weight"], b["visual.conv1.weight"])
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, shapes_mixture, tiny_vit_json):
+    out = tmp_path / "run"
+    train_clip(small_config(shapes_mixture, tiny_vit_json, out, stop_after_epoch=0))
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.001 -> 0.002"):
+        train_clip(small_config(shapes_mixture, tiny_vit_json, out, lr=2e-3))
+
+
+def test_ddp_two_processes_match_single_process(tmp_path, reference_run, shapes_mixture,
+                                                tiny_vit_json):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "domainlens", "train", "--mixture", str(shapes_mixture), "--model",
+        str(tiny_vit_json), "--epochs", "2", "--batch-size", "32", "--log-every", "1",
+        "--out", str(out), "--quiet",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(ckpt.list_checkpoints(out)) == [0, 1, 2]
+    assert_same_weights(ckpt.checkpoint_path(out, 0), ckpt.checkpoint_path(reference_run, 0))
+    assert_same_weights(ckpt.checkpoint_path(out, 2), ckpt.checkpoint_path(reference_run, 2),
+                        atol=1e-4)
+    ours, ref = log_losses(out), log_losses(reference_run)
+    assert ours["step"].tolist() == ref["step"].tolist()
+    np.testing.assert_allclose(ours["loss"], ref["loss"], rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# supervised baseline
+
+
+def test_supervised_baseline_learns_and_is_seeded(tmp_path, shapes_mixture, tiny_rn_json):
+    def run(name, seed, **kw):
+        return train_supervised(small_config(shapes_mixture, tiny_rn_json, tmp_path / name,
+                                             seed=seed, lr=0.05, **kw))
+
+    a = run("a", 0, epochs=8)
+    info = json.loads((a / "run.json").read_text())
+    assert info["kind"] == "supervised" and info["num_classes"] == 6
+    assert info["settings"]["optimizer"] == "sgd"
+    log = pd.read_csv(a / "train_log.csv")
+    assert log["loss"].tail(7).mean() < 0.5 * log["loss"].head(7).mean()
+    loaded = ckpt.load_run_model(a)
+    assert loaded.kind == "supervised" and loaded.epoch == 8
+    assert loaded.model(torch.zeros(2, 3, 32, 32)).shape == (2, 6)
+    # seed 0 is seeded: the same seed gives the same initialisation, another seed does not
+    b = run("b", 0, epochs=8, stop_after_epoch=0)
+    c = run("c", 1, epochs=8, stop_after_epoch=0)
+    assert_same_weights(ckpt.checkpoint_path(a, 0), ckpt.checkpoint_path(b, 0))
+    with pytest.raises(AssertionError):
+        assert_same_weights(ckpt.checkpoint_path(a, 0), ckpt.checkpoint_path(c, 0))
+
+
+def test_supervised_needs_labels(tmp_path, shapes_mixture, tiny_rn_json):
+    tsv = tmp_path / "nolabels.tsv"
+    pd.read_csv(shapes_mixture, sep="\t")[["filepath", "title"]].to_csv(tsv, sep="\t",
+                                                                        index=False)
+    with pytest.raises(ValueError, match="no 'label' column"):
+        train_supervised(small_config(tsv, tiny_rn_json, tmp_path / "run"))
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory, shapes_mixture, tiny_vit_json) -> Path:
+    return train_clip(small_config(shapes_mixture, tiny_vit_json,
+                                   tmp_path_factory.mktemp("one") / "one", epochs=1))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("", "is empty"),
+    ("filepath\ttitle\tdomain\tlabel\n", "has a header but no rows"),
+    ("path\tcaption\n/x.png\ta cat\n", r"lacks column\(s\) \['filepath', 'title'\]"),
+])
+def test_bad_mixture_is_a_clear_cli_error(tmp_path, capsys, tiny_vit_json, content, message):
+    tsv = tmp_path / "mix.tsv"
+    if content is not None:
+        tsv.write_text(content)
+    code = main(["train", "--mixture", str(tsv), "--model", str(tiny_vit_json),
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "domainlens train: error:" in err and str(tsv) in err
+    assert re.search(message, err)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_model_is_a_clear_cli_error(tmp_path, capsys, shapes_mixture):
+    code = main(["train", "--mixture", str(shapes_mixture), "--model", "tiny-vitt",
+                 "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 2
+    assert "unknown model 'tiny-vitt'; presets: ['tiny-rn', 'tiny-vit']" in capsys.readouterr().err
+
+
+def test_missing_image_is_named(tmp_path, shapes_mixture, tiny_vit_json):
+    rows = pd.read_csv(shapes_mixture, sep="\t")
+    rows.loc[3, "filepath"] = str(tmp_path / "gone.png")
+    tsv = tmp_path / "mix.tsv"
+    rows.to_csv(tsv, sep="\t", index=False)
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        train_clip(small_config(tsv, tiny_vit_json, tmp_path / "run"))
+
+
+def test_checkpoint_not_matching_config_is_a_clear_error(tmp_path, one_epoch_run):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    cfg = json.loads((run / "model_config.json").read_text())
+    cfg["vision_cfg"]["width"] = 64
+    (run / "model_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"does not match its model_config.json: 32 shape "
+                                         r"mismatch\(es\), e.g. visual.class_embedding: "
+                                         r"checkpoint \(32,\) vs config \(64,\)"):
+        ckpt.load_run_model(run, 1)
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path, one_epoch_run):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    path = ckpt.checkpoint_path(run, 1)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"cannot read checkpoint {path}"):
+        ckpt.load_run_model(run, 1)
+
+
+def test_out_of_range_epoch_is_a_clear_error(one_epoch_run):
+    with pytest.raises(ValueError, match=r"epoch\(s\) \[5\] out of range .* epochs \[0, 1\]"):
+        ckpt.load_run_model(one_epoch_run, 5)
+    assert ckpt.load_run_model(one_epoch_run, -1).epoch == 1
+
+
+def test_failing_save_leaves_no_truncated_checkpoint(tmp_path, monkeypatch, shapes_mixture,
+                                                     tiny_vit_json):
+    real_save, calls = torch.save, []
+
+    def disk_full(obj, handle, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the epoch-1 checkpoint
+            handle.write(b"PK\x03\x04 partial")
+            raise OSError(28, "No space left on device")
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="No space left"):
+        train_clip(small_config(shapes_mixture, tiny_vit_json, out))
+    files = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert files == ["epoch_0.pt"]  # no epoch_1.pt, no temp file
+    monkeypatch.undo()
+    assert ckpt.load_run_model(out, 0).epoch == 0
+    train_clip(small_config(shapes_mixture, tiny_vit_json, out))  # resumes from epoch 0
+    assert list(ckpt.list_checkpoints(out)) == [0, 1, 2]
+
+
+def test_invalid_settings_are_refused(tmp_path, shapes_mixture, tiny_vit_json):
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train_clip(small_config(shapes_mixture, tiny_vit_json, tmp_path / "a", epochs=0))
+    with pytest.raises(ValueError, match="fewer than one batch of 1024"):
+        train_clip(small_config(shapes_mixture, tiny_vit_json, tmp_path / "b", batch_size=1024))
+
+
+# ----------------------------------------------------------------------------------------------
+# image cache and tensor augmentation
+
+
+def test_decoded_pixels_match_openclip_eval_transform(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "wide.png"
+    Image.fromarray(rng.integers(0, 256, (41, 57, 3), dtype=np.uint8)).save(path)
+    ours = TensorTransform(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)(
+        torch.from_numpy(decode_image(path, 32))[None])[0]
+    theirs = open_clip.image_transform(32, is_train=False)(Image.open(path))
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+def test_image_cache_errors_name_the_files(tmp_path):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_images([str(good), str(tmp_path / "missing.png")], 8, progress=False)
+    with pytest.raises(ValueError, match=r"(?s)cannot decode 1 image\(s\):.*bad.png: UnidentifiedImageError"):
+        load_images([str(good), str(bad)], 8, progress=False)
+
+
+def test_memmap_cache_is_reused(tmp_path, shapes_mixture):
+    paths = pd.read_csv(shapes_mixture, sep="\t")["filepath"].tolist()[:20]
+    in_memory = load_images(paths, 32, progress=False)
+    first = load_images(paths, 32, cache_dir=tmp_path, progress=False)
+    files = list(tmp_path.glob("*.u8"))
+    assert len(files) == 1 and torch.equal(first, in_memory)
+    again = load_images(paths, 32, cache_dir=tmp_path, progress=False)
+    assert torch.equal(again, in_memory) and list(tmp_path.glob("*.u8")) == files
+    assert in_memory.dtype == torch.uint8 and in_memory.shape == (20, 3, 32, 32)
+
+
+def test_tensor_augmentation_is_seeded_and_geometric():
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    transform = TensorTransform((0.5,) * 3, (0.25,) * 3, AugmentConfig())
+    p1 = transform.sample(4, torch.Generator().manual_seed(7))
+    p2 = transform.sample(4, torch.Generator().manual_seed(7))
+    assert torch.equal(p1, p2) and p1.shape == (4, 5)
+    plain = transform(images)
+    identity = torch.tensor([[1.0, 1.0, 0.0, 0.0, 1.0]] * 4, dtype=torch.float64)
+    torch.testing.assert_close(transform(images, identity), plain, atol=1e-5, rtol=0)
+    flip = identity.clone()
+    flip[:, 4] = -1
+    torch.testing.assert_close(transform(images, flip), plain.flip(-1), atol=1e-5, rtol=0)
+    assert not torch.allclose(transform(images, p1), plain)

@@ -1,0 +1,333 @@
+"""Zero-shot evaluation of a run: every epoch checkpoint on the test split of every domain.
+
+A CLIP run is scored by zero-shot classification over all classes of the data root with the
+prompt ensemble of :mod:`training.zeroshot`; the supervised baseline by its linear head over
+the same classes. The result is one tidy table (``<run>/eval/zero_shot.csv``), one row per
+measurement, columns :data:`EVAL_COLUMNS`:
+
+* ``class_subset`` ``heldout`` (the run's held-out classes C2), ``seen`` (C1) or ``all``;
+* ``metric`` ``top1`` (over images), ``top1_balanced`` (mean of per-class accuracies) or
+  ``class_top1`` (one class's accuracy; ``class_name`` names it);
+* ``n_images`` the number of test images the value is computed on.
+
+The paper's headline is ``top1`` on ``heldout`` where ``eval_domain == test_domain``.
+A learning-curve figure (``<run>/eval/learning_curve.png``) is drawn from that table only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import checkpoints as ckpt
+from .domainnet import class_names as root_class_names
+from .domainnet import load_index
+from .domains import DOMAINS, check_domains, display_name
+from .imagecache import TensorTransform, load_images
+from .models import image_size, preprocess_stats, tokenizer_for
+from .zeroshot import DEFAULT_TEMPLATES, class_text_embeddings, class_texts, zero_shot_logits
+
+EVAL_COLUMNS: tuple[str, ...] = (
+    "run", "setup", "test_domain", "seed", "epoch", "eval_domain", "class_subset",
+    "class_name", "metric", "value", "n_images",
+)
+EVAL_DIR = "eval"
+TABLE_FILE = "zero_shot.csv"
+FIGURE_FILE = "learning_curve.png"
+PREDICTIONS_FILE = "predictions.csv"
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What a run is evaluated on, from its mixture manifest (or overrides).
+
+    Attributes:
+        data_root: DomainNet-format root whose test splits are scored.
+        classes: all class folder names of the root (sorted; label = index).
+        heldout: the held-out class folder names (C2).
+        test_domain: the mixture's test domain (``None`` if the manifest names none).
+        setup: the mixture's setup name (``""`` if unknown).
+        seed: the training seed.
+    """
+
+    data_root: Path
+    classes: tuple[str, ...]
+    heldout: tuple[str, ...]
+    test_domain: str | None
+    setup: str
+    seed: int | None
+
+
+def eval_spec(run_dir: str | Path, data_root: str | Path | None = None) -> EvalSpec:
+    """Read data root, test domain and held-out classes from the run's ``mixture.json``.
+
+    ``data_root`` overrides the manifest's ``spec.data_root``; held-out classes are the
+    manifest's ``spec.heldout`` (folder or display names), else the root's declared ones.
+    """
+    from .domainnet import heldout_classes
+
+    manifest = ckpt.read_mixture_manifest(run_dir)
+    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+    root = data_root or spec.get("data_root")
+    if not root:
+        raise ValueError(
+            f"no data root for {run_dir}: its mixture manifest names none; pass one (--data)"
+        )
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {str(root)!r} is not a directory")
+    classes = root_class_names(root)
+    if spec.get("heldout"):
+        by_display = {display_name(c): c for c in classes}
+        heldout, unknown = [], []
+        for name in spec["heldout"]:
+            folder = name if name in classes else by_display.get(name)
+            (heldout if folder else unknown).append(folder or name)
+        if unknown:
+            raise ValueError(f"held-out classes {unknown} of the manifest are not classes of {root}")
+        heldout = tuple(sorted(heldout))
+    else:
+        heldout = heldout_classes(root)
+    test_domain = spec.get("test_domain") or None
+    if test_domain is not None:
+        check_domains([test_domain])
+    seed = ckpt.read_run_info(run_dir).get("settings", {}).get("seed")
+    return EvalSpec(root, tuple(classes), heldout, test_domain, str(spec.get("setup") or ""), seed)
+
+
+def _text_cache_key(path: Path, texts: Sequence[str], templates: Sequence[str]) -> str:
+    stat = path.stat()
+    blob = json.dumps([str(path), stat.st_size, stat.st_mtime_ns, list(texts), list(templates)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def class_weights(
+    loaded: ckpt.LoadedModel,
+    classes: Sequence[str],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    cache_dir: Path | None = None,
+) -> torch.Tensor | None:
+    """``(C, D)`` zero-shot class embeddings of a CLIP checkpoint (``None`` for a supervised
+    model); cached in ``cache_dir`` under a key of the checkpoint, classes and templates."""
+    if loaded.kind == "supervised":
+        return None
+    texts = class_texts(classes)
+    cache = None
+    if cache_dir is not None:
+        key = _text_cache_key(loaded.path, texts, templates)
+        cache = cache_dir / f"text_epoch_{loaded.epoch}_{key}.pt"
+        if cache.is_file():
+            return torch.load(cache, weights_only=True)
+    weights = class_text_embeddings(
+        loaded.model, tokenizer_for(loaded.model_config), texts, templates
+    )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.save_checkpoint(cache, weights)
+    return weights
+
+
+@torch.no_grad()
+def predict(
+    loaded: ckpt.LoadedModel,
+    images: torch.Tensor,
+    weights: torch.Tensor | None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Logits ``(N, C)`` for ``(N, 3, S, S)`` uint8 images: zero-shot cosines against
+    ``weights`` for a CLIP, the linear head's outputs for the supervised baseline."""
+    mean, std = preprocess_stats(loaded.model)
+    transform = TensorTransform(mean, std, augment=None)
+    model = loaded.model.to(device).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = transform(images[start:start + batch_size]).to(device)
+        if weights is None:
+            out.append(model(x).float().cpu())
+        else:
+            out.append(zero_shot_logits(model.encode_image(x), weights.to(device)).cpu())
+    return torch.cat(out)
+
+
+def score(
+    labels: np.ndarray,
+    preds: np.ndarray,
+    classes: Sequence[str],
+    heldout: Sequence[str],
+) -> list[dict]:
+    """Accuracy rows for one (epoch, eval domain): ``class_subset``, ``class_name``,
+    ``metric``, ``value``, ``n_images`` (see module docstring). Classes without test
+    images are skipped."""
+    held = {classes.index(c) for c in heldout}
+    rows: list[dict] = []
+    per_class: dict[int, float] = {}
+    for label in np.unique(labels):
+        mask = labels == label
+        per_class[int(label)] = float((preds[mask] == label).mean())
+        rows.append({
+            "class_subset": "heldout" if int(label) in held else "seen",
+            "class_name": classes[int(label)], "metric": "class_top1",
+            "value": per_class[int(label)], "n_images": int(mask.sum()),
+        })
+    for subset in ("heldout", "seen", "all"):
+        if subset == "all":
+            chosen = set(per_class)
+        elif subset == "heldout":
+            chosen = {c for c in per_class if c in held}
+        else:
+            chosen = {c for c in per_class if c not in held}
+        if not chosen:
+            continue
+        mask = np.isin(labels, sorted(chosen))
+        rows.append({
+            "class_subset": subset, "class_name": "", "metric": "top1",
+            "value": float((preds[mask] == labels[mask]).mean()), "n_images": int(mask.sum()),
+        })
+        rows.append({
+            "class_subset": subset, "class_name": "", "metric": "top1_balanced",
+            "value": float(np.mean([per_class[c] for c in sorted(chosen)])),
+            "n_images": int(mask.sum()),
+        })
+    return rows
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_root: str | Path | None = None,
+    epochs: int | Sequence[int] | None = None,
+    batch_size: int = 256,
+    domains: Sequence[str] | None = None,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    predictions: bool = False,
+    figure: bool = True,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Score every (or the given) epoch checkpoint of a run; write table and figure.
+
+    Args:
+        run_dir: a training run directory.
+        data_root: DomainNet-format root (default: the mixture manifest's ``data_root``).
+        epochs: checkpoint epochs to score (default all; ``-1`` = latest).
+        batch_size: images per forward.
+        domains: domains to score (default: every domain with a test split).
+        templates: prompt templates (default: the paper's 86).
+        cache_dir: keep decoded test images in a memmap there (reusable across runs).
+        device: where to run the model.
+        predictions: also write per-image predictions to ``<run>/eval/predictions.csv``
+            (columns epoch, eval_domain, path, label, pred).
+        figure: draw ``<run>/eval/learning_curve.png``.
+        progress: show progress bars.
+
+    Returns:
+        The tidy table (columns :data:`EVAL_COLUMNS`), also written to
+        ``<run>/eval/zero_shot.csv``.
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    chosen = ckpt.resolve_epochs(run_dir, epochs)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    spec = eval_spec(run_dir, data_root)
+    info = ckpt.read_run_info(run_dir)
+    trained_on = info.get("class_names") if info.get("kind") == "supervised" else None
+    if trained_on and list(trained_on) != list(spec.classes):
+        raise ValueError(
+            f"the supervised run {run_dir} was trained on {len(trained_on)} classes that "
+            f"differ from the {len(spec.classes)} classes of {spec.data_root}"
+        )
+    index = load_index(spec.data_root, domains=domains, splits=("test",))
+    if index.empty:
+        raise ValueError(f"no test images under {spec.data_root} for domains {domains}")
+    eval_dir = run_dir / EVAL_DIR
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    size = image_size(ckpt.read_model_config(run_dir))
+    images = load_images(
+        index["path"].tolist(), size, cache_dir=cache_dir, fallback_dir=eval_dir / "cache",
+        progress=progress, desc="decoding test images",
+    )
+    labels = index["label"].to_numpy()
+    present = [d for d in DOMAINS if d in set(index["domain"])]
+    rows, pred_frames = [], []
+    for epoch in tqdm(chosen, desc=f"eval {run_dir.name}", unit="ckpt", disable=not progress):
+        loaded = ckpt.load_run_model(run_dir, epoch, device=device)
+        if loaded.kind == "supervised" and loaded.model.num_classes != len(spec.classes):
+            raise ValueError(
+                f"supervised run {run_dir} predicts {loaded.model.num_classes} classes, the "
+                f"data root {spec.data_root} has {len(spec.classes)}"
+            )
+        weights = class_weights(loaded, spec.classes, templates, eval_dir / "text_cache")
+        preds = predict(loaded, images, weights, batch_size, device).argmax(dim=1).numpy()
+        for domain in present:
+            mask = (index["domain"] == domain).to_numpy()
+            for row in score(labels[mask], preds[mask], spec.classes, spec.heldout):
+                rows.append({"epoch": epoch, "eval_domain": domain, **row})
+        if predictions:
+            pred_frames.append(pd.DataFrame({
+                "epoch": epoch, "eval_domain": index["domain"], "path": index["path"],
+                "label": labels, "pred": preds,
+            }))
+    table = pd.DataFrame(rows)
+    table.insert(0, "run", run_dir.name)
+    table.insert(1, "setup", spec.setup)
+    table.insert(2, "test_domain", spec.test_domain or "")
+    table.insert(3, "seed", spec.seed)
+    table = table[list(EVAL_COLUMNS)]
+    table.to_csv(eval_dir / TABLE_FILE, index=False)
+    if predictions:
+        pd.concat(pred_frames, ignore_index=True).to_csv(eval_dir / PREDICTIONS_FILE, index=False)
+    if figure:
+        plot_learning_curve(table, eval_dir / FIGURE_FILE, n_classes=len(spec.classes))
+    return table
+
+
+def plot_learning_curve(
+    table: pd.DataFrame, path: str | Path, n_classes: int | None = None
+) -> Path:
+    """Top-1 per epoch from an evaluation table: one panel per class subset (held-out, seen),
+    one line per eval domain, the test domain drawn bold. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = table[(table["metric"] == "top1") & (table["class_subset"] != "all")]
+    subsets = [s for s in ("heldout", "seen") if s in set(data["class_subset"])]
+    fig, axes = plt.subplots(1, max(1, len(subsets)), figsize=(5 * max(1, len(subsets)), 3.6),
+                             sharey=True, squeeze=False)
+    test_domain = str(table["test_domain"].iloc[0]) if len(table) else ""
+    for ax, subset in zip(axes[0], subsets, strict=False):
+        part = data[data["class_subset"] == subset]
+        for domain, group in part.groupby("eval_domain", sort=False):
+            group = group.sort_values("epoch")
+            bold = domain == test_domain
+            ax.plot(group["epoch"], group["value"], marker="o", markersize=3,
+                    linewidth=2.5 if bold else 1.0, alpha=1.0 if bold else 0.7,
+                    label=f"{domain} (test)" if bold else domain)
+        if n_classes:
+            ax.axhline(1 / n_classes, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.set_title(f"{subset} classes")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("top-1 accuracy")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    run = str(table["run"].iloc[0]) if len(table) else ""
+    fig.suptitle(run, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
