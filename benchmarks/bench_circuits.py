@@ -9,8 +9,8 @@ zero-shot head of ``--classes`` random class embeddings; images are random ``(N,
 tensors (image decoding is not timed). Prints Markdown tables for benchmarks/RESULTS.md.
 
 * nodes: one (class, domain) = ``--images`` images, every default site; ``atp`` (1 fwd+bwd),
-  ``ig`` (per-site IG, ``S`` widened passes) and ``ig_loop`` (the paper's loop, ``L x S``
-  passes), with the max difference between ``ig`` and ``ig_loop``;
+  ``ig`` (per-site IG, ``S`` widened passes; ``ig/k``: ``k`` sites a pass) and ``ig_loop``
+  (the paper's loop, ``L x S`` passes), with the max difference between ``ig`` and ``ig_loop``;
 * growth: the same for the first ``k`` sites, ``k`` = 1/4, 1/2, 3/4, all of them;
 * experiment: every (class, domain) of ``--classes`` x ``--domains``: nodes, kept nodes (10%),
   gxa edges, circuit (top-3 signed) and the cross-domain comparison, timed end to end for
@@ -57,13 +57,18 @@ def timed(fn, repeats: int):
     return statistics.median(times), result
 
 
-def bench_nodes(model, images, labels, sites, steps, repeats, methods=("atp", "ig", "ig_loop")):
+def bench_nodes(model, images, labels, sites, steps, repeats, per_pass=None,
+                methods=("atp", "ig", "ig_loop")):
+    """``{method: (median seconds, NodeEffects)}``; ``ig/k`` = per-site IG, ``k`` sites a pass."""
     rows = {}
-    for method in methods:
-        seconds, effects = timed(lambda m=method: node_effects(
+    runs = [(m, None) for m in methods]
+    if per_pass:
+        runs.insert(2, ("ig", per_pass))
+    for method, k in runs:
+        seconds, effects = timed(lambda m=method, k=k: node_effects(
             model, images, labels, sites, method=m, steps=steps, batch_size=len(images),
-            progress=False), repeats if method != "ig_loop" else max(1, repeats // 2))
-        rows[method] = (seconds, effects)
+            sites_per_pass=k, progress=False), repeats)
+        rows[method if k is None else f"ig/{k}"] = (seconds, effects)
     return rows
 
 
@@ -76,6 +81,8 @@ def main() -> None:
     parser.add_argument("--domains", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sites-per-pass", type=int, default=6,
+                        help="extra per-site IG row with this many sites per pass (0: none)")
     parser.add_argument("--skip-experiment", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -89,14 +96,14 @@ def main() -> None:
           f"at {size} px, S={args.steps}, torch threads {args.threads}\n")
 
     # ---------------------------------------------------------------- nodes, side by side
-    rows = bench_nodes(model, images, labels, sites, args.steps, args.repeats)
+    rows = bench_nodes(model, images, labels, sites, args.steps, args.repeats, args.sites_per_pass)
     ref_seconds = rows["ig_loop"][0]
     diff = max(float((rows["ig"][1].effects[s] - rows["ig_loop"][1].effects[s]).abs().max())
                for s in sites)
     print("### Node effects, all sites, one class x domain\n")
     print("| method | fwd+bwd passes | fwd-only passes | image-forwards | seconds | speed-up vs paper loop |")
     print("|---|---|---|---|---|---|")
-    for method in ("atp", "ig", "ig_loop"):
+    for method in rows:
         seconds, effects = rows[method]
         c = effects.cost
         print(f"| {method} | {c['fwd_bwd']} | {c['fwd']} | {c['images']} | {seconds:.3f} | "

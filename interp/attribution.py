@@ -26,9 +26,12 @@ Methods (``S`` = steps, ``L`` = number of sites):
   values of ``alpha`` (left Riemann rule ``alpha_k = k/S`` as in the paper's and SFC's code,
   or midpoint ``(k + 1/2)/S``). Completeness per site: the effects of ``s`` sum to
   ``m(clean) - m(s at baseline)`` up to the Riemann error. Computed in ``S`` passes: each pass
-  stacks one copy of the image batch per site along the batch axis and interpolates site
-  ``s`` only in copy ``s`` (``sites_per_pass`` bounds the width). Arithmetic equals the
-  reference loop's (``L x S`` image-batch passes); the number of passes is ``S``.
+  carries one copy of the image batch per site along the batch axis and interpolates site
+  ``s`` only in copy ``s`` (``sites_per_pass`` bounds the width); a copy joins the batch at
+  the last residual checkpoint before its site (:func:`spawn_points`), so it costs only the
+  network from there on (the clean prefix is shared). Same values as the reference loop in
+  ``S`` passes instead of ``L x S``, and fewer block evaluations. Exact per-site IG cannot
+  share more: each site needs its own downstream trajectory.
 * ``"ig_loop"``: the same quantity computed as the paper's code does, one site at a time
   (``L x S`` passes); the reference for tests and benchmarks.
 
@@ -334,9 +337,33 @@ def _atp_batch(model, images, labels, sites, base, metric, layouts, sums, cost) 
     return float(values.detach().double().sum())
 
 
+def spawn_points(model: HookedImageTower, sites: Sequence[str]) -> dict[str | None, list[str]]:
+    """Where each site's IG copy joins the widened batch: ``{checkpoint or None: [sites]}``.
+
+    A copy is needed only from its site on; upstream of it, it equals the clean run. It is
+    spawned at the latest residual checkpoint (a site through which the whole forward flows,
+    :func:`interp.intervene.residual_checkpoints`) at or before the site, as a repeat of the
+    clean chunk there; ``None`` = at the input (no checkpoint before the site).
+    """
+    from .intervene import residual_checkpoints
+
+    order = {n: i for i, n in enumerate(model.site_names())}
+    checkpoints = list(residual_checkpoints(model))
+    spawn: dict[str | None, list[str]] = {}
+    for site in sites:
+        before = [c for c in checkpoints if order[c] <= order[site]]
+        spawn.setdefault(before[-1] if before else None, []).append(site)
+    return spawn
+
+
 def _ig_batched(model, images, labels, sites, base, metric, layouts, sums, cost, steps, rule,
                 sites_per_pass, bar) -> None:
-    """Per-site IG for one image batch; ``sites_per_pass`` sites share one widened pass."""
+    """Per-site IG for one image batch, ``sites_per_pass`` sites per pass.
+
+    Chunk 0 of the widened batch is the clean run; chunk ``j`` (the ``j``-th site of the
+    group) is spawned at :func:`spawn_points` and carries that site's interpolation, so each
+    copy only costs the part of the network from its site on.
+    """
     b = images.shape[0]
     clean = clean_activations(model, images, sites)
     cost["fwd"] += 1
@@ -345,26 +372,48 @@ def _ig_batched(model, images, labels, sites, base, metric, layouts, sums, cost,
     grad_sums = {s: torch.zeros_like(clean[s]) for s in sites}
     for group in groups:
         k = len(group)
-        wide = images.repeat(k, *([1] * (images.ndim - 1)))
-        wide_labels = labels.repeat(k)
-        slot = {s: j for j, s in enumerate(group)}
+        spawn = spawn_points(model, group)
+        slot = {s: j + 1 for j, s in enumerate(group)}
+        at_input = 1 + len(spawn.get(None, []))
+        wide = images.repeat(at_input, *([1] * (images.ndim - 1)))
+        hook_names = [n for n in model.site_names() if n in spawn or n in slot]
+        last_spawn = [n for n in hook_names if n in spawn][-1] if set(spawn) - {None} else None
         for alpha in alphas(steps, rule):
             leaves: dict[str, Tensor] = {}
+            state = {"dropped": False}
 
-            def interpolate(x: Tensor, hook: Any, alpha: float = alpha,
-                            slot: dict[str, int] = slot, leaves: dict[str, Tensor] = leaves) -> Tensor:
-                s, j = hook.name, slot[hook.name]
-                leaf = (clean[s] + alpha * (base[s] - clean[s])).detach().requires_grad_(True)
-                leaves[s] = leaf
-                return torch.cat([x[: j * b], leaf.to(x.dtype), x[(j + 1) * b:]])
+            def widen_and_interpolate(x: Tensor, hook: Any, alpha: float = alpha,
+                                      spawn: dict = spawn, slot: dict[str, int] = slot,
+                                      leaves: dict[str, Tensor] = leaves, state: dict = state,
+                                      last_spawn: str | None = last_spawn) -> Tensor:
+                name = hook.name
+                if name in spawn:
+                    x = torch.cat([x] + [x[:b]] * len(spawn[name]))
+                    if name == last_spawn:
+                        x = x[b:]  # the clean chunk has spawned every copy: drop it
+                        state["dropped"] = True
+                if name in slot:
+                    # chunk of this site: ``slot`` counts the clean chunk, gone after the last spawn
+                    j = slot[name] - int(state["dropped"])
+                    leaf = (clean[name] + alpha * (base[name] - clean[name])).detach()
+                    leaves[name] = leaf.requires_grad_(True)
+                    x = torch.cat([x[: j * b], leaves[name].to(x.dtype), x[(j + 1) * b:]])
+                return x
 
-            with torch.enable_grad(), model.hooks(fwd_hooks=[(s, interpolate) for s in group]):
-                values = _metric_values(metric, model(wide), wide_labels)
+            with torch.enable_grad(), model.hooks(
+                fwd_hooks=[(n, widen_and_interpolate) for n in hook_names]
+            ):
+                logits = model(wide)
+                if not state["dropped"]:  # every copy was spawned at the input
+                    logits = logits[b:]
+                if logits.shape[0] != k * b:
+                    raise RuntimeError(f"widened batch has {logits.shape[0]} rows, expected {k * b}")
+                values = _metric_values(metric, logits, labels.repeat(k))
                 grads = torch.autograd.grad(values.sum(), [leaves[s] for s in group])
             for s, g in zip(group, grads, strict=True):
                 grad_sums[s] += g
             cost["fwd_bwd"] += 1
-            cost["images"] += wide.shape[0]
+            cost["images"] += k * b
             bar.update(1)
     for s in sites:
         delta = clean[s] - base[s]

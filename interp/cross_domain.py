@@ -202,11 +202,12 @@ class _SiteMatrices:
         """Class means (``key = ("mean", classes)``) or selected rows of the domain, float64."""
         cache_key = (domain.name, key)
         if cache_key not in self._matrices:
-            x = as_matrix(domain.acts[self.site], f"{domain.name}/{self.site}")
+            raw = torch.as_tensor(domain.acts[self.site])
             if key[0] == "mean":
-                x, _ = class_means(x, domain.labels, list(key[1]))
-            else:
-                x = x[torch.as_tensor(rows, device=x.device)]
+                x, _ = class_means(as_matrix(raw, f"{domain.name}/{self.site}"), domain.labels, list(key[1]))
+            else:  # select rows first: one float64 copy of the selection only
+                raw = raw[torch.as_tensor(rows, device=raw.device, dtype=torch.long)]
+                x = as_matrix(raw, f"{domain.name}/{self.site}")
             self._matrices[cache_key] = x
         return self._matrices[cache_key]
 

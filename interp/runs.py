@@ -7,6 +7,7 @@ manifest (``<run>/mixture.json``) when present, for the tidy tables' metadata co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch import nn
 from .hooked import hook_image_tower
 from .hooked_base import HookedImageTower
 from .imagesets import DEFAULT_MEAN, DEFAULT_STD
+from .zeroshot_head import ZeroShotHead
 
 
 @dataclass
@@ -41,6 +43,7 @@ class HookedRun:
     mean: tuple[float, ...] = DEFAULT_MEAN
     std: tuple[float, ...] = DEFAULT_STD
     manifest: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -51,6 +54,23 @@ class HookedRun:
     def image_size(self) -> int:
         """Square input size in pixels."""
         return int(self.model.cfg.image_size[0])
+
+    def zero_shot_head(
+        self,
+        class_names: Sequence[str],
+        templates: Sequence[str] | None = None,
+        use_model_logit_scale: bool = False,
+    ) -> ZeroShotHead:
+        """A zero-shot head over ``class_names`` from this run's text tower (CLIP runs only);
+        attach it with ``run.model.set_head(head)``."""
+        if self.kind != "clip":
+            raise ValueError(f"run {self.name!r} is a {self.kind} run: it has no text tower")
+        from training.models import tokenizer_for
+
+        return ZeroShotHead.from_texts(
+            self.source, tokenizer_for(self.model_config), class_names, templates,
+            use_model_logit_scale,
+        )
 
     def meta(self) -> dict[str, Any]:
         """Metadata columns for tidy tables: run, setup, test_domain, seed, epoch."""
@@ -99,4 +119,5 @@ def load_hooked_run(
         mean=tuple(mean),
         std=tuple(std),
         manifest=manifest if isinstance(manifest, dict) else {},
+        model_config=dict(loaded.model_config),
     )

@@ -81,25 +81,21 @@ class ZeroShotHead(nn.Module):
         model: nn.Module,
         tokenizer: Any,
         class_names: Sequence[str],
-        class_texts: Sequence[str] | None = None,
         templates: Sequence[str] | None = None,
         use_model_logit_scale: bool = False,
     ) -> ZeroShotHead:
-        """Build the head from a CLIP model's text tower via ``training.zeroshot``.
+        """Build the head from an OpenCLIP model's text tower with ``training.zeroshot``.
 
-        ``class_texts`` are the words put into the templates (default: ``class_names`` with
-        underscores as spaces); ``templates`` default to ``training.zeroshot``'s ensemble.
+        ``class_names``: class folder names (``traffic_light``; turned into prompt words by
+        ``training.zeroshot.class_texts``); ``templates``: default the paper's ensemble
+        (OpenAI's 80 ImageNet templates + 6 domain ones); ``tokenizer``: e.g.
+        ``training.models.tokenizer_for(model_config)``. The model should be in eval mode.
         """
-        try:
-            from training.zeroshot import class_text_embeddings
-        except ImportError as error:  # pragma: no cover - depends on the training package
-            raise ImportError(
-                "ZeroShotHead.from_texts needs training.zeroshot.class_text_embeddings; "
-                "build the head from a precomputed (C, E) tensor instead"
-            ) from error
-        texts = [n.replace("_", " ") for n in class_names] if class_texts is None else class_texts
-        kwargs = {} if templates is None else {"templates": templates}
-        with torch.no_grad():
-            embeddings = class_text_embeddings(model, tokenizer, list(texts), **kwargs)
+        from training.zeroshot import DEFAULT_TEMPLATES, class_text_embeddings, class_texts
+
+        embeddings = class_text_embeddings(
+            model, tokenizer, class_texts(list(class_names)),
+            DEFAULT_TEMPLATES if templates is None else templates,
+        )
         scale = float(model.logit_scale.exp()) if use_model_logit_scale else 1.0
         return cls(embeddings, class_names=class_names, logit_scale=scale)

@@ -313,6 +313,25 @@ def test_zero_shot_head_gives_cosine_logits(vit, images):
         hook_image_tower(vit)(images, return_type="logits")
 
 
+def test_zero_shot_head_from_texts_uses_the_prompt_ensemble(images):
+    from training.models import tokenizer_for
+    from training.zeroshot import class_text_embeddings
+
+    cfg = {"embed_dim": 24, "vision_cfg": VIT, "text_cfg": {**TEXT_CFG, "vocab_size": 49408}}
+    torch.manual_seed(0)
+    clip = open_clip.CLIP(**cfg).eval()
+    names = ["traffic_light", "axe", "barn"]
+    templates = ["a photo of a {}.", "a sketch of the {}."]
+    head = ZeroShotHead.from_texts(clip, tokenizer_for(cfg), names, templates=templates)
+    expected = class_text_embeddings(clip, tokenizer_for(cfg), ["traffic light", "axe", "barn"], templates)
+    torch.testing.assert_close(head.class_embeddings, expected)
+    assert head.class_names == tuple(names) and float(head.logit_scale) == 1.0
+    hooked = hook_image_tower(clip, head=head)
+    with torch.no_grad():
+        embed = F.normalize(clip.encode_image(images), dim=-1)
+        torch.testing.assert_close(hooked(images), embed @ expected.T, atol=1e-5, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- nnsight
 def test_nnsight_trace_and_gradient_match_hooks(vit, images):
     from nnsight import NNsight
@@ -352,7 +371,7 @@ def test_load_hooked_run(tmp_path, images):
     from training.checkpoints import checkpoint_path, save_checkpoint
     from training.models import build_clip, write_model_config
 
-    cfg = {"embed_dim": 24, "vision_cfg": VIT, "text_cfg": TEXT_CFG}
+    cfg = {"embed_dim": 24, "vision_cfg": VIT, "text_cfg": {**TEXT_CFG, "vocab_size": 49408}}
     run = tmp_path / "lso-cipqrs-nosketchclasses"
     run.mkdir()
     write_model_config(run, cfg)
@@ -374,3 +393,5 @@ def test_load_hooked_run(tmp_path, images):
         torch.testing.assert_close(first.model(images), models[0].encode_image(images), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="out of range"):
         load_hooked_run(run, epoch=5)
+    head = loaded.zero_shot_head(["axe", "traffic_light"], templates=["a {}."])
+    assert head.class_embeddings.shape == (2, 24) and head.class_names == ("axe", "traffic_light")

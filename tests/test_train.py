@@ -224,7 +224,8 @@ def test_ddp_two_processes_match_single_process(tmp_path, reference_run, shapes_
 # supervised baseline
 
 
-def test_supervised_baseline_learns_and_is_seeded(tmp_path, shapes_mixture, tiny_rn_json):
+def test_supervised_baseline_learns_and_is_seeded(tmp_path, shapes_mixture, tiny_rn_json,
+                                                  trained_run):
     def run(name, seed, **kw):
         return train_supervised(small_config(shapes_mixture, tiny_rn_json, tmp_path / name,
                                              seed=seed, lr=0.05, **kw))
@@ -244,6 +245,11 @@ def test_supervised_baseline_learns_and_is_seeded(tmp_path, shapes_mixture, tiny
     assert_same_weights(ckpt.checkpoint_path(a, 0), ckpt.checkpoint_path(b, 0))
     with pytest.raises(AssertionError):
         assert_same_weights(ckpt.checkpoint_path(a, 0), ckpt.checkpoint_path(c, 0))
+    # its image tower starts where the CLIP run with the same seed and config starts
+    sup, clip = state_dict_of(ckpt.checkpoint_path(a, 0)), state_dict_of(
+        ckpt.checkpoint_path(trained_run, 0))
+    visual = [k for k in sup if k.startswith("visual.")]
+    assert visual and all(torch.equal(sup[k], clip[k]) for k in visual)
 
 
 def test_supervised_needs_labels(tmp_path, shapes_mixture, tiny_rn_json):

@@ -239,7 +239,7 @@ class TensorTransform:
         if params is not None:
             if params.shape != (x.shape[0], 5):
                 raise ValueError(f"params must be ({x.shape[0]}, 5), got {tuple(params.shape)}")
-            p = params.to(torch.float32)
+            p = params.to(device=x.device, dtype=torch.float32)
             zero = torch.zeros_like(p[:, 0])
             theta = torch.stack(
                 [
@@ -250,4 +250,4 @@ class TensorTransform:
             )
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return (x - self.mean) / self.std
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -193,8 +194,8 @@ def write_model_config(run_dir: str | Path, cfg: dict) -> None:
     run_dir = Path(run_dir)
     preprocess = asdict(PreprocessCfg())
     preprocess["size"] = image_size(cfg)
-    _write_json(run_dir / MODEL_CONFIG_FILE, cfg)
-    _write_json(run_dir / OPEN_CLIP_CONFIG_FILE, {"model_cfg": cfg, "preprocess_cfg": preprocess})
+    write_json(run_dir / MODEL_CONFIG_FILE, cfg)
+    write_json(run_dir / OPEN_CLIP_CONFIG_FILE, {"model_cfg": cfg, "preprocess_cfg": preprocess})
 
 
 def read_model_config(run_dir: str | Path) -> dict:
@@ -205,7 +206,8 @@ def read_model_config(run_dir: str | Path) -> dict:
     return _check_config(json.loads(path.read_text()), str(path))
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
     tmp.replace(path)

@@ -30,7 +30,6 @@ The supervised baseline (:mod:`training.supervised`) runs the same loop with ano
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import sys
@@ -53,6 +52,7 @@ from .models import (
     preprocess_stats,
     resolve_model_config,
     tokenizer_for,
+    write_json,
     write_model_config,
 )
 from .trainset import Mixture, read_mixture
@@ -471,12 +471,13 @@ def _train(
         **data.info,
     }
     _check_resumable(run_dir, info)
+    job.barrier()  # every rank has read the old run.json before rank 0 rewrites it
     if job.is_main:
         (run_dir / ckpt.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         write_model_config(run_dir, model_cfg)
         manifest = {**mixture.manifest, "tsv": str(mixture.tsv), "tsv_sha256": mixture.sha256}
-        (run_dir / ckpt.MIXTURE_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        (run_dir / ckpt.RUN_FILE).write_text(json.dumps(_jsonable(info), indent=2) + "\n")
+        write_json(run_dir / ckpt.MIXTURE_FILE, manifest)
+        write_json(run_dir / ckpt.RUN_FILE, _jsonable(info))
     job.barrier()
 
     size = image_size(model_cfg)
@@ -583,12 +584,13 @@ def _train(
                 for i in range(steps_per_epoch):
                     params = transform.sample(batch_size, aug_gen)
                     idx = batches[i, shard]
-                    x = transform(images[idx], None if params is None else params[shard])
-                    y = targets[idx]
+                    x = transform(images[idx].to(device, non_blocking=True),
+                                  None if params is None else params[shard])
+                    y = targets[idx].to(device, non_blocking=True)
                     lr = cosine_lr(step, float(config.lr), warmup, total_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    loss = loss_fn(train_model, x.to(device), y.to(device))
+                    loss = loss_fn(train_model, x, y)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.grad_clip is not None:
