@@ -4,9 +4,12 @@ Both train the same model config on the same mixture TSV with the same batch siz
 learning rate, weight decay, warmup and gradient clipping, on CPU in fp32, one after the other
 in this one invocation (alternating when repeated, so slow drifts in machine load hit both).
 Reported per trainer: steady-state images/s (median over per-step throughput from each
-trainer's own log, first epoch's first 5 steps skipped; both include data time) and the
-wall-clock time of the whole command (start-up, data loading, all epochs, checkpoints); and
-the ratio ours/theirs.
+trainer's own log, first epoch's first 5 steps skipped; both include data time), the
+wall-clock time of the whole command (start-up, data loading, all epochs, checkpoints) and its
+CPU time (user + system, DataLoader workers included: less sensitive to other load on a
+shared machine than wall time); and the ratio ours/theirs. The 1-minute load average after
+each pair is printed: numbers taken under load from other processes are not comparable
+across runs, only within a pair.
 
 Usage (about 3-4 minutes for the defaults on 2 cores)::
 
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -86,14 +90,18 @@ def openclip_local_dir(model: str, folder: Path) -> Path:
     return folder
 
 
-def run(command: list[str], env: dict) -> float:
-    """Run a command; return its wall-clock seconds (raise with its stderr on failure)."""
+def run(command: list[str], env: dict) -> tuple[float, float]:
+    """Run a command; return its wall-clock seconds and the CPU seconds (user + system) of
+    it and all its descendants, e.g. DataLoader workers (raise with its stderr on failure)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-4000:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def ours(tsv: Path, model: str, out: Path, args, env: dict) -> dict:
@@ -105,10 +113,11 @@ def ours(tsv: Path, model: str, out: Path, args, env: dict) -> dict:
                str(args.batch_size), "--lr", "1e-3", "--wd", "0.2", "--warmup-steps",
                str(args.warmup), "--grad-clip", "1.0", "--log-every", "1", "--out", str(out),
                "--quiet"]
-    seconds = run(command, env)
+    seconds, cpu = run(command, env)
     log = pd.read_csv(out / "train_log.csv")
     steady = log["images_per_s"].iloc[5:]
-    return {"wall_s": seconds, "img_s": float(statistics.median(steady)), "command": command}
+    return {"wall_s": seconds, "cpu_s": cpu, "img_s": float(statistics.median(steady)),
+            "command": command}
 
 
 _THEIR_RATE = re.compile(r"Train Epoch: (\d+) \[\s*(\d+)/.*?Batch \(t\): [\d.]+, ([\d.]+)/s,")
@@ -125,12 +134,13 @@ def theirs(tsv: Path, local_dir: Path, logs: Path, args, env: dict) -> dict:
                "--workers", str(args.their_workers), "--report-to", "", "--logs", str(logs),
                "--name", "bench", "--save-frequency", "1", "--log-every-n-steps", "1",
                "--seed", "0"]
-    seconds = run(command, env)
+    seconds, cpu = run(command, env)
     text = (logs / "bench" / "out.log").read_text()
     rates = [float(m.group(3)) for m in _THEIR_RATE.finditer(text)]
     if len(rates) < 6:
         raise RuntimeError(f"could not parse throughput from {logs / 'bench' / 'out.log'}")
-    return {"wall_s": seconds, "img_s": float(statistics.median(rates[5:])), "command": command}
+    return {"wall_s": seconds, "cpu_s": cpu, "img_s": float(statistics.median(rates[5:])),
+            "command": command}
 
 
 def main() -> int:
@@ -159,27 +169,36 @@ def main() -> int:
         tsv, n = make_tsv(root, work / f"mix{size}" / "bench.tsv", args.rows)
         local_dir = openclip_local_dir(model, work / f"oc-{model}")
         for repeat in range(args.repeats):
-            a = ours(tsv, model, work / f"ours-{model}", args, env)
-            b = theirs(tsv, local_dir, work / f"theirs-{model}", args, env)
+            if repeat % 2 == 0:  # alternate who goes first
+                a = ours(tsv, model, work / f"ours-{model}", args, env)
+                b = theirs(tsv, local_dir, work / f"theirs-{model}", args, env)
+            else:
+                b = theirs(tsv, local_dir, work / f"theirs-{model}", args, env)
+                a = ours(tsv, model, work / f"ours-{model}", args, env)
+            load = os.getloadavg()[0]
             row = {"model": model, "repeat": repeat, "rows": n, "epochs": args.epochs,
                    "batch_size": args.batch_size, "ours_img_s": a["img_s"],
                    "theirs_img_s": b["img_s"], "ratio_img_s": a["img_s"] / b["img_s"],
                    "ours_wall_s": a["wall_s"], "theirs_wall_s": b["wall_s"],
                    "ratio_wall": b["wall_s"] / a["wall_s"],
+                   "ours_cpu_s": a["cpu_s"], "theirs_cpu_s": b["cpu_s"],
+                   "ratio_cpu": b["cpu_s"] / a["cpu_s"], "load_1min": load,
                    "ours_command": " ".join(a["command"]),
                    "theirs_command": " ".join(repr(c) if c == "\t" else c
                                               for c in b["command"])}
             results.append(row)
-            print(f"{model} #{repeat}: ours {a['img_s']:.0f} img/s ({a['wall_s']:.1f} s), "
-                  f"open_clip_train {b['img_s']:.0f} img/s ({b['wall_s']:.1f} s), "
-                  f"ratio {row['ratio_img_s']:.2f}", flush=True)
+            print(f"{model} #{repeat}: ours {a['img_s']:.0f} img/s ({a['wall_s']:.1f} s wall, "
+                  f"{a['cpu_s']:.1f} s CPU), open_clip_train {b['img_s']:.0f} img/s "
+                  f"({b['wall_s']:.1f} s wall, {b['cpu_s']:.1f} s CPU), ratio "
+                  f"{row['ratio_img_s']:.2f}, load {load:.1f}", flush=True)
     print("\n| model | rows x epochs | ours img/s | open_clip_train img/s | ratio | "
-          "ours wall s | theirs wall s |")
-    print("|---|---|---|---|---|---|---|")
+          "wall s ours / theirs | CPU s ours / theirs | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['model']} | {r['rows']} x {r['epochs']} | {r['ours_img_s']:.0f} | "
-              f"{r['theirs_img_s']:.0f} | {r['ratio_img_s']:.2f} | {r['ours_wall_s']:.1f} | "
-              f"{r['theirs_wall_s']:.1f} |")
+              f"{r['theirs_img_s']:.0f} | {r['ratio_img_s']:.2f} | {r['ours_wall_s']:.1f} / "
+              f"{r['theirs_wall_s']:.1f} | {r['ours_cpu_s']:.1f} / {r['theirs_cpu_s']:.1f} | "
+              f"{r['load_1min']:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

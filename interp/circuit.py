@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ class Circuit:
         if path.suffix not in FORMATS:
             raise ValueError(f"unknown circuit file type {path.suffix!r}; expected one of {list(FORMATS)}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         if path.suffix == ".json":
             data = nx.node_link_data(self.graph, edges="edges")
             tmp.write_text(json.dumps(data, indent=1, default=_jsonable))

@@ -174,20 +174,27 @@ class EdgeWeights:
                                  "weight": float(w[i, j])})
         return pd.DataFrame(rows, columns=["up_site", "up_unit", "down_site", "down_unit", "weight"])
 
+    def to_payload(self) -> dict[str, Any]:
+        """A ``torch.save``-able dict (``weights`` keyed ``"up|down"``)."""
+        return {"weights": {f"{u}|{d}": w for (u, d), w in self.weights.items()},
+                "kept": self.kept, "parents": self.parents, "method": self.method,
+                "steps": self.steps, "rule": self.rule, "n_images": self.n_images,
+                "cost": self.cost}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> EdgeWeights:
+        """Inverse of :meth:`to_payload`."""
+        weights = {tuple(k.split("|")): v for k, v in payload["weights"].items()}
+        return cls(**{**payload, "weights": weights})
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (``torch.save``)."""
-        payload = {"weights": {f"{u}|{d}": w for (u, d), w in self.weights.items()},
-                   "kept": self.kept, "parents": self.parents, "method": self.method,
-                   "steps": self.steps, "rule": self.rule, "n_images": self.n_images,
-                   "cost": self.cost}
-        return atomic_torch_save(payload, path)
+        return atomic_torch_save(self.to_payload(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> EdgeWeights:
         """Read what :meth:`save` wrote."""
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        payload["weights"] = {tuple(k.split("|")): v for k, v in payload["weights"].items()}
-        return cls(**payload)
+        return cls.from_payload(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def _check_kept(model: HookedImageTower, kept: Mapping[str, Sequence[int]], sites: Sequence[str],
@@ -219,7 +226,7 @@ def edge_weights(
     steps: int = 10,
     rule: str = "left",
     batch_size: int = 32,
-    vjp_chunk: int = 64,
+    vjp_chunk: int = 8,
     parents: Mapping[str, Sequence[str]] | None = None,
     progress: bool = True,
 ) -> EdgeWeights:

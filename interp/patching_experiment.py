@@ -27,7 +27,7 @@ import torch
 from .hooked_base import HookedImageTower
 from .metrics import METRIC_NAMES
 from .patching import DIRECTIONS, PAIRINGS, component_sites, cross_domain_patching
-from .units import GRANULARITIES
+from .units import GRANULARITIES, n_channels, n_positions, site_shapes
 
 #: Class subsets: held-out classes (C2), seen classes (C1), all.
 CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
@@ -89,8 +89,6 @@ class PatchSettings:
 def sweep_sites(model: HookedImageTower, granularity: str) -> list[str]:
     """Sites of a sweep: ``position`` / ``channel_group``: the model's layers with that axis;
     ``head``: ViT ``blocks.i.attn.hook_z``, ResNet ``attnpool.hook_z``."""
-    from .units import n_channels, n_positions, site_shapes
-
     if granularity == "head":
         if model.cfg.architecture == "vit":
             return [f"blocks.{i}.attn.hook_z" for i in range(model.cfg.n_layers)]

@@ -173,6 +173,23 @@ def test_memory_is_bounded_by_pooled_outputs(vit):
     }
 
 
+def test_unreadable_images_fail_clearly_and_leave_no_hooks(vit, tmp_path):
+    from interp.imagesets import ImageFileDataset
+
+    good = make_fake_domainnet(tmp_path / "dn")
+    paths = sorted(str(p) for p in (good / "clipart").rglob("*.png"))[:3]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    vit.train()
+    with pytest.raises(ValueError, match="broken.png"):
+        collect_activations(vit, ImageFileDataset([*paths, str(broken)], 32), batch_size=2, progress=False)
+    assert vit.training  # mode restored
+    vit.eval()
+    assert all(not hp.fwd_hooks and not hp._forward_hooks for hp in vit.hook_dict.values())
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        ImageFileDataset([str(tmp_path / "missing.png")], 32)[0]
+
+
 def test_select_per_class_is_seeded_and_local():
     index = pd.DataFrame({"domain": ["a"] * 10 + ["b"] * 4, "class_name": ["x"] * 6 + ["y"] * 4 + ["x"] * 4})
     picked = select_per_class(index, 3, seed=0)

@@ -413,12 +413,19 @@ def test_circuits_command_help(capsys):
     assert "--edge-rank" in capsys.readouterr().out
 
 
-def test_build_circuit_from_effects_and_edges():
+def test_build_circuit_from_effects_and_edges(tmp_path):
+    from interp.attribution import NodeEffects
+
     model = tiny_tower("rn")
     images, labels = tiny_images(3)
     effects = node_effects(model, images, labels, progress=False)
     kept = select_nodes(effects, 0.25)
     edges = edge_weights(model, images, labels, kept, progress=False)
+    loaded_nodes = NodeEffects.load(effects.save(tmp_path / "nodes.pt"))
+    loaded_edges = EdgeWeights.load(edges.save(tmp_path / "edges.pt"))
+    assert all(torch.equal(loaded_nodes.effects[s], effects.effects[s]) for s in effects.sites)
+    assert loaded_edges.weights.keys() == edges.weights.keys() and loaded_edges.kept == edges.kept
+    assert all(torch.equal(loaded_edges.weights[k], edges.weights[k]) for k in edges.weights)
     circuit = build_circuit(effects, edges, top_k=2, rank="abs")
     assert circuit.nodes_by_site() == {s: set(v) for s, v in kept.items()}
     assert all(circuit.graph.in_degree(n) <= 2 for n in circuit.graph)

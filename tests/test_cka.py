@@ -286,6 +286,16 @@ def test_fast_and_reference_methods_agree(kernel, mode):
     np.testing.assert_allclose(fast["value"], reference["value"], atol=1e-9)
 
 
+def test_minibatch_option_of_cross_domain_cka():
+    acts, labels = make_domains(seed=2)
+    exact = cross_domain_cka(acts, labels, domains=["A", "C"], mode="per_sample", progress=False)
+    n = int(exact["n"].iloc[0])
+    one_batch = cross_domain_cka(acts, labels, domains=["A", "C"], mode="per_sample", minibatch_size=n, progress=False)
+    np.testing.assert_allclose(one_batch["value"], exact["value"], atol=1e-10)
+    small = cross_domain_cka(acts, labels, domains=["A", "C"], mode="per_sample", minibatch_size=8, progress=False)
+    assert not np.allclose(small["value"], exact["value"]) and small["value"].between(-1, 1).all()
+
+
 def test_per_sample_mode_matches_images_by_class():
     rng = np.random.default_rng(3)
     classes = [f"c{i}" for i in range(6)]

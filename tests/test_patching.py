@@ -369,11 +369,9 @@ def test_figures_from_tables(tmp_path, vit, rn):
     from interp.plots.patching import plot_layer_heatmap, plot_recovery_by_layer
 
     xs, ys, xt, yt = _domain_data()
-    frames = []
-    for pairing in ("paired", "class_mean"):
-        frames += [r.to_frame(n_boot=20) for r in cross_domain_patching(
-            vit, xs, ys, xt, yt, sites=[layer.name for layer in vit.layers()] + component_sites(vit),
-            pairing=pairing, progress=False)]
+    frames = [r.to_frame(n_boot=20) for r in cross_domain_patching(
+        vit, xs, ys, xt, yt, sites=[layer.name for layer in vit.layers()] + component_sites(vit),
+        pairing="class_mean", progress=False)]
     for granularity, sites in (("position", ["blocks.0.hook_resid_post"]),
                                ("head", ["blocks.0.attn.hook_z", "blocks.1.attn.hook_z"])):
         frames += [r.to_frame(n_boot=20) for r in cross_domain_patching(
@@ -487,18 +485,18 @@ def test_cli_patch_end_to_end(tmp_path):
     root = make_fake_domainnet(tmp_path / "data")
     run = _tiny_run(tmp_path, root)
     code = main(["patch", str(run), "--data", str(root), "--source", "real", "--target", "quickdraw",
-                 "--n-boot", "30", "--quiet", "--granularity", "position", "head"])
+                 "--n-boot", "30", "--quiet", "--granularity", "head"])
     assert code == 0
     out = run / "patching"
     table = pd.read_csv(out / "patching_real_to_quickdraw.csv")
     assert set(table["run"]) == {"tiny-vit"} and set(table["setup"]) == {"cg_high"}
     assert set(table["test_domain"]) == {"quickdraw"} and set(table["seed"]) == {2}
-    assert set(table["granularity"]) == {"site", "position", "head"}
+    assert set(table["granularity"]) == {"site", "head"}
     assert set(table["pairing"]) == {"paired", "class_mean"}
     assert set(table["direction"]) == {"denoising", "noising"}
     assert set(table["class_name"]) == {"all", "axe", "traffic_light"}
     assert len(pd.read_csv(out / "patching_examples_real_to_quickdraw.csv")) > 0
-    for name in ("recovery_by_layer", "layer_position", "layer_head"):
+    for name in ("recovery_by_layer", "layer_head"):
         assert (out / f"{name}_real_to_quickdraw.png").stat().st_size > 1000
 
 

@@ -302,6 +302,7 @@ def plot_learning_curve(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     data = table[(table["metric"] == "top1") & (table["class_subset"] != "all")]
     subsets = [s for s in ("heldout", "seen") if s in set(data["class_subset"])]
@@ -318,6 +319,7 @@ def plot_learning_curve(
                     label=f"{domain} (test)" if bold else domain)
         if n_classes:
             ax.axhline(1 / n_classes, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{subset} classes")
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1)

@@ -67,13 +67,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--draw-class", default=None, help="class drawn per domain (default: first)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per pass (default: 32)")
     parser.add_argument("--device", default="cpu", help="default: cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default: 1, faster for tiny models; to use more "
+                        "cores run several processes on disjoint --classes with the same --out, "
+                        "then once over all classes to assemble the tables from the cache)")
     parser.add_argument("--out", default=None, help="output folder (default: <run>/circuits)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from interp.circuit_experiment import CircuitSettings, run_circuits
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     fraction = args.fraction if args.fraction is not None or args.threshold is not None else 0.1
     settings = CircuitSettings(

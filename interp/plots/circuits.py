@@ -45,7 +45,7 @@ def plot_node_sharing(summary: pd.DataFrame, highlight: str | None = None,
     subsets = _subsets(part)
     fig = Figure(figsize=(4.4 * len(subsets) + 1.8, 3.6), layout="constrained")
     axes = fig.subplots(1, len(subsets), sharey=True, squeeze=False)[0]
-    colours = iter(colormaps["tab10"].colors)
+    colours = iter(colormaps["tab10" if highlight is not None else "tab20"].colors)
     pair_colour: dict[tuple[str, str], tuple] = {}
     for ax, subset in zip(axes, subsets, strict=True):
         rows = part[part["class_subset"] == subset]

@@ -3,7 +3,8 @@
 * :func:`plot_recovery_by_layer`: site-level recovery (or another statistic) per layer in
   forward order, one line per domain pair (source -> target) and site kind (solid: layers,
   i.e. block outputs; dashed: components), bootstrap interval as a band; one panel per
-  (pairing, direction).
+  (pairing, direction). The y range follows the estimates; intervals reaching beyond it are
+  clipped (recovery intervals get wide where the domains' metrics barely differ).
 * :func:`plot_layer_heatmap`: layer x position, layer x head or layer x channel-group
   heatmap of a statistic; one panel per (domain pair, pairing, direction).
 
@@ -96,6 +97,12 @@ def plot_recovery_by_layer(
                     label=label)
             ax.fill_between(x, low[order].to_numpy(), high[order].to_numpy(), color=colours(i % 10),
                             alpha=0.2, linewidth=0)
+        values = panel["value"].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size:  # scale to the estimates; wide intervals are clipped, not the lines
+            low_y, high_y = min(values.min(), 0.0), max(values.max(), 1.0 if statistic == "recovery" else 0.0)
+            pad = 0.15 * (high_y - low_y or 1.0)
+            ax.set_ylim(low_y - pad, high_y + pad)
         ax.axhline(0.0, color="grey", linewidth=0.8)
         if statistic == "recovery":
             ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
