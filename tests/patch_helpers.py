@@ -23,7 +23,9 @@ RN_CONFIG = {
 N_CLASSES = 5
 
 
-def make_tower(kind: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> HookedImageTower:
+def make_tower(
+    kind: str, seed: int = 0, dtype: torch.dtype = torch.float64, logit_scale: float = 10.0
+) -> HookedImageTower:
     """Random tiny tower (``vit``: 17 tokens, 2 heads, 2 blocks; ``rn``: ModifiedResNet) with a
     5-class cosine head, eval mode. ResNet BatchNorm statistics are randomised so that no
     block is close to an identity."""
@@ -37,7 +39,7 @@ def make_tower(kind: str, seed: int = 0, dtype: torch.dtype = torch.float64) -> 
                 module.running_var.uniform_(0.5, 1.5)
                 module.weight.data.normal_(1, 0.2)
                 module.bias.data.normal_(0, 0.2)
-        head = ZeroShotHead(torch.randn(N_CLASSES, cfg["embed_dim"]), logit_scale=10.0)
+        head = ZeroShotHead(torch.randn(N_CLASSES, cfg["embed_dim"]), logit_scale=logit_scale)
     return hook_image_tower(clip, head=head).eval().to(dtype)
 
 
