@@ -21,9 +21,9 @@ from training.mixtures import (
     build_mixture,
     build_mixtures,
     match_size,
-    read_mixture,
     write_mixture,
 )
+from training.trainset import read_mixture
 
 LABEL = {c: i for i, c in enumerate(sorted(CLASSES))}
 HELDOUT_LABELS = {LABEL[c] for c in HELDOUT}
@@ -135,7 +135,8 @@ def test_base_set_included_whole(root):
 
 def test_manifest_counts_equal_tsv(root, tmp_path):
     tsv = write_mixture(build_mixture(spec(root, "cg-high", "sketch")), tmp_path)
-    rows, manifest = read_mixture(tsv)
+    loaded = read_mixture(tsv)
+    rows, manifest = loaded.rows, loaded.manifest
     assert manifest["content_hash"] == hashlib.sha256(tsv.read_bytes()).hexdigest()
     counts = manifest["counts"]
     assert counts["total"] == len(rows)
@@ -203,7 +204,7 @@ def test_openclip_csvdataset_reads_written_tsv(root, tmp_path):
     tsv = write_mixture(build_mixture(spec(root, "cg-low")), tmp_path)
     dataset = CsvDataset(str(tsv), transforms=lambda im: np.asarray(im), img_key="filepath",
                          caption_key="title", sep="\t", tokenizer=lambda t: t)
-    rows, _ = read_mixture(tsv)
+    rows = read_mixture(tsv).rows
     assert len(dataset) == len(rows)
     image, text = dataset[len(dataset) - 1]
     assert image.shape == (8, 8, 3)

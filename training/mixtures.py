@@ -407,24 +407,8 @@ def build_mixtures(
     return written
 
 
-def read_mixture(tsv: str | Path) -> tuple[pd.DataFrame, dict]:
-    """Read a written mixture: its rows and its manifest (``<tsv stem>.json``)."""
-    tsv = Path(tsv)
-    if not tsv.is_file():
-        raise FileNotFoundError(f"mixture {str(tsv)!r} does not exist")
-    rows = pd.read_csv(tsv, sep="\t", keep_default_na=False, quoting=csv.QUOTE_NONE)
-    missing = [c for c in TSV_COLUMNS if c not in rows.columns]
-    if missing:
-        raise ValueError(f"mixture {tsv} lacks column(s) {missing}; expected {list(TSV_COLUMNS)}")
-    if rows.empty:
-        raise ValueError(f"mixture {tsv} has no rows")
-    manifest_path = tsv.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    return rows, manifest
-
-
 __all__ = [
     "SETUPS", "STANDARD_SETUPS", "TEST_DOMAINS", "SIZE_RULES", "SELECTIONS", "TSV_COLUMNS",
     "MixtureSpec", "Mixture", "build_mixture", "build_mixtures", "write_mixture",
-    "read_mixture", "read_base_tsv", "match_size", "mixture_counts", "rendition_domains",
+    "read_base_tsv", "match_size", "mixture_counts", "rendition_domains",
 ]
