@@ -317,7 +317,13 @@ def _add(sums: dict[str, Tensor], site: str, value: Tensor) -> None:
     sums[site] = sums[site] + value if site in sums else value
 
 
-def _atp_batch(model, images, labels, sites, base, metric, layouts, sums, cost) -> float:
+def site_grads(
+    model: HookedImageTower, images: Tensor, labels: Tensor, sites: Sequence[str], metric: MetricFn
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+    """Clean activations, total metric gradients at ``sites`` and the metric values:
+    ``({s: (B, ...)}, {s: (B, ...)}, (B,))``.
+
+    One forward and one backward; the metric is summed over the batch (rows independent)."""
     captured: dict[str, Tensor] = {}
 
     def capture(x: Tensor, hook: Any) -> Tensor:
@@ -329,12 +335,19 @@ def _atp_batch(model, images, labels, sites, base, metric, layouts, sums, cost) 
     with torch.enable_grad(), model.hooks(fwd_hooks=[(s, capture) for s in sites]):
         values = _metric_values(metric, model(images), labels)
         grads = torch.autograd.grad(values.sum(), [captured[s] for s in sites])
-    for s, g in zip(sites, grads, strict=True):
-        delta = captured[s].detach() - base[s]
+    acts = {s: captured[s].detach() for s in sites}
+    return acts, dict(zip(sites, grads, strict=True)), values.detach()
+
+
+def _atp_batch(model, images, labels, sites, base, metric, layouts, sums, cost) -> float:
+    acts, grads, values = site_grads(model, images, labels, sites, metric)
+    for s in sites:
+        g = grads[s]
+        delta = acts[s] - base[s]
         _add(sums, s, to_units(delta * g, layouts[s]).double().sum(0))
     cost["fwd_bwd"] += 1
     cost["images"] += images.shape[0]
-    return float(values.detach().double().sum())
+    return float(values.double().sum())
 
 
 def spawn_points(model: HookedImageTower, sites: Sequence[str]) -> dict[str | None, list[str]]:

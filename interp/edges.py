@@ -56,6 +56,7 @@ from .attribution import (
     check_options,
     clean_activations,
     resolve_baseline,
+    site_grads,
     to_units,
     unit_selector,
 )
@@ -124,26 +125,6 @@ def site_parents(model: HookedImageTower, sites: Sequence[str] | None = None) ->
                                         allow_unused=True, retain_graph=True)
             parents[site] = [s for s, g in zip(earlier, grads, strict=True) if g is not None]
     return parents
-
-
-def site_grads(
-    model: HookedImageTower, images: Tensor, labels: Tensor, sites: Sequence[str], metric: MetricFn
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Clean activations and total metric gradients at ``sites``: ``({s: (B, ...)}, {s: (B, ...)})``.
-
-    One forward and one backward; the metric is summed over the batch (rows independent)."""
-    captured: dict[str, Tensor] = {}
-
-    def capture(x: Tensor, hook: Any) -> Tensor:
-        if not x.requires_grad:
-            x = x.detach().requires_grad_(True)
-        captured[hook.name] = x
-        return x
-
-    with torch.enable_grad(), model.hooks(fwd_hooks=[(s, capture) for s in sites]):
-        values = metric(model(images), labels)
-        grads = torch.autograd.grad(values.sum(), [captured[s] for s in sites])
-    return {s: captured[s].detach() for s in sites}, dict(zip(sites, grads, strict=True))
 
 
 @dataclass
@@ -264,7 +245,7 @@ def edge_weights(
     try:
         for part in batches(n, batch_size):
             x, y = images[part].to(device), labels[part].to(device)
-            clean, grads = site_grads(model, x, y, sites, fn)
+            clean, grads, _ = site_grads(model, x, y, sites, fn)
             cost["fwd_bwd"] += 1
             cost["images"] += x.shape[0]
             delta = {s: clean[s] - base[s] for s in sites}

@@ -14,7 +14,7 @@ from conftest import torch_threads
 from fakedata import make_fake_domainnet
 from transformer_lens.hook_points import HookPoint
 
-from interp.attribution import clean_activations, default_sites, node_effects, to_units
+from interp.attribution import clean_activations, default_sites, node_effects, site_grads, to_units
 from interp.circuit import (
     Circuit,
     build_circuit,
@@ -32,7 +32,7 @@ from interp.circuit_compare import (
     pair_group_summary,
     wl_kernel,
 )
-from interp.edges import EdgeWeights, edge_weights, site_grads, site_parents
+from interp.edges import EdgeWeights, edge_weights, site_parents
 from interp.metrics import get_metric
 
 
@@ -89,7 +89,7 @@ def test_gxa_edges_equal_finite_differences(kind):
     kept = {s: [0, 2] if model.site_layout(s) != "heads" else [1] for s in sites}
     edges = edge_weights(model, images, labels, kept, progress=False)
     clean = clean_activations(model, images, sites)
-    _, grads = site_grads(model, images, labels, sites, get_metric("logit"))
+    _, grads, _ = site_grads(model, images, labels, sites, get_metric("logit"))
     checked = 0
     for (up, down), w in edges.weights.items():
         layout_u, layout_d = model.site_layout(up), model.site_layout(down)
@@ -129,7 +129,7 @@ def test_ig_edges_are_complete_per_downstream_unit(kind, baseline):
                          baseline=baseline, reference=reference, progress=False)
     clean = clean_activations(model, images, sites)
     base = clean_activations(model, reference, sites) if baseline == "mean" else None
-    _, grads = site_grads(model, images, labels, sites, get_metric("logit"))
+    _, grads, _ = site_grads(model, images, labels, sites, get_metric("logit"))
     at_base = dict(clean)
     for p in parents[down]:
         at_base[p] = (base[p].mean(0, keepdim=True) if base else torch.zeros_like(clean[p])).expand_as(clean[p])
