@@ -20,6 +20,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from interp.plots import domain_heatmap
+
 _REQUIRED = ("domain_a", "domain_b", "site", "metric", "class_subset", "statistic", "value")
 _SUBSETS = ("heldout", "seen", "all")
 
@@ -106,16 +108,7 @@ def plot_similarity_heatmaps(summary: pd.DataFrame, domains: Sequence[str] | Non
         for j, subset in enumerate(subsets):
             ax = axes[i, j]
             matrix = similarity_matrix(summary, metric, subset, domains)
-            image = ax.imshow(matrix.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis")
-            ax.set_xticks(range(len(domains)), domains, rotation=60, ha="right", fontsize=7)
-            ax.set_yticks(range(len(domains)), domains, fontsize=7)
-            ax.set_title(f"{metric}, {subset}", fontsize=8)
-            for r in range(len(domains)):
-                for c in range(len(domains)):
-                    v = matrix.iat[r, c]
-                    if np.isfinite(v):
-                        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                                color="white" if v < 0.6 else "black")
+            image = domain_heatmap(ax, matrix, domains, f"{metric}, {subset}")
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="similarity (mean over classes)")
     if title:

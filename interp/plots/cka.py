@@ -20,6 +20,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from interp.plots import domain_heatmap
+
 _PAIR_COLUMNS = ["domain_a", "domain_b"]
 _REQUIRED = ("layer", "layer_index", "domain_a", "domain_b", "value")
 
@@ -152,17 +154,8 @@ def plot_cka_heatmaps(
     image = None
     for ax, site in zip(axes.flat, sites, strict=False):
         matrix = cka_matrix(table, site, domains)
-        image = ax.imshow(matrix.to_numpy(dtype=float), vmin=0.0, vmax=1.0, cmap="viridis")
-        ax.set_xticks(range(len(domains)), domains, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(domains)), domains, fontsize=7)
-        ax.set_title(str(labels.get(site, site)), fontsize=9)
-        if len(domains) <= 8:
-            for i in range(len(domains)):
-                for j in range(len(domains)):
-                    v = matrix.iat[i, j]
-                    if np.isfinite(v):
-                        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                                color="white" if v < 0.6 else "black")
+        image = domain_heatmap(ax, matrix, domains, str(labels.get(site, site)),
+                               annotate=len(domains) <= 8, title_size=9)
     for ax in list(axes.flat)[len(sites):]:
         ax.set_axis_off()
     if image is not None:
