@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-CLASS_SUBSETS = ("held-out", "seen", "all")
+from interp.cka_experiment import CLASS_SUBSETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,67 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_cka(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
-    from interp.activations import collect_domain_activations
-    from interp.cross_domain import cross_domain_cka
-    from interp.plots.cka import plot_cka_by_layer, plot_cka_heatmaps, save_figure
-    from interp.runs import load_hooked_run
-    from training.domainnet import available_domains, class_names, heldout_classes
-    from training.domains import check_domains
+    from interp.cka_experiment import CKASettings, cka_run
 
-    run = load_hooked_run(args.run, epoch=args.epoch, device=args.device)
-    data = args.data or run.data_root
-    if data is None:
-        raise ValueError(f"no --data given and run {args.run!r} names no data root in mixture.json")
-    domains = list(check_domains(args.domains)) if args.domains else list(available_domains(data))
-    if len(domains) < 2:
-        raise ValueError(f"need at least two domains, got {domains}")
-    model = run.model
-    layers = model.layers()
-    sites = model.check_sites(args.sites) if args.sites else [s.name for s in layers]
-    heldout = list(heldout_classes(data))
-    subsets = {
-        "held-out": heldout,
-        "seen": [c for c in class_names(data) if c not in set(heldout)],
-        "all": None,
-    }
-    cache_dir = None if args.no_cache else Path(args.cache_dir or Path(args.run) / "cache" / "activations")
-    out = Path(args.out or Path(args.run) / "eval" / "cka")
-    out.mkdir(parents=True, exist_ok=True)
-
-    acts = collect_domain_activations(
-        model, data, domains, sites, split=args.split, max_per_class=args.max_per_class,
-        seed=args.seed, mean=run.mean, std=run.std, pooling=args.pooling,
-        batch_size=args.batch_size, device=args.device, cache_dir=cache_dir,
-        num_workers=args.workers, progress=not args.quiet,
+    settings = CKASettings(
+        classes=args.classes, kernels=args.kernel, unbiased=not args.biased, mode=args.mode,
+        missing=args.missing, pooling=args.pooling, sites=args.sites,
+        max_per_class=args.max_per_class, split=args.split, seed=args.seed,
+        batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
     )
-    tables = []
-    for subset in args.classes:
-        for kernel in args.kernel:
-            table = cross_domain_cka(
-                acts, sites=sites, layers=layers, domains=domains, classes=subsets[subset],
-                class_subset=subset, missing=args.missing, mode=args.mode, kernel=kernel,
-                unbiased=not args.biased, max_per_class=args.max_per_class, seed=args.seed,
-                meta={**run.meta(), "pooling": args.pooling, "split": args.split},
-                progress=not args.quiet,
-            )
-            tables.append(table)
-    table = pd.concat(tables, ignore_index=True)
-    csv = out / "cka.csv"
-    table.to_csv(csv, index=False)
-
-    title = f"{run.name} (epoch {run.epoch})"
-    written = [csv, save_figure(plot_cka_by_layer(table, title=title), out / "cka_by_layer.png")]
-    for (subset, kernel), part in table.groupby(["class_subset", "kernel"], sort=False):
-        fig = plot_cka_heatmaps(part, title=f"{title}: {subset} classes, {kernel} CKA")
-        written.append(save_figure(fig, out / f"cka_heatmaps_{subset}_{kernel}.png"))
+    written = cka_run(args.run, args.data, args.domains, settings, epoch=args.epoch,
+                      out=args.out, cache_dir="" if args.no_cache else args.cache_dir,
+                      device=args.device)
+    table = pd.read_csv(written["table"])
     summary = table.pivot_table(index=["class_subset", "kernel", "layer_index", "layer"],
                                 values="value", aggfunc="mean").reset_index()
-    print(f"mean CKA over domain pairs ({run.name}, epoch {run.epoch}):")
+    run, epoch = table["run"].iloc[0], table["epoch"].iloc[0]
+    print(f"mean CKA over domain pairs ({run}, epoch {epoch}):")
     print(summary.drop(columns="layer_index").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for path in written:
+    for path in written.values():
         print(f"wrote {path}")
     return 0

@@ -1,0 +1,296 @@
+"""Experiment configs for ``domainlens reproduce``: TOML files validated into dataclasses.
+
+A config has a top-level ``name`` and the sections ``[data]``, ``[mixtures]``, ``[train]``,
+``[eval]`` and ``[analyses]``. Every key is checked: an unknown key, setup, domain, class
+subset or a value of the wrong type is an error naming it and the allowed values, raised before
+any work starts. Shipped configs (``smoke``, ``quickstart``, ``study``, ``paper``) live in
+``domainlens/configs/`` and are addressed by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from training.captions import CAPTION_STYLES
+from training.domains import DOMAINS, check_domains
+from training.mixtures import SELECTIONS, SETUPS, SIZE_RULES, TEST_DOMAINS
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DATA_SOURCES = ("synth", "domainnet")
+ANALYSIS_CLASSES = ("held-out", "seen", "all")
+EVAL_EPOCHS = ("last", "all")
+PIPELINE_SETUPS = tuple(s for s in SETUPS if s != "domain-interp")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the images come from: generated (``synth``) or a DomainNet-format root.
+
+    ``root``/``base_tsv``: relative paths are taken relative to the experiment's output folder
+    for ``synth`` (where the images are generated) and to the working directory for
+    ``domainnet``. The generator settings (``image_size`` ... ``classes``) apply to ``synth``.
+    """
+
+    source: str = "synth"
+    root: str = "data"
+    base_tsv: str = ""
+    image_size: int = 64
+    n_train: int = 64
+    n_test: int = 24
+    n_base: int = 48
+    classes: tuple[str, ...] = ()
+    seed: int = 0
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class MixturesSection:
+    """Which mixtures to build: every setup for every test domain, under one size rule."""
+
+    test_domains: tuple[str, ...] = ("sketch", "quickdraw")
+    setups: tuple[str, ...] = ("natural-only", "cg-low", "cg-high", "leave-out-domain")
+    size_rule: str = "paper"
+    size: int = 0
+    selection: str = "first"
+    captions: str = "domain"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """One CLIP training run per (setup, test domain, seed). ``warmup_steps = 0``: 5% of all
+    steps. ``threads``: torch intra-op threads (0: leave torch's default)."""
+
+    model: str = "tiny-vit"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.2
+    warmup_steps: int = 0
+    seeds: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """Zero-shot evaluation of every run: the last checkpoint or all of them (learning
+    curves; costs one pass over the test splits per epoch)."""
+
+    epochs: str = "last"
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class AnalysesSection:
+    """Which mechanistic analyses run on which runs (empty ``setups``/``test_domains``: all
+    configured ones). ``classes`` is the class subset all three analyses use;
+    ``circuit_classes`` caps how many of its classes get circuits (0: all)."""
+
+    setups: tuple[str, ...] = ("cg-high",)
+    test_domains: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    cka: bool = True
+    patching: bool = True
+    circuits: bool = True
+    classes: str = "held-out"
+    max_images_per_class: int = 16
+    patch_source: str = "real"
+    circuit_classes: int = 0
+    circuit_images: int = 10
+    circuit_fraction: float = 0.1
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: data -> mixtures -> runs -> evaluation -> analyses -> report."""
+
+    name: str
+    out: str
+    data: DataSection = field(default_factory=DataSection)
+    mixtures: MixturesSection = field(default_factory=MixturesSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    analyses: AnalysesSection = field(default_factory=AnalysesSection)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def data_root(self) -> Path:
+        root = Path(self.data.root)
+        if root.is_absolute() or self.data.source == "domainnet":
+            return root
+        return self.out_dir / root
+
+    @property
+    def base_tsv(self) -> Path:
+        """The natural base set: the generator's ``base.tsv`` or the configured file."""
+        if self.data.source == "synth":
+            return self.data_root / "base.tsv"
+        return Path(self.data.base_tsv)
+
+    @property
+    def analysed_setups(self) -> tuple[str, ...]:
+        return self.analyses.setups or self.mixtures.setups
+
+    @property
+    def analysed_test_domains(self) -> tuple[str, ...]:
+        return self.analyses.test_domains or self.mixtures.test_domains
+
+    def replace(self, section: str | None = None, **values: Any) -> ExperimentConfig:
+        """A copy with top-level fields, or fields of one section, replaced (and validated)."""
+        if section is None:
+            return validate(dataclasses.replace(self, **values))
+        updated = _section(SECTIONS[section], {**dataclasses.asdict(getattr(self, section)),
+                                               **values}, section)
+        return validate(dataclasses.replace(self, **{section: updated}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {"data": DataSection, "mixtures": MixturesSection,
+                             "train": TrainSection, "eval": EvalSection,
+                             "analyses": AnalysesSection}
+
+
+def _section(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build a section dataclass, rejecting unknown keys and values of the wrong type."""
+    defaults = cls()
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {allowed}")
+    out = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"[{where}] {key} must be a list, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"[{where}] {key} must be true or false, got {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"[{where}] {key} must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"[{where}] {key} must be an integer, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ValueError(f"[{where}] {key} must be a string, got {value!r}")
+        out[key] = value
+    return cls(**out)
+
+
+def _check_choices(values: tuple[str, ...] | list[str], allowed: tuple[str, ...],
+                   where: str) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown value(s) {bad} for {where}; expected some of {list(allowed)}")
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Check every value with a closed set of choices or a range; returns ``config``."""
+    data, mix, train, ev, an = (config.data, config.mixtures, config.train, config.eval,
+                                config.analyses)
+    _check_choices([data.source], DATA_SOURCES, "[data] source")
+    if data.source == "domainnet" and not data.base_tsv:
+        raise ValueError("[data] source = 'domainnet' needs base_tsv (the natural base set, an "
+                         "OpenCLIP TSV)")
+    for key in ("image_size", "n_train", "n_base", "n_test", "workers"):
+        if getattr(data, key) < (16 if key == "image_size" else 1 if key != "n_base" else 0):
+            raise ValueError(f"[data] {key} is too small: {getattr(data, key)}")
+    if not mix.test_domains or not mix.setups:
+        raise ValueError("[mixtures] needs at least one test domain and one setup")
+    check_domains(mix.test_domains, TEST_DOMAINS)
+    _check_choices(mix.setups, PIPELINE_SETUPS, "[mixtures] setups")
+    _check_choices([mix.size_rule], SIZE_RULES, "[mixtures] size_rule")
+    _check_choices([mix.selection], SELECTIONS, "[mixtures] selection")
+    _check_choices([mix.captions], CAPTION_STYLES, "[mixtures] captions")
+    if (mix.size_rule == "fixed") != (mix.size > 0):
+        raise ValueError("[mixtures] size > 0 is required with size_rule = 'fixed', and only then")
+    if train.epochs < 1 or train.batch_size < 1 or not train.seeds or train.lr <= 0:
+        raise ValueError("[train] needs epochs >= 1, batch_size >= 1, lr > 0 and a seed")
+    _check_choices([ev.epochs], EVAL_EPOCHS, "[eval] epochs")
+    _check_choices(an.setups, mix.setups, "[analyses] setups (must be among [mixtures] setups)")
+    check_domains(an.test_domains, mix.test_domains)
+    _check_choices([str(s) for s in an.seeds], tuple(str(s) for s in train.seeds),
+                   "[analyses] seeds (must be among [train] seeds)")
+    _check_choices([an.classes], ANALYSIS_CLASSES, "[analyses] classes")
+    check_domains([an.patch_source], DOMAINS)
+    if not 0 < an.circuit_fraction <= 1:
+        raise ValueError(f"[analyses] circuit_fraction must be in (0, 1], got {an.circuit_fraction}")
+    if an.circuit_classes < 0 or an.circuit_images < 1 or an.max_images_per_class < 1:
+        raise ValueError("[analyses] needs circuit_classes >= 0, circuit_images >= 1 and "
+                         "max_images_per_class >= 1")
+    return config
+
+
+def parse_config(raw: dict[str, Any], default_name: str = "experiment",
+                 out: str | Path | None = None) -> ExperimentConfig:
+    """A validated config from a parsed TOML table; ``out`` defaults to
+    ``outputs/<name>``."""
+    top = ["name", "out", *SECTIONS]
+    unknown = sorted(set(raw) - set(top))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} at the top of the config; allowed: {top}")
+    sections = {}
+    for name, cls in SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"[{name}] must be a table, got {table!r}")
+        sections[name] = _section(cls, table, name)
+    name = str(raw.get("name", default_name))
+    out = str(out if out is not None else raw.get("out", f"outputs/{name}"))
+    return validate(ExperimentConfig(name=name, out=out, **sections))
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with the package."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The TOML file of a shipped config name (``quickstart``) or a path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        shipped = CONFIG_DIR / f"{name_or_path}.toml"
+        if not shipped.is_file():
+            raise ValueError(f"unknown config {str(name_or_path)!r}; shipped configs: "
+                             f"{shipped_configs()}, or give a path to a .toml file")
+        return shipped
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    return path
+
+
+def load_config(name_or_path: str | Path, out: str | Path | None = None) -> ExperimentConfig:
+    """Load and validate a shipped config by name or a TOML file by path.
+
+    ``out`` overrides the output folder (default: the config's ``out``, else
+    ``outputs/<name>``).
+    """
+    path = config_path(name_or_path)
+    with open(path, "rb") as handle:
+        try:
+            raw = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: not valid TOML: {error}") from error
+    try:
+        return parse_config(raw, default_name=path.stem, out=out)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error

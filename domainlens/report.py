@@ -1,0 +1,521 @@
+"""The experiment report: tidy result tables, the figures drawn from them, report.md and HTML.
+
+:func:`collect_results` gathers every run's evaluation and every analysis into long tables;
+:func:`gallery` derives one small table per figure and draws it, writing each PNG beside the
+CSV it shows (``<out>/results/<name>.{csv,png}``); :func:`write_report` writes
+``report.md`` and ``report.html`` from the same tables. Figures are drawn from the CSVs
+only, so they can be redrawn without recomputation.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import ExperimentConfig
+
+RESULTS_DIR = "results"
+SETUP_ORDER = ("natural-only", "cg-low", "cg-high", "leave-out-domain", "upper-low", "upper-high")
+SETUP_LABELS = {"natural-only": "natural-only", "cg-low": "CG low-div.", "cg-high": "CG high-div.",
+                "leave-out-domain": "leave-out-domain", "upper-low": "upper bound low",
+                "upper-high": "upper bound high"}
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _concat(paths: Sequence[Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(p) for p in paths if p.is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _concat_with_run(items) -> pd.DataFrame:
+    """Concatenate tables that lack run metadata, adding run, setup, test_domain and seed."""
+    frames = [pd.read_csv(path).assign(run=r.run_dir.name, setup=r.setup,
+                                       test_domain=r.test_domain, seed=r.seed)
+              for r, path in items if path.is_file()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
+    """Long tables of the whole experiment: ``accuracy`` (every run's zero-shot table),
+    ``cka``, ``patching``, ``circuit_summary``, ``circuit_groups``, ``circuit_nodes``."""
+    from .pipeline import analysed_runs, run_plans
+
+    runs = run_plans(config)
+    analysed = analysed_runs(config)
+    source = config.analyses.patch_source
+    return {
+        "accuracy": _concat([r.run_dir / "eval" / "zero_shot.csv" for r in runs]),
+        "cka": _concat([r.analysis_dir / "cka" / "cka.csv" for r in analysed]),
+        "patching": _concat([r.analysis_dir / "patching" / f"patching_{source}_to_{r.test_domain}.csv"
+                             for r in analysed]),
+        "circuit_summary": _concat([r.analysis_dir / "circuits" / "comparison_summary.csv"
+                                    for r in analysed]),
+        "circuit_groups": _concat_with_run([(r, r.analysis_dir / "circuits" / "comparison_groups.csv")
+                                            for r in analysed]),
+        "circuit_nodes": _concat([r.analysis_dir / "circuits" / "circuit_nodes.csv" for r in analysed]),
+    }
+
+
+def run_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Per run (last evaluated epoch): held-out and seen top-1 on its test domain.
+
+    Columns: test_domain, setup, seed, run, epoch, heldout_top1, seen_top1, n_heldout_images.
+    """
+    top = accuracy[(accuracy["metric"] == "top1") & (accuracy["eval_domain"] == accuracy["test_domain"])]
+    last = top[top["epoch"] == top.groupby("run")["epoch"].transform("max")]
+    wide = last.pivot_table(index=["test_domain", "setup", "seed", "run", "epoch"],
+                            columns="class_subset", values="value").reset_index()
+    counts = last[last["class_subset"] == "heldout"].set_index("run")["n_images"]
+    wide = wide.rename(columns={"heldout": "heldout_top1", "seen": "seen_top1"})
+    wide["n_heldout_images"] = wide["run"].map(counts).astype("Int64")
+    keep = ["test_domain", "setup", "seed", "run", "epoch", "heldout_top1", "seen_top1",
+            "n_heldout_images"]
+    return _order(wide.reindex(columns=keep))
+
+
+def headline(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (ddof 1) and range over seeds of held-out and seen top-1 per (test domain,
+    setup)."""
+    grouped = per_run.groupby(["test_domain", "setup"], sort=False)
+    table = grouped.agg(
+        heldout_mean=("heldout_top1", "mean"), heldout_std=("heldout_top1", "std"),
+        heldout_min=("heldout_top1", "min"), heldout_max=("heldout_top1", "max"),
+        seen_mean=("seen_top1", "mean"), n_seeds=("seed", "nunique"),
+    ).reset_index()
+    return _order(table)
+
+
+def findings(table: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """The paper's qualitative accuracy findings checked on the headline table.
+
+    One row per (finding, test domain) with the two numbers compared and ``holds``; a finding
+    whose setups were not run is left out.
+    """
+    means = table.set_index(["test_domain", "setup"])["heldout_mean"]
+    rows = []
+    checks = [("diversity helps (CG high-div. > natural-only)", "cg-high", "natural-only"),
+              ("diversity helps (leave-out-domain > natural-only)", "leave-out-domain", "natural-only"),
+              ("CG trails leave-out-domain", "leave-out-domain", "cg-high")]
+    for finding, better, worse in checks:
+        for domain in table["test_domain"].unique():
+            if (domain, better) in means.index and (domain, worse) in means.index:
+                a, b = float(means[(domain, better)]), float(means[(domain, worse)])
+                rows.append({"finding": finding, "test_domain": domain, "a": a, "b": b,
+                             "holds": bool(a > b)})
+    by_domain = table.groupby("test_domain")["heldout_mean"].mean()
+    if len(by_domain) > 1 and "quickdraw" in by_domain.index:
+        hardest = by_domain.idxmin()
+        rows.append({"finding": "quickdraw is hardest (lowest mean held-out top-1 over setups)",
+                     "test_domain": hardest, "a": float(by_domain["quickdraw"]),
+                     "b": float(by_domain.drop("quickdraw").min()), "holds": hardest == "quickdraw"})
+    out = pd.DataFrame(rows, columns=["finding", "test_domain", "a", "b", "holds"])
+    out.attrs["chance"] = chance
+    return out
+
+
+def cka_by_layer(cka: pd.DataFrame, class_subset: str) -> pd.DataFrame:
+    """Linear CKA per layer averaged over domain pairs with / without the run's test domain.
+
+    Uses ``class_subset`` if the table has it, else ``all``. Columns: run, setup, test_domain,
+    seed, layer_index, layer, class_subset, pair_group, value, n_pairs.
+    """
+    if cka.empty:
+        return cka
+    subset = class_subset if class_subset in set(cka["class_subset"]) else "all"
+    part = cka[(cka["kernel"] == "linear") & (cka["class_subset"] == subset)].copy()
+    with_test = (part["domain_a"] == part["test_domain"]) | (part["domain_b"] == part["test_domain"])
+    part["pair_group"] = np.where(with_test, "with test domain", "other pairs")
+    keys = ["run", "setup", "test_domain", "seed", "layer_index", "layer", "class_subset", "pair_group"]
+    return part.groupby(keys, sort=False)["value"].agg(value="mean", n_pairs="count").reset_index()
+
+
+def patching_by_layer(patching: pd.DataFrame) -> pd.DataFrame:
+    """Recovery per layer when the class-mean source activation is patched into the target
+    (denoising, all classes pooled): rows of the patching summary with their bootstrap
+    interval. Paired whole-residual patches recover 1 by construction, so class means are
+    the informative pairing."""
+    if patching.empty:
+        return patching
+    rows = patching[(patching["granularity"] == "site") & (patching["site_kind"] == "layer")
+                     & (patching["statistic"] == "recovery") & (patching["class_name"] == "all")
+                     & (patching["direction"] == "denoising")
+                     & (patching["pairing"] == "class_mean")]
+    keep = ["run", "setup", "test_domain", "seed", "source_domain", "target_domain", "site_order",
+            "site", "layer", "class_subset", "value", "ci_low", "ci_high", "n"]
+    return rows[keep].sort_values(["run", "site_order"]).reset_index(drop=True)
+
+
+def node_sharing_by_layer(groups: pd.DataFrame, class_subset: str) -> pd.DataFrame:
+    """Node Jaccard per layer, averaged over classes of ``class_subset`` (``all`` if absent)
+    and over the domain pairs with the test domain, without quickdraw, and all pairs."""
+    if groups.empty:
+        return groups
+    subset = "heldout" if class_subset == "held-out" else class_subset
+    subset = subset if subset in set(groups["class_subset"]) else "all"
+    rows = groups[(groups["metric"] == "node_jaccard") & (groups["class_subset"] == subset)
+                  & groups["pair_group"].isin(["with_test_domain", "excluding_quickdraw", "all_pairs"])]
+    keys = ["run", "setup", "test_domain", "seed", "layer_index", "layer", "site", "class_subset",
+            "pair_group", "value", "spread", "n_pairs"]
+    return rows[keys].reset_index(drop=True)
+
+
+def circuit_similarity(summary: pd.DataFrame, metric: str = "wl_kernel") -> pd.DataFrame:
+    """Per run and domain pair: the class mean of a whole-circuit similarity (WL kernel or edge
+    Jaccard) over the held-out classes if present, else all classes."""
+    if summary.empty:
+        return summary
+    part = summary[(summary["metric"] == metric) & (summary["statistic"] == "mean")]
+    subset = "heldout" if "heldout" in set(part["class_subset"]) else "all"
+    part = part[part["class_subset"] == subset]
+    keep = ["run", "setup", "test_domain", "seed", "domain_a", "domain_b", "metric",
+            "class_subset", "value"]
+    return part[keep].reset_index(drop=True)
+
+
+def _order(table: pd.DataFrame) -> pd.DataFrame:
+    order = {s: i for i, s in enumerate(SETUP_ORDER)}
+    keys = [c for c in ("test_domain", "setup", "seed") if c in table.columns]
+    return table.sort_values(keys, key=lambda col: col.map(order) if col.name == "setup" else col,
+                             kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _save(fig, table: pd.DataFrame, stem: Path) -> Path:
+    """Write ``stem.csv`` (the table the figure shows) and ``stem.png``, atomically."""
+    import matplotlib.pyplot as plt
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(stem.with_suffix(".csv"), lambda p: table.to_csv(p, index=False))
+    _atomic(stem.with_suffix(".png"), lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
+    return stem.with_suffix(".png")
+
+
+def plot_accuracy(per_run: pd.DataFrame, chance: float):
+    """Grouped bars: held-out top-1 on the test domain per setup (mean over seeds, std as
+    error bar, seeds as dots), one group per test domain."""
+    import matplotlib.pyplot as plt
+
+    domains = list(dict.fromkeys(per_run["test_domain"]))
+    setups = [s for s in SETUP_ORDER if s in set(per_run["setup"])]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(domains) * max(1, len(setups)) / 4, 3.2))
+    width = 0.8 / max(1, len(setups))
+    colours = plt.get_cmap("tab10")
+    for j, setup in enumerate(setups):
+        for i, domain in enumerate(domains):
+            vals = per_run[(per_run["test_domain"] == domain) & (per_run["setup"] == setup)]["heldout_top1"]
+            if vals.empty:
+                continue
+            x = i + (j - (len(setups) - 1) / 2) * width
+            ax.bar(x, vals.mean(), width, color=colours(j), yerr=vals.std() if len(vals) > 1 else None,
+                   capsize=2, label=SETUP_LABELS[setup] if i == 0 else None)
+            ax.scatter(np.full(len(vals), x), vals, s=6, color="black", zorder=3)
+    ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance")
+    ax.set_xticks(range(len(domains)), domains)
+    ax.set_ylabel("held-out-class top-1 on the test domain")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _line_panels(table: pd.DataFrame, x: str, group: str, y: str, ylabel: str, title_of,
+                 band: tuple[str, str] | None = None, label_col: str = "layer"):
+    import matplotlib.pyplot as plt
+
+    runs = list(dict.fromkeys(table["run"]))
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 2.9), squeeze=False, sharey=True)
+    for ax, run in zip(axes[0], runs, strict=True):
+        part = table[table["run"] == run]
+        for name, rows in part.groupby(group, sort=False):
+            rows = rows.sort_values(x)
+            ax.plot(rows[x], rows[y], marker="o", markersize=3, label=str(name))
+            if band is not None:
+                ax.fill_between(rows[x], rows[band[0]], rows[band[1]], alpha=0.2)
+        ticks = part.drop_duplicates(x).sort_values(x)
+        ax.set_xticks(ticks[x], ticks[label_col], rotation=60, ha="right", fontsize=6)
+        ax.set_title(title_of(part.iloc[0]), fontsize=8)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def _run_title(row: pd.Series) -> str:
+    return f"test domain {row['test_domain']}: {SETUP_LABELS.get(row['setup'], row['setup'])}, seed {row['seed']}"
+
+
+def plot_similarity_heatmaps(table: pd.DataFrame):
+    """One domain x domain heatmap of circuit similarity per run."""
+    import matplotlib.pyplot as plt
+
+    from interp.plots import domain_heatmap
+
+    runs = list(dict.fromkeys(table["run"]))
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.3 * len(runs), 3.2), squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        part = table[table["run"] == run]
+        domains = sorted(set(part["domain_a"]) | set(part["domain_b"]))
+        matrix = pd.DataFrame(np.eye(len(domains)), index=domains, columns=domains)
+        for _, row in part.iterrows():
+            matrix.loc[row["domain_a"], row["domain_b"]] = row["value"]
+            matrix.loc[row["domain_b"], row["domain_a"]] = row["value"]
+        domain_heatmap(ax, matrix, domains, _run_title(part.iloc[0]))
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class Gallery:
+    """Figures written by :func:`gallery`: name -> (PNG path, one sentence on what it shows)."""
+
+    figures: dict[str, tuple[Path, str]] = field(default_factory=dict)
+
+
+def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path) -> Gallery:
+    """Draw every figure of the report from ``tables`` into ``out`` (PNG beside CSV)."""
+    from training.domainnet import class_names
+
+    result = Gallery()
+    per_run = run_accuracy(tables["accuracy"])
+    chance = 1.0 / len(class_names(config.data_root))
+    png = _save(plot_accuracy(per_run, chance), per_run, out / "accuracy_by_setup")
+    result.figures["accuracy_by_setup"] = (png, (
+        "Held-out-class zero-shot top-1 on each test domain, per training setup: bars are the "
+        "mean over seeds, error bars the standard deviation, dots single seeds; the dashed line "
+        "is chance."))
+
+    subset = config.analyses.classes
+    cka = cka_by_layer(tables["cka"], subset)
+    if not cka.empty:
+        fig = _line_panels(cka, "layer_index", "pair_group", "value", "linear CKA (class means)",
+                           _run_title)
+        result.figures["cka_by_layer"] = (_save(fig, cka, out / "cka_by_layer"), (
+            "Layerwise linear CKA between domains' class-mean activations, averaged over domain "
+            "pairs that include the test domain and over the other pairs."))
+    patch = patching_by_layer(tables["patching"])
+    if not patch.empty:
+        fig = _line_panels(patch, "site_order", "target_domain", "value",
+                           "recovery (class-mean patch)", _run_title, band=("ci_low", "ci_high"))
+        result.figures["patching_by_layer"] = (_save(fig, patch, out / "patching_by_layer"), (
+            f"Fraction of the {config.analyses.patch_source}-minus-test-domain logit difference "
+            "recovered by patching the class-mean source activation into test-domain images at "
+            "each layer, with bootstrap intervals."))
+    sharing = node_sharing_by_layer(tables["circuit_groups"], subset)
+    if not sharing.empty:
+        fig = _line_panels(sharing, "layer_index", "pair_group", "value", "node Jaccard", _run_title)
+        result.figures["node_sharing_by_layer"] = (_save(fig, sharing, out / "node_sharing_by_layer"), (
+            "Circuit node sharing per layer: Jaccard of the kept units of a class's circuits in "
+            "two domains, averaged over classes and over pairs with the test domain, without "
+            "quickdraw, and all pairs."))
+    similarity = circuit_similarity(tables["circuit_summary"])
+    if not similarity.empty:
+        fig = plot_similarity_heatmaps(similarity)
+        result.figures["circuit_similarity"] = (_save(fig, similarity, out / "circuit_similarity"), (
+            "Whole-circuit similarity (Weisfeiler-Lehman subtree kernel, normalised) between "
+            "domains, averaged over classes."))
+    drawing = _circuit_drawing(config, tables["circuit_nodes"], out)
+    if drawing is not None:
+        result.figures["circuit_drawing"] = drawing
+    if config.data.source == "synth":
+        result.figures["contact_sheet"] = _contact_sheet(config, out)
+    return result
+
+
+def _circuit_drawing(config: ExperimentConfig, nodes: pd.DataFrame, out: Path):
+    """Copy the first analysed run's circuit drawing beside the node table it draws."""
+    from .pipeline import analysed_runs
+
+    runs = [r for r in analysed_runs(config) if (r.analysis_dir / "circuits").is_dir()]
+    if not runs or nodes.empty:
+        return None
+    pngs = sorted((runs[0].analysis_dir / "circuits").glob("circuits_*.png"))
+    if not pngs:
+        return None
+    cls = pngs[0].stem.removeprefix("circuits_")
+    rows = nodes[(nodes["run"] == runs[0].run_dir.name) & (nodes["class_name"] == cls)]
+    stem = out / "circuit_drawing"
+    _atomic(stem.with_suffix(".csv"), lambda p: rows.to_csv(p, index=False))
+    _atomic(stem.with_suffix(".png"), lambda p: shutil.copyfile(pngs[0], p))
+    return stem.with_suffix(".png"), (
+        f"The circuits of class '{cls}' in every domain (test domain {runs[0].test_domain}, "
+        f"{SETUP_LABELS.get(runs[0].setup, runs[0].setup)}): kept units per layer and their "
+        "strongest incoming edges.")
+
+
+def _contact_sheet(config: ExperimentConfig, out: Path) -> tuple[Path, str]:
+    from training.domainnet import load_index
+    from training.synth import contact_sheet
+
+    n = 12
+    stem = out / "contact_sheet"
+    _atomic(stem.with_suffix(".png"), lambda p: contact_sheet(config.data_root, p, n_classes=n))
+    index = load_index(config.data_root, splits=("train",))
+    classes = sorted(index["class_name"].unique())[:n]
+    shown = (index[index["class_name"].isin(classes)].sort_values("path")
+             .groupby(["domain", "class_name"], sort=True).head(1)[["domain", "class_name", "path"]])
+    _atomic(stem.with_suffix(".csv"), lambda p: shown.to_csv(p, index=False))
+    return stem.with_suffix(".png"), (
+        "The generated data: the first training image of the first classes in each domain.")
+
+
+# ---------------------------------------------------------------- report
+
+
+def step_times(config: ExperimentConfig) -> pd.DataFrame:
+    """Seconds per finished step (from the step records), with the step kind."""
+    from .pipeline import STATE_DIR
+    from .steps import read_seconds
+
+    state = config.out_dir / STATE_DIR
+    seconds = read_seconds(state) if state.is_dir() else {}
+    table = pd.DataFrame({"step": list(seconds), "seconds": list(seconds.values())})
+    table["kind"] = table["step"].str.split("/").str[0]
+    return table
+
+
+def _md_table(table: pd.DataFrame, floats: str = "{:.3f}") -> str:
+    def cell(v) -> str:
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else floats.format(v)
+        return str(v)
+
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def headline_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The headline table as text cells: ``mean ± std`` of held-out top-1, per test domain
+    (rows) and setup (columns)."""
+    def fmt(row) -> str:
+        std = "" if pd.isna(row["heldout_std"]) else f" ± {row['heldout_std']:.3f}"
+        return f"{row['heldout_mean']:.3f}{std}"
+
+    cells = table.assign(cell=table.apply(fmt, axis=1))
+    wide = cells.pivot(index="test_domain", columns="setup", values="cell")
+    setups = [s for s in SETUP_ORDER if s in wide.columns]
+    wide = wide[setups].rename(columns=SETUP_LABELS).reset_index()
+    return wide.rename(columns={"test_domain": "test domain"})
+
+
+def write_report(config: ExperimentConfig) -> dict[str, Path]:
+    """Write the result tables, the figures, ``report.md`` and ``report.html``."""
+    out = config.out_dir
+    results = out / RESULTS_DIR
+    results.mkdir(parents=True, exist_ok=True)
+    tables = collect_results(config)
+    for name, table in tables.items():
+        if not table.empty:
+            _atomic(results / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))
+    per_run = run_accuracy(tables["accuracy"])
+    head = headline(per_run)
+    _atomic(results / "headline.csv", lambda p: head.to_csv(p, index=False))
+    from training.domainnet import class_names, heldout_classes
+
+    n_classes = len(class_names(config.data_root))
+    n_heldout = len(heldout_classes(config.data_root))
+    found = findings(head, 1.0 / n_classes)
+    _atomic(results / "findings.csv", lambda p: found.to_csv(p, index=False))
+    figures = gallery(config, tables, results)
+    times = step_times(config)
+
+    blocks: list[tuple[str, object]] = [
+        ("h1", f"domainlens report: {config.name}"),
+        ("p", f"Data: {config.data.source} ({n_classes} classes, {n_heldout} held out), model "
+              f"{config.train.model}, {config.train.epochs} epochs, seeds "
+              f"{list(config.train.seeds)}, test domains {list(config.mixtures.test_domains)}. "
+              f"Config: config.json. Chance: {1 / n_classes:.3f}."),
+        ("h2", "Held-out-class top-1 on the test domain (mean ± std over seeds)"),
+        ("table", headline_display(head)),
+        ("p", "Per run: results/accuracy_by_setup.csv; every domain, subset and epoch: "
+              "results/accuracy.csv."),
+    ]
+    if not found.empty:
+        shown = found.assign(a=found["a"].round(3), b=found["b"].round(3),
+                             holds=found["holds"].map({True: "yes", False: "no"}))
+        blocks += [("h2", "The paper's accuracy findings on this data"),
+                   ("p", "a and b: mean held-out top-1 of the two sides compared."),
+                   ("table", shown)]
+    blocks.append(("h2", "Figures"))
+    for _name, (png, sentence) in figures.figures.items():
+        rel = png.relative_to(out)
+        blocks += [("p", sentence + f" Table: {rel.with_suffix('.csv')}."), ("img", str(rel))]
+    if not times.empty:
+        per_kind = times.groupby("kind", sort=False)["seconds"].agg(["count", "sum", "mean"]).reset_index()
+        per_kind.columns = ["step kind", "steps", "total s", "mean s"]
+        blocks += [("h2", "Time per step"),
+                   ("p", f"Total {times['seconds'].sum():.0f} s of recorded step time."),
+                   ("table", per_kind.round(1))]
+    _atomic(out / "report.md", lambda p: Path(p).write_text(_markdown(blocks)))
+    _atomic(out / "report.html", lambda p: Path(p).write_text(_html(blocks, config.name)))
+    return {"markdown": out / "report.md", "html": out / "report.html",
+            **{k: v[0] for k, v in figures.figures.items()}}
+
+
+def _markdown(blocks: list[tuple[str, object]]) -> str:
+    parts = []
+    for kind, value in blocks:
+        if kind == "h1":
+            parts.append(f"# {value}")
+        elif kind == "h2":
+            parts.append(f"## {value}")
+        elif kind == "p":
+            parts.append(str(value))
+        elif kind == "table":
+            parts.append(_md_table(value))
+        elif kind == "img":
+            parts.append(f"![{Path(str(value)).stem}]({value})")
+    return "\n\n".join(parts) + "\n"
+
+
+def _html(blocks: list[tuple[str, object]], title: str) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             "</title><style>body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}</style></head><body>"]
+    for kind, value in blocks:
+        if kind in ("h1", "h2"):
+            parts.append(f"<{kind}>{html.escape(str(value))}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{html.escape(str(value))}</p>")
+        elif kind == "table":
+            parts.append(value.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+        elif kind == "img":
+            parts.append(f"<img src='{html.escape(str(value))}' alt='{html.escape(Path(str(value)).stem)}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _atomic(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_findings(out: Path) -> pd.DataFrame:
+    """The findings table of a finished experiment."""
+    return pd.read_csv(Path(out) / RESULTS_DIR / "findings.csv")
+
+
+__all__ = ["collect_results", "findings", "gallery", "headline", "read_findings", "run_accuracy",
+           "write_report"]
