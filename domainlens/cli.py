@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("data", "mixtures", "train", "eval", "cka", "circuits", "patch")
+COMMAND_MODULES: tuple[str, ...] = (
+    "reproduce", "data", "mixtures", "train", "eval", "cka", "circuits", "patch",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -258,6 +258,8 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
 
     from training.models import create_clip, image_size
 
+    if device != "cpu" and not torch.cuda.is_available():
+        device = "cpu"  # a GPU config planned on a CPU machine: time it on the CPU
     key = (str(model), device, threads)
     if key in _THROUGHPUT_CACHE:
         return _THROUGHPUT_CACHE[key]
@@ -379,8 +381,17 @@ def _evaluate(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
 
     with torch_threads(config.train.threads):
         evaluate_run(run.run_dir, epochs=None if config.eval.epochs == "all" else -1,
-                     batch_size=config.eval.batch_size, device=config.train.device,
+                     batch_size=config.eval.batch_size, device=analysis_device(config),
                      figure=config.eval.epochs == "all", progress=progress)
+
+
+def analysis_device(config: ExperimentConfig) -> str:
+    """The device evaluation and analyses run on (``auto``: a GPU if there is one)."""
+    import torch
+
+    if config.train.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return config.train.device
 
 
 def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:
@@ -407,7 +418,7 @@ def _cka(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
                            max_per_class=an.max_images_per_class, seed=0, progress=progress)
     with torch_threads(an.threads):
         cka_run(run.run_dir, settings=settings, out=run.analysis_dir / "cka",
-                cache_dir=run.analysis_dir / "cache", device=config.train.device)
+                cache_dir=run.analysis_dir / "cache", device=analysis_device(config))
 
 
 def _patch_summary(config: ExperimentConfig, run: RunPlan) -> Path:
@@ -423,7 +434,7 @@ def _patch(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
                              progress=progress)
     with torch_threads(an.threads):
         patch_run(run.run_dir, an.patch_source, run.test_domain, settings=settings,
-                  out=run.analysis_dir / "patching", device=config.train.device)
+                  out=run.analysis_dir / "patching", device=analysis_device(config))
 
 
 def _circuits(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
@@ -436,7 +447,7 @@ def _circuits(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
     settings = CircuitSettings(n_images=an.circuit_images, fraction=an.circuit_fraction)
     with torch_threads(an.threads):
         run_circuits(run.run_dir, classes=classes, settings=settings,
-                     out=run.analysis_dir / "circuits", device=config.train.device,
+                     out=run.analysis_dir / "circuits", device=analysis_device(config),
                      progress=progress)
 
 

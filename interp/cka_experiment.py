@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 #: Class subsets: held-out classes (C2), seen classes (C1), all.
 CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
 KERNELS: tuple[str, ...] = ("linear", "rbf")
@@ -71,6 +69,8 @@ def cka_run(
     ``cache_dir``: activation cache (default ``<run>/cache/activations``; ``False``-y path
     ``""`` disables it). ``domains``: default every domain with a test split.
     """
+    import pandas as pd
+
     from training.domainnet import available_domains, class_names, heldout_classes
     from training.domains import check_domains
 

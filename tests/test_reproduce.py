@@ -1,0 +1,305 @@
+"""``domainlens reproduce``: configs, plan, end-to-end smoke run, interrupt and resume, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from domainlens import pipeline
+from domainlens.cli import main
+from domainlens.config import load_config, parse_config, shipped_configs
+from domainlens.report import findings, headline, run_accuracy
+from fakedata import make_fake_domainnet
+
+SMOKE_STEPS = [
+    "data", "mixtures",
+    "train/quickdraw/natural-only/s0", "eval/quickdraw/natural-only/s0",
+    "train/quickdraw/cg-high/s0", "eval/quickdraw/cg-high/s0",
+    "cka/quickdraw/cg-high/s0", "patching/quickdraw/cg-high/s0", "circuits/quickdraw/cg-high/s0",
+    "report",
+]
+GALLERY = ["accuracy_by_setup", "cka_by_layer", "patching_by_layer", "node_sharing_by_layer",
+           "circuit_similarity", "circuit_drawing", "contact_sheet"]
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_shipped_configs_load_and_validate():
+    assert {"smoke", "quickstart", "study", "paper"} <= set(shipped_configs())
+    for name in shipped_configs():
+        config = load_config(name, out="/tmp/x")
+        assert config.name == name and config.out == "/tmp/x"
+    study = load_config("study")
+    assert set(study.mixtures.test_domains) == {"clipart", "sketch", "quickdraw"}
+    assert set(study.mixtures.setups) == {"natural-only", "cg-low", "cg-high", "leave-out-domain",
+                                          "upper-high"}
+    assert len(study.train.seeds) == 3
+    quick = load_config("quickstart")
+    assert set(quick.mixtures.test_domains) == {"sketch", "quickdraw"}
+    assert quick.analyses.cka and quick.analyses.patching and quick.analyses.circuits
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[train]\nepochz = 3\n", "unknown key(s) ['epochz'] in [train]"),
+    ("colour = 1\n", "unknown key(s) ['colour'] at the top"),
+    ("[mixtures]\nsetups = ['cg-medium']\n", "'cg-medium'"),
+    ("[mixtures]\ntest_domains = ['cartoon']\n", "'cartoon'"),
+    ("[mixtures]\ntest_domains = ['real']\n", "'real'"),
+    ("[analyses]\nsetups = ['upper-high']\n", "must be among [mixtures] setups"),
+    ("[analyses]\nclasses = 'unseen'\n", "'unseen'"),
+    ("[train]\nepochs = 'ten'\n", "epochs must be an integer"),
+    ("[train]\nseeds = 0\n", "seeds must be a list"),
+    ("[data]\nsource = 'imagenet'\n", "'imagenet'"),
+    ("[data]\nsource = 'domainnet'\n", "needs base_tsv"),
+    ("[mixtures]\nsize_rule = 'fixed'\n", "size > 0 is required"),
+    ("[train\n", "not valid TOML"),
+])
+def test_bad_config_is_an_error_naming_the_value(tmp_path, text, message):
+    path = write_toml(tmp_path / "bad.toml", text)
+    with pytest.raises(ValueError) as error:
+        load_config(path, out=tmp_path / "out")
+    assert message in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_config_through_the_cli_fails_before_any_work(tmp_path, capsys):
+    path = write_toml(tmp_path / "bad.toml", "[mixtures]\nsetups = ['cg-medium']\n")
+    assert main(["reproduce", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "cg-medium" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["reproduce", "no-such-config"]) == 2
+    assert "shipped configs" in capsys.readouterr().err
+
+
+def test_data_root_that_is_not_domainnet_shaped_fails_at_plan_time(tmp_path):
+    not_domainnet = tmp_path / "photos"
+    (not_domainnet / "cats").mkdir(parents=True)
+    base = tmp_path / "base.tsv"
+    base.write_text("filepath\ttitle\n")
+    config = parse_config({"data": {"source": "domainnet", "root": str(not_domainnet),
+                                    "base_tsv": str(base)}}, out=tmp_path / "out")
+    with pytest.raises(ValueError, match="not DomainNet-shaped"):
+        pipeline.plan(config)
+    missing = config.replace("data", root=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="is not a directory"):
+        pipeline.plan(missing)
+    root = make_fake_domainnet(tmp_path / "dn", with_images=False)
+    no_base = config.replace("data", root=str(root), base_tsv=str(tmp_path / "none.tsv"))
+    with pytest.raises(ValueError, match="base_tsv"):
+        pipeline.plan(no_base)
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_config_resolves_its_plan(tmp_path, monkeypatch, capsys):
+    """The paper config on a DomainNet-shaped root: every setup x test domain x seed is
+    trained and scored, the analysed runs get all three analyses, nothing runs."""
+    monkeypatch.setattr(pipeline, "measure_throughput", lambda *a, **k: (100.0, 400.0))
+    root = make_fake_domainnet(tmp_path / "domainnet", with_images=False)
+    assert main(["reproduce", "paper", "--dry-run", "--out", str(tmp_path / "out"),
+                 "--data-root", str(root), "--base-tsv", str(root / "base.tsv")]) == 0
+    printed = capsys.readouterr().out
+    config = load_config("paper", out=tmp_path / "out").replace(
+        "data", root=str(root), base_tsv=str(root / "base.tsv"))
+    steps = pipeline.plan(config)
+    ids = [s.id for s in steps]
+    n_runs = 5 * 6 * 3
+    assert sum(i.startswith("train/") for i in ids) == n_runs
+    assert sum(i.startswith("eval/") for i in ids) == n_runs
+    for kind in ("cka", "patching", "circuits"):
+        assert sum(i.startswith(f"{kind}/") for i in ids) == 5 * 4
+    assert ids[0] == "data" and ids[-1] == "report" and len(set(ids)) == len(ids)
+    assert f"{len(steps)} steps" in printed and "estimated time left" in printed
+    train = next(s for s in steps if s.id == "train/quickdraw/cg-high/s2")
+    assert train.params["model"] == "RN50" and train.params["batch_size"] == 1024
+    assert train.params["warmup_steps"] == 500 and train.params["epochs"] == 32
+    assert train.outputs[0].name == "epoch_32.pt"
+    assert "lso-cipqrs-noquickdrawclasses-s2" in str(train.outputs[0])
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_keys_change_only_downstream_of_a_changed_setting(tmp_path):
+    config = load_config("smoke", out=tmp_path)
+    before = {s.id: s.key for s in pipeline.plan(config)}
+    after = {s.id: s.key for s in pipeline.plan(config.replace("analyses", circuit_images=3))}
+    changed = {i for i in before if before[i] != after[i]}
+    assert changed == {"circuits/quickdraw/cg-high/s0", "cka/quickdraw/cg-high/s0",
+                       "patching/quickdraw/cg-high/s0", "report"}
+    after = {s.id: s.key for s in pipeline.plan(config.replace("train", epochs=3))}
+    assert {i for i in before if before[i] == after[i]} == {"data", "mixtures"}
+
+
+def test_measure_throughput_times_the_model():
+    train, infer = pipeline.measure_throughput("micro-vit", batch_size=4)
+    assert 0 < train < infer
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("smoke") / "out"
+    status = pipeline.reproduce(load_config("smoke", out=out), progress=False, log=lambda m: None)
+    return out, status
+
+
+def _is_png(path: Path) -> bool:
+    with Image.open(path) as image:
+        image.verify()
+    return path.stat().st_size > 1000
+
+
+def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
+    out, status = smoke_run
+    assert list(status) == SMOKE_STEPS and set(status.values()) == {"done"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["name"] == "smoke"
+    results = out / "results"
+    for name in GALLERY:
+        table = pd.read_csv(results / f"{name}.csv")
+        assert not table.empty, name
+        assert _is_png(results / f"{name}.png"), name
+    per_run = pd.read_csv(results / "accuracy_by_setup.csv")
+    assert sorted(per_run["setup"]) == ["cg-high", "natural-only"]
+    assert per_run["heldout_top1"].between(0, 1).all() and (per_run["epoch"] == 2).all()
+    accuracy = pd.read_csv(results / "accuracy.csv")
+    assert set(accuracy["epoch"]) == {0, 1, 2}            # eval.epochs = "all"
+    cka = pd.read_csv(results / "cka.csv")
+    assert set(cka["kernel"]) == {"linear", "rbf"} and cka["value"].notna().all()
+    assert (pd.read_csv(results / "cka_by_layer.csv")["pair_group"]
+            .isin(["with test domain", "other pairs"]).all())
+    patch = pd.read_csv(results / "patching_by_layer.csv")
+    assert (patch["pairing"] if "pairing" in patch else pd.Series(["class_mean"])).eq("class_mean").all()
+    assert (patch["ci_low"] <= patch["ci_high"]).all()
+    nodes = pd.read_csv(results / "node_sharing_by_layer.csv")
+    assert nodes["value"].between(0, 1).all()
+    report = (out / "report.md").read_text()
+    assert "| quickdraw |" in report and "## Time per step" in report
+    for name in GALLERY:
+        assert f"results/{name}.png" in report
+    html = (out / "report.html").read_text()
+    assert html.count("<img") == len(GALLERY) and "<table" in html
+    for run in ("lso-real-only-s0", "lso-cipqrs-noquickdrawclasses-s0"):
+        assert (out / "runs" / "quickdraw" / run / "checkpoints" / "epoch_2.pt").is_file()
+
+
+def test_headline_numbers_match_the_evaluation_table(smoke_run):
+    """The report's numbers are the run's own zero-shot table, recomputed by hand here."""
+    out, _ = smoke_run
+    raw = pd.read_csv(out / "runs" / "quickdraw" / "lso-real-only-s0" / "eval" / "zero_shot.csv")
+    rows = raw[(raw["epoch"] == 2) & (raw["eval_domain"] == "quickdraw")
+               & (raw["class_subset"] == "heldout") & (raw["metric"] == "class_top1")]
+    # top-1 over images = per-class accuracies weighted by image counts
+    expected = float((rows["value"] * rows["n_images"]).sum() / rows["n_images"].sum())
+    head = pd.read_csv(out / "results" / "headline.csv").set_index("setup")
+    assert head.loc["natural-only", "heldout_mean"] == pytest.approx(expected)
+
+
+def test_second_run_skips_every_step(smoke_run):
+    out, _ = smoke_run
+    report = (out / "report.md").stat().st_mtime_ns
+    status = pipeline.reproduce(load_config("smoke", out=out), progress=False, log=lambda m: None)
+    assert set(status.values()) == {"skipped"}
+    assert (out / "report.md").stat().st_mtime_ns == report
+
+
+def test_interrupted_run_resumes_without_redoing_finished_steps(tmp_path, monkeypatch):
+    """Interrupt the second training run after its first epoch (as Ctrl-C would); the rerun
+    skips every finished step and continues that run from its epoch-1 checkpoint."""
+    import training.train as train_module
+
+    config = load_config("smoke", out=tmp_path / "out").replace(
+        "analyses", cka=False, patching=False, circuits=False)
+    real_train = train_module.train_clip
+
+    def interrupted(cfg):
+        if "cg-high" in str(cfg.out) or "noquickdrawclasses" in str(cfg.out):
+            real_train(type(cfg)(**{**cfg.__dict__, "stop_after_epoch": 1}))
+            raise KeyboardInterrupt
+        return real_train(cfg)
+
+    monkeypatch.setattr(train_module, "train_clip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.reproduce(config, progress=False, log=lambda m: None)
+    run = tmp_path / "out" / "runs" / "quickdraw" / "lso-cipqrs-noquickdrawclasses-s0"
+    epoch1 = run / "checkpoints" / "epoch_1.pt"
+    assert epoch1.is_file() and not (run / "checkpoints" / "epoch_2.pt").exists()
+    first_eval = tmp_path / "out" / "runs" / "quickdraw" / "lso-real-only-s0" / "eval" / "zero_shot.csv"
+    stamp = first_eval.stat().st_mtime_ns
+
+    monkeypatch.setattr(train_module, "train_clip", real_train)
+    lines: list[str] = []
+    status = pipeline.reproduce(config, progress=False, log=lines.append)
+    assert [k for k, v in status.items() if v == "skipped"] == [
+        "data", "mixtures", "train/quickdraw/natural-only/s0", "eval/quickdraw/natural-only/s0"]
+    assert [k for k, v in status.items() if v == "done"] == [
+        "train/quickdraw/cg-high/s0", "eval/quickdraw/cg-high/s0", "report"]
+    assert first_eval.stat().st_mtime_ns == stamp
+    log = pd.read_csv(run / "train_log.csv")
+    assert sorted(log["epoch"].unique())[-1] == 2
+    assert any("[5/7] train/quickdraw/cg-high/s0" in line for line in lines)
+
+
+def test_changed_setting_moves_the_old_run_aside(tmp_path, smoke_run):
+    """A changed training setting reruns training in a clean directory; the old run is kept
+    as ``<run>.stale`` instead of being deleted or refused."""
+    out, _ = smoke_run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    config = load_config("smoke", out=copy).replace("train", epochs=3).replace(
+        "analyses", cka=False, patching=False, circuits=False)
+    pipeline.reproduce(config, progress=False, log=lambda m: None)
+    runs = copy / "runs" / "quickdraw"
+    assert (runs / "lso-real-only-s0" / "checkpoints" / "epoch_3.pt").is_file()
+    assert (runs / "lso-real-only-s0.stale" / "checkpoints" / "epoch_2.pt").is_file()
+
+
+# ---------------------------------------------------------------- report tables
+
+
+def _accuracy_rows(values: dict[tuple[str, str, int], tuple[float, float]]) -> pd.DataFrame:
+    rows = []
+    for (domain, setup, seed), (held, seen) in values.items():
+        for epoch in (0, 3):
+            scale = 1.0 if epoch == 3 else 0.0
+            for subset, v in (("heldout", held), ("seen", seen)):
+                common = dict(run=f"{domain}-{setup}-s{seed}", setup=setup, test_domain=domain,
+                              seed=seed, epoch=epoch, class_subset=subset, class_name="*",
+                              metric="top1", n_images=10)
+                rows.append({**common, "eval_domain": domain, "value": v * scale})
+                rows.append({**common, "eval_domain": "real", "value": 0.99})
+    return pd.DataFrame(rows)
+
+
+def test_headline_and_findings_by_hand():
+    values = {
+        ("sketch", "natural-only", 0): (0.10, 0.5), ("sketch", "natural-only", 1): (0.20, 0.5),
+        ("sketch", "cg-high", 0): (0.30, 0.6), ("sketch", "cg-high", 1): (0.50, 0.6),
+        ("sketch", "leave-out-domain", 0): (0.20, 0.4), ("sketch", "leave-out-domain", 1): (0.20, 0.4),
+        ("quickdraw", "natural-only", 0): (0.01, 0.1), ("quickdraw", "cg-high", 0): (0.05, 0.3),
+    }
+    per_run = run_accuracy(_accuracy_rows(values))
+    assert len(per_run) == len(values) and (per_run["epoch"] == 3).all()
+    head = headline(per_run).set_index(["test_domain", "setup"])
+    assert head.loc[("sketch", "cg-high"), "heldout_mean"] == pytest.approx(0.40)
+    assert head.loc[("sketch", "cg-high"), "heldout_std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+    assert head.loc[("sketch", "natural-only"), "n_seeds"] == 2
+    assert np.isnan(head.loc[("quickdraw", "cg-high"), "heldout_std"])
+    found = findings(head.reset_index(), chance=0.1).set_index(["finding", "test_domain"])
+    assert found.loc[("diversity helps (CG high-div. > natural-only)", "sketch"), "holds"]
+    assert found.loc[("diversity helps (leave-out-domain > natural-only)", "sketch"), "a"] == pytest.approx(0.2)
+    assert not found.loc[("CG trails leave-out-domain", "sketch"), "holds"]
+    quick = found.xs("quickdraw is hardest (lowest mean held-out top-1 over setups)", level=0)
+    assert quick["holds"].item() and quick["a"].item() == pytest.approx(0.03)
