@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fakedata import make_fake_domainnet
 from PIL import Image
 
 from domainlens import pipeline
 from domainlens.cli import main
 from domainlens.config import load_config, parse_config, shipped_configs
 from domainlens.report import findings, headline, run_accuracy
-from fakedata import make_fake_domainnet
 
 SMOKE_STEPS = [
     "data", "mixtures",
