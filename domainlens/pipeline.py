@@ -187,7 +187,8 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
         estimate=2.0 * len(mixtures),
     ))
 
-    throughput, inference = measure_throughput(train.model, train.device, train.threads)
+    throughput, inference = measure_throughput(train.model, train.device, train.threads,
+                                                 train.batch_size)
     test_images = sum(n for k, n in counts.items() if k.endswith("_test"))
     n_eval_epochs = train.epochs + 1 if config.eval.epochs == "all" else 1
     train_params = {k: v for k, v in _asdict(train).items() if k not in ("seeds", "threads")}
@@ -245,13 +246,14 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     return steps
 
 
-_THROUGHPUT_CACHE: dict[tuple[str, str, int], tuple[float, float]] = {}
+_THROUGHPUT_CACHE: dict[tuple[str, str, int, int], tuple[float, float]] = {}
 
 
 def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
-                       batch_size: int = 16) -> tuple[float, float]:
-    """(training, inference) images per second of ``model``, timed on a few random batches
-    (a second or two for the tiny presets). Memoised per process."""
+                       batch_size: int = 128) -> tuple[float, float]:
+    """(training, inference) images per second of ``model``, timed on random batches: the best
+    of two steps after a warm-up step (a second for the tiny presets). Large images get a
+    smaller batch so a dry run stays quick. Memoised per process."""
     import time
 
     import torch
@@ -260,18 +262,19 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
 
     if device != "cpu" and not torch.cuda.is_available():
         device = "cpu"  # a GPU config planned on a CPU machine: time it on the CPU
-    key = (str(model), device, threads)
+    key = (str(model), device, threads, batch_size)
     if key in _THROUGHPUT_CACHE:
         return _THROUGHPUT_CACHE[key]
     with torch_threads(threads):
         clip, cfg = create_clip(model, device=device)
         size, context = image_size(cfg), int(cfg["text_cfg"].get("context_length", 77))
+        batch = max(2, min(batch_size, int(128 * (64 / size) ** 2)))
         gen = torch.Generator().manual_seed(0)
-        images = torch.randn(batch_size, 3, size, size, generator=gen).to(device)
-        texts = torch.randint(1, 1000, (batch_size, context), generator=gen).to(device)
+        images = torch.randn(batch, 3, size, size, generator=gen).to(device)
+        texts = torch.randint(1, 1000, (batch, context), generator=gen).to(device)
         optimizer = torch.optim.AdamW(clip.parameters(), lr=1e-5)
         seconds = []
-        for _ in range(2):  # the first step pays for allocation; time the second
+        for _ in range(3):
             start = time.perf_counter()
             image_features = clip.encode_image(images)
             text_features = clip.encode_text(texts)
@@ -279,12 +282,13 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             seconds.append(time.perf_counter() - start)
+        infer = []
         with torch.no_grad():
-            clip.encode_image(images)
-            start = time.perf_counter()
-            clip.encode_image(images)
-            infer = time.perf_counter() - start
-    result = (batch_size / seconds[-1], batch_size / infer)
+            for _ in range(3):
+                start = time.perf_counter()
+                clip.encode_image(images)
+                infer.append(time.perf_counter() - start)
+    result = (batch / min(seconds[1:]), batch / min(infer[1:]))
     _THROUGHPUT_CACHE[key] = result
     return result
 

@@ -141,7 +141,7 @@ def test_plan_keys_change_only_downstream_of_a_changed_setting(tmp_path):
 
 
 def test_measure_throughput_times_the_model():
-    train, infer = pipeline.measure_throughput("micro-vit", batch_size=4)
+    train, infer = pipeline.measure_throughput("micro-vit", batch_size=8)
     assert 0 < train < infer
 
 
