@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.domains import DOMAINS
+
 from .config import ExperimentConfig
 from .steps import Step, assign_keys, is_done, run_steps
 
@@ -116,8 +118,15 @@ def check_domainnet_root(root: Path, base_tsv: Path) -> dict[str, int]:
     if not base_tsv.is_file():
         raise ValueError(f"[data] base_tsv {str(base_tsv)!r} does not exist; expected the "
                          "natural base set as an OpenCLIP TSV (filepath, title columns)")
+    from training.domainnet import heldout_classes
+
     index = load_index(root)
-    return {f"{d}_{s}": int(n) for (d, s), n in index.groupby(["domain", "split"]).size().items()}
+    counts = {f"{d}_{s}": int(n) for (d, s), n in index.groupby(["domain", "split"]).size().items()}
+    test = index[index["split"] == "test"]
+    counts["classes"] = len(index.attrs["classes"])
+    counts["heldout_classes"] = len(heldout_classes(root))
+    counts["test_per_class"] = int(test.groupby(["domain", "class_name"]).size().max()) if len(test) else 0
+    return counts
 
 
 def data_fingerprint(root: Path, base_tsv: Path) -> str:
@@ -130,16 +139,20 @@ def data_fingerprint(root: Path, base_tsv: Path) -> str:
 
 
 def synth_counts(config: ExperimentConfig) -> dict[str, int]:
-    """Image counts the generator will write (for estimates before it has run)."""
-    from training.synth import BASE_ONLY_CLASSES, SYNTH_CLASSES
+    """Image counts the generator will write (for estimates before it has run), plus the
+    numbers of classes and held-out classes and test images per (domain, class)."""
+    from training.synth import BASE_ONLY_CLASSES, SYNTH_CLASSES, SYNTH_HELDOUT_CLASSES
 
     data = config.data
-    n_classes = len(data.classes) or len(SYNTH_CLASSES)
+    classes = data.classes or SYNTH_CLASSES
     counts = {}
-    for d in ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"):
-        counts[f"{d}_train"] = data.n_train * n_classes
-        counts[f"{d}_test"] = data.n_test * n_classes
-    counts["base"] = data.n_base * (n_classes + len(BASE_ONLY_CLASSES))
+    for d in DOMAINS:
+        counts[f"{d}_train"] = data.n_train * len(classes)
+        counts[f"{d}_test"] = data.n_test * len(classes)
+    counts["base"] = data.n_base * (len(classes) + len(BASE_ONLY_CLASSES))
+    counts["classes"] = len(classes)
+    counts["heldout_classes"] = len(set(classes) & set(SYNTH_HELDOUT_CLASSES))
+    counts["test_per_class"] = data.n_test
     return counts
 
 
@@ -189,7 +202,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
 
     throughput, inference = measure_throughput(train.model, train.device, train.threads,
                                                  train.batch_size)
-    test_images = sum(n for k, n in counts.items() if k.endswith("_test"))
+    test_images = sum(n for k, n in counts.items() if k.endswith("_test"))  # images to score
     n_eval_epochs = train.epochs + 1 if config.eval.epochs == "all" else 1
     train_params = {k: v for k, v in _asdict(train).items() if k not in ("seeds", "threads")}
     for r in runs:
@@ -209,28 +222,35 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
         ))
 
     an = config.analyses
-    an_params = {k: v for k, v in _asdict(an).items() if k not in ("setups", "test_domains", "seeds")}
-    n_domains = 6
-    n_classes = max(1, round(len(data.classes) * 0.25) if data.classes else 10)
-    per_class = min(an.max_images_per_class, data.n_test) if data.source == "synth" else an.max_images_per_class
+    n_classes, n_heldout = counts["classes"], counts["heldout_classes"]
+    n_subset = {"held-out": n_heldout, "seen": n_classes - n_heldout, "all": n_classes}[an.classes]
+    per_class = min(an.max_images_per_class, counts["test_per_class"])
+    n_domains = len(DOMAINS)
+    params = {
+        "cka": {"max_images_per_class": an.max_images_per_class},
+        "patching": {"classes": an.classes, "max_images_per_class": an.max_images_per_class,
+                     "patch_source": an.patch_source},
+        "circuits": {"classes": an.classes, "circuit_classes": an.circuit_classes,
+                     "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction},
+    }
     for r in analysed_runs(config):
         if an.cka:
             steps.append(Step(
-                id=f"cka/{r.id}", params=an_params, depends=[f"train/{r.id}"],
+                id=f"cka/{r.id}", params=params["cka"], depends=[f"train/{r.id}"],
                 run=_bind(_cka, config, r, progress), outputs=[r.analysis_dir / "cka" / "cka.csv"],
-                estimate=n_domains * 48 * per_class / inference + 10,
+                estimate=n_domains * n_classes * per_class / inference + 10,
             ))
         if an.patching:
             steps.append(Step(
-                id=f"patching/{r.id}", params=an_params, depends=[f"train/{r.id}"],
+                id=f"patching/{r.id}", params=params["patching"], depends=[f"train/{r.id}"],
                 run=_bind(_patch, config, r, progress),
                 outputs=[_patch_summary(config, r)],
-                estimate=PATCH_FORWARDS * n_classes * per_class / inference + 10,
+                estimate=PATCH_FORWARDS * n_subset * per_class / inference + 10,
             ))
         if an.circuits:
-            k = an.circuit_classes or n_classes
+            k = min(an.circuit_classes or n_subset, n_subset)
             steps.append(Step(
-                id=f"circuits/{r.id}", params=an_params, depends=[f"train/{r.id}"],
+                id=f"circuits/{r.id}", params=params["circuits"], depends=[f"train/{r.id}"],
                 run=_bind(_circuits, config, r, progress),
                 outputs=[r.analysis_dir / "circuits" / "comparison_summary.csv"],
                 estimate=k * n_domains * an.circuit_images * CIRCUIT_PASSES_PER_IMAGE / throughput
@@ -246,14 +266,11 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     return steps
 
 
-_THROUGHPUT_CACHE: dict[tuple[str, str, int, int], tuple[float, float]] = {}
-
-
 def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
                        batch_size: int = 128) -> tuple[float, float]:
     """(training, inference) images per second of ``model``, timed on random batches: the best
     of two steps after a warm-up step (a second for the tiny presets). Large images get a
-    smaller batch so a dry run stays quick. Memoised per process."""
+    smaller batch so a dry run stays quick."""
     import time
 
     import torch
@@ -262,9 +279,6 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
 
     if device != "cpu" and not torch.cuda.is_available():
         device = "cpu"  # a GPU config planned on a CPU machine: time it on the CPU
-    key = (str(model), device, threads, batch_size)
-    if key in _THROUGHPUT_CACHE:
-        return _THROUGHPUT_CACHE[key]
     with torch_threads(threads):
         clip, cfg = create_clip(model, device=device)
         size, context = image_size(cfg), int(cfg["text_cfg"].get("context_length", 77))
@@ -288,9 +302,7 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
                 start = time.perf_counter()
                 clip.encode_image(images)
                 infer.append(time.perf_counter() - start)
-    result = (batch / min(seconds[1:]), batch / min(infer[1:]))
-    _THROUGHPUT_CACHE[key] = result
-    return result
+    return batch / min(seconds[1:]), batch / min(infer[1:])
 
 
 def format_plan(config: ExperimentConfig, steps: list[Step]) -> str:

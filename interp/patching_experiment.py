@@ -158,7 +158,7 @@ def patch_run(
         embeddings = class_text_embeddings(
             run.source, tokenizer_for(read_model_config(run_dir)), class_texts(spec.classes)
         )
-    scale = float(run.source.logit_scale.exp()) if settings.logit_scale == "model" else 1.0
+    scale = float(run.source.logit_scale.detach().exp()) if settings.logit_scale == "model" else 1.0
     model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes, logit_scale=scale))
 
     heldout = set(spec.heldout)

@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="domains (default: every domain with a test split)")
     parser.add_argument("--n-images", type=int, default=20,
                         help="test images per class and domain, exactly (default: 20)")
+    parser.add_argument("--metric", choices=("logit", "logit_diff", "prob"), default="logit",
+                        help="metric whose attributions define the circuit: cosine logit of the "
+                        "true class (the paper), its margin over the runner-up class, or the "
+                        "softmax probability (default: logit)")
     parser.add_argument("--method", choices=("atp", "ig", "ig_loop"), default="atp",
                         help="node effects: attribution patching, per-site IG (S passes), or the "
                         "paper's per-site IG loop (L x S passes) (default: atp)")
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     fraction = args.fraction if args.fraction is not None or args.threshold is not None else 0.1
     settings = CircuitSettings(
-        n_images=args.n_images, method=args.method, steps=args.steps, rule=args.rule,
+        n_images=args.n_images, metric=args.metric, method=args.method, steps=args.steps, rule=args.rule,
         baseline=args.baseline, fraction=fraction, threshold=args.threshold,
         edge_method=args.edge_method, top_k=args.top_k, edge_rank=args.edge_rank, wl_h=args.wl_h,
         neighbours=args.neighbours, faithfulness=args.faithfulness, n_random=args.n_random,
