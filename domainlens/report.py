@@ -123,6 +123,53 @@ def findings(table: pd.DataFrame, chance: float) -> pd.DataFrame:
     return out
 
 
+def _pair_values(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) -> dict[str, pd.DataFrame]:
+    """Per (run, domain pair, layer) similarity: linear CKA of class means and circuit node
+    Jaccard (class mean), for ``class_subset`` where present, else all classes."""
+    out = {}
+    if not cka.empty:
+        subset = class_subset if class_subset in set(cka["class_subset"]) else "all"
+        out["CKA"] = cka[(cka["kernel"] == "linear") & (cka["class_subset"] == subset)]
+    if not summary.empty:
+        part = summary[(summary["metric"] == "node_jaccard") & (summary["statistic"] == "mean")]
+        subset = "heldout" if class_subset == "held-out" else class_subset
+        subset = subset if subset in set(part["class_subset"]) else "all"
+        out["node Jaccard"] = part[part["class_subset"] == subset]
+    keep = ["run", "test_domain", "domain_a", "domain_b", "layer_index", "value"]
+    return {k: v[keep].dropna(subset=["value"]) for k, v in out.items() if not v.empty}
+
+
+def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) -> pd.DataFrame:
+    """The paper's mechanistic findings checked per analysed run, in intermediate layers
+    (every layer but the first and the last):
+
+    * less sharing with the test domain: mean similarity over domain pairs that include the
+      run's test domain (``a``) below the mean over the other pairs (``b``);
+    * quickdraw shares least: the domain whose pairs have the lowest mean similarity is
+      quickdraw (``a``: quickdraw's mean, ``b``: the lowest other domain's).
+    """
+    rows = []
+    for measure, table in _pair_values(cka, summary, class_subset).items():
+        for run, part in table.groupby("run", sort=False):
+            layers = sorted(part["layer_index"].unique())
+            mid = part[part["layer_index"].isin(layers[1:-1] or layers)]
+            domain = mid["test_domain"].iloc[0]
+            has_test = (mid["domain_a"] == domain) | (mid["domain_b"] == domain)
+            a, b = float(mid[has_test]["value"].mean()), float(mid[~has_test]["value"].mean())
+            rows.append({"finding": f"less sharing with the test domain, intermediate layers ({measure})",
+                         "test_domain": domain, "run": run, "a": a, "b": b, "holds": bool(a < b)})
+            domains = sorted(set(mid["domain_a"]) | set(mid["domain_b"]))
+            means = {d: float(mid[(mid["domain_a"] == d) | (mid["domain_b"] == d)]["value"].mean())
+                     for d in domains}
+            if "quickdraw" in means and len(means) > 2:
+                lowest = min(means, key=means.get)
+                others = min(v for d, v in means.items() if d != "quickdraw")
+                rows.append({"finding": f"quickdraw shares least, intermediate layers ({measure})",
+                             "test_domain": domain, "run": run, "a": means["quickdraw"], "b": others,
+                             "holds": lowest == "quickdraw"})
+    return pd.DataFrame(rows, columns=["finding", "test_domain", "run", "a", "b", "holds"])
+
+
 def cka_by_layer(cka: pd.DataFrame, class_subset: str) -> pd.DataFrame:
     """Linear CKA per layer averaged over domain pairs with / without the run's test domain.
 
@@ -399,10 +446,13 @@ def _md_table(table: pd.DataFrame, floats: str = "{:.3f}") -> str:
     return "\n".join([head, rule, *body])
 
 
-def headline_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The headline table as text cells: ``mean ± std`` of held-out top-1, per test domain
-    (rows) and setup (columns)."""
+def headline_display(table: pd.DataFrame, subset: str = "heldout") -> pd.DataFrame:
+    """The headline table as text cells, ``mean ± std`` over seeds of held-out (or, with
+    ``subset="seen"``, the mean of seen-class) top-1, per test domain (rows) and setup
+    (columns)."""
     def fmt(row) -> str:
+        if subset == "seen":
+            return "" if pd.isna(row["seen_mean"]) else f"{row['seen_mean']:.3f}"
         std = "" if pd.isna(row["heldout_std"]) else f" ± {row['heldout_std']:.3f}"
         return f"{row['heldout_mean']:.3f}{std}"
 
@@ -430,6 +480,9 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
     n_classes = len(class_names(config.data_root))
     n_heldout = len(heldout_classes(config.data_root))
     found = findings(head, 1.0 / n_classes)
+    mechanism = mechanism_findings(tables["cka"], tables["circuit_summary"], config.analyses.classes)
+    found = pd.concat([found.assign(run="mean over seeds"), mechanism],
+                      ignore_index=True)[list(mechanism.columns)]
     _atomic(results / "findings.csv", lambda p: found.to_csv(p, index=False))
     figures = gallery(config, tables, results)
     times = step_times(config)
@@ -442,24 +495,31 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
               f"Config: config.json. Chance: {1 / n_classes:.3f}."),
         ("h2", "Held-out-class top-1 on the test domain (mean ± std over seeds)"),
         ("table", headline_display(head)),
+        ("h2", "Seen-class top-1 on the test domain (mean over seeds)"),
+        ("table", headline_display(head, "seen")),
         ("p", "Per run: results/accuracy_by_setup.csv; every domain, subset and epoch: "
               "results/accuracy.csv."),
     ]
     if not found.empty:
         shown = found.assign(a=found["a"].round(3), b=found["b"].round(3),
                              holds=found["holds"].map({True: "yes", False: "no"}))
-        blocks += [("h2", "The paper's accuracy findings on this data"),
-                   ("p", "a and b: mean held-out top-1 of the two sides compared."),
+        blocks += [("h2", "The paper's findings on this data"),
+                   ("p", "Accuracy rows: a and b are the mean held-out top-1 of the two sides "
+                         "compared. Mechanistic rows (one per analysed run, intermediate layers): "
+                         "a and b are the mean similarity of domain pairs with and without the "
+                         "test domain, or quickdraw's mean and the lowest other domain's."),
                    ("table", shown)]
     blocks.append(("h2", "Figures"))
     for _name, (png, sentence) in figures.figures.items():
         rel = png.relative_to(out)
         blocks += [("p", sentence + f" Table: {rel.with_suffix('.csv')}."), ("img", str(rel))]
     if not times.empty:
+        _atomic(results / "step_times.csv", lambda p: times.to_csv(p, index=False))
         per_kind = times.groupby("kind", sort=False)["seconds"].agg(["count", "sum", "mean"]).reset_index()
         per_kind.columns = ["step kind", "steps", "total s", "mean s"]
         blocks += [("h2", "Time per step"),
-                   ("p", f"Total {times['seconds'].sum():.0f} s of recorded step time."),
+                   ("p", f"Total {times['seconds'].sum():.0f} s of recorded step time; every "
+                         "step: results/step_times.csv."),
                    ("table", per_kind.round(1))]
     _atomic(out / "report.md", lambda p: Path(p).write_text(_markdown(blocks)))
     _atomic(out / "report.html", lambda p: Path(p).write_text(_html(blocks, config.name)))

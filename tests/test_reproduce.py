@@ -302,3 +302,33 @@ def test_headline_and_findings_by_hand():
     assert not found.loc[("CG trails leave-out-domain", "sketch"), "holds"]
     quick = found.xs("quickdraw is hardest (lowest mean held-out top-1 over setups)", level=0)
     assert quick["holds"].item() and quick["a"].item() == pytest.approx(0.03)
+
+
+def test_mechanism_findings_by_hand():
+    """Pairs with the test domain (sketch) at 0.3, other quickdraw pairs at 0.2, the rest 0.8
+    in the intermediate layers; first and last layers (all 1.0) are left out."""
+    from itertools import combinations
+
+    from domainlens.report import mechanism_findings
+
+    rows = []
+    for layer in range(4):
+        for a, b in combinations(["clipart", "quickdraw", "real", "sketch"], 2):
+            if layer in (0, 3):
+                value = 1.0
+            elif "sketch" in (a, b):
+                value = 0.3
+            elif "quickdraw" in (a, b):
+                value = 0.2
+            else:
+                value = 0.8
+            rows.append(dict(run="r", test_domain="sketch", domain_a=a, domain_b=b,
+                             layer_index=layer, kernel="linear", class_subset="held-out",
+                             value=value))
+    found = mechanism_findings(pd.DataFrame(rows), pd.DataFrame(), "held-out").set_index("finding")
+    less = found.loc["less sharing with the test domain, intermediate layers (CKA)"]
+    assert less["a"] == pytest.approx(0.3) and less["b"] == pytest.approx((0.2 + 0.8 + 0.2) / 3)
+    assert less["holds"]
+    least = found.loc["quickdraw shares least, intermediate layers (CKA)"]
+    assert least["a"] == pytest.approx((0.3 + 0.2 + 0.2) / 3) and least["b"] == pytest.approx(0.3)
+    assert least["holds"]
