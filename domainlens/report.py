@@ -13,7 +13,6 @@ import html
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,37 +31,41 @@ SETUP_LABELS = {"natural-only": "natural-only", "cg-low": "CG low-div.", "cg-hig
 # ---------------------------------------------------------------- tables
 
 
-def _concat(paths: Sequence[Path]) -> pd.DataFrame:
-    frames = [pd.read_csv(p) for p in paths if p.is_file()]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def run_id(run) -> str:
+    """A run's name in the experiment's tables, ``<test domain>/<run dir>``: run directory
+    names repeat across test domains (``lso-real-only-s0``)."""
+    return f"{run.test_domain}/{run.run_dir.name}"
 
 
-def _concat_with_run(items) -> pd.DataFrame:
-    """Concatenate tables that lack run metadata, adding run, setup, test_domain and seed."""
-    frames = [pd.read_csv(path).assign(run=r.run_dir.name, setup=r.setup,
-                                       test_domain=r.test_domain, seed=r.seed)
+def _concat(items) -> pd.DataFrame:
+    """Concatenate per-run tables of ``(RunPlan, csv path)`` items that exist, setting run,
+    setup, test_domain and seed from the plan (some tables lack them)."""
+    frames = [pd.read_csv(path).assign(run=run_id(r), setup=r.setup, test_domain=r.test_domain,
+                                       seed=r.seed)
               for r, path in items if path.is_file()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
     """Long tables of the whole experiment: ``accuracy`` (every run's zero-shot table),
-    ``cka``, ``patching``, ``circuit_summary``, ``circuit_groups``, ``circuit_nodes``."""
+    ``cka``, ``patching``, ``circuit_summary``, ``circuit_groups``, ``circuit_nodes``; the
+    ``run`` column is :func:`run_id`."""
     from .pipeline import analysed_runs, run_plans
 
     runs = run_plans(config)
     analysed = analysed_runs(config)
     source = config.analyses.patch_source
+
+    def per_analysed(path: str) -> pd.DataFrame:
+        return _concat([(r, r.analysis_dir / path.format(target=r.test_domain)) for r in analysed])
+
     return {
-        "accuracy": _concat([r.run_dir / "eval" / "zero_shot.csv" for r in runs]),
-        "cka": _concat([r.analysis_dir / "cka" / "cka.csv" for r in analysed]),
-        "patching": _concat([r.analysis_dir / "patching" / f"patching_{source}_to_{r.test_domain}.csv"
-                             for r in analysed]),
-        "circuit_summary": _concat([r.analysis_dir / "circuits" / "comparison_summary.csv"
-                                    for r in analysed]),
-        "circuit_groups": _concat_with_run([(r, r.analysis_dir / "circuits" / "comparison_groups.csv")
-                                            for r in analysed]),
-        "circuit_nodes": _concat([r.analysis_dir / "circuits" / "circuit_nodes.csv" for r in analysed]),
+        "accuracy": _concat([(r, r.run_dir / "eval" / "zero_shot.csv") for r in runs]),
+        "cka": per_analysed("cka/cka.csv"),
+        "patching": per_analysed(f"patching/patching_{source}_to_{{target}}.csv"),
+        "circuit_summary": per_analysed("circuits/comparison_summary.csv"),
+        "circuit_groups": per_analysed("circuits/comparison_groups.csv"),
+        "circuit_nodes": per_analysed("circuits/circuit_nodes.csv"),
     }
 
 
@@ -393,7 +396,7 @@ def _circuit_drawing(config: ExperimentConfig, nodes: pd.DataFrame, out: Path):
     if not pngs:
         return None
     cls = pngs[0].stem.removeprefix("circuits_")
-    rows = nodes[(nodes["run"] == runs[0].run_dir.name) & (nodes["class_name"] == cls)]
+    rows = nodes[(nodes["run"] == run_id(runs[0])) & (nodes["class_name"] == cls)]
     stem = out / "circuit_drawing"
     _atomic(stem.with_suffix(".csv"), lambda p: rows.to_csv(p, index=False))
     _atomic(stem.with_suffix(".png"), lambda p: shutil.copyfile(pngs[0], p))

@@ -21,6 +21,8 @@ SMOKE_STEPS = [
     "data", "mixtures",
     "train/quickdraw/natural-only/s0", "eval/quickdraw/natural-only/s0",
     "train/quickdraw/cg-high/s0", "eval/quickdraw/cg-high/s0",
+    "train/sketch/natural-only/s0", "eval/sketch/natural-only/s0",
+    "train/sketch/cg-high/s0", "eval/sketch/cg-high/s0",
     "cka/quickdraw/cg-high/s0", "patching/quickdraw/cg-high/s0", "circuits/quickdraw/cg-high/s0",
     "report",
 ]
@@ -171,7 +173,10 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
         assert not table.empty, name
         assert _is_png(results / f"{name}.png"), name
     per_run = pd.read_csv(results / "accuracy_by_setup.csv")
-    assert sorted(per_run["setup"]) == ["cg-high", "natural-only"]
+    # natural-only has the same run directory name for both test domains; both are kept apart
+    assert sorted(per_run["run"]) == [
+        "quickdraw/lso-cipqrs-noquickdrawclasses-s0", "quickdraw/lso-real-only-s0",
+        "sketch/lso-cipqrs-nosketchclasses-s0", "sketch/lso-real-only-s0"]
     assert per_run["heldout_top1"].between(0, 1).all() and (per_run["epoch"] == 2).all()
     accuracy = pd.read_csv(results / "accuracy.csv")
     assert set(accuracy["epoch"]) == {0, 1, 2}            # eval.epochs = "all"
@@ -185,13 +190,13 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
     nodes = pd.read_csv(results / "node_sharing_by_layer.csv")
     assert nodes["value"].between(0, 1).all()
     report = (out / "report.md").read_text()
-    assert "| quickdraw |" in report and "## Time per step" in report
+    assert "| quickdraw |" in report and "| sketch |" in report and "## Time per step" in report
     for name in GALLERY:
         assert f"results/{name}.png" in report
     html = (out / "report.html").read_text()
     assert html.count("<img") == len(GALLERY) and "<table" in html
-    for run in ("lso-real-only-s0", "lso-cipqrs-noquickdrawclasses-s0"):
-        assert (out / "runs" / "quickdraw" / run / "checkpoints" / "epoch_2.pt").is_file()
+    for run in ("quickdraw/lso-real-only-s0", "sketch/lso-cipqrs-nosketchclasses-s0"):
+        assert (out / "runs" / run / "checkpoints" / "epoch_2.pt").is_file()
 
 
 def test_headline_numbers_match_the_evaluation_table(smoke_run):
@@ -202,8 +207,8 @@ def test_headline_numbers_match_the_evaluation_table(smoke_run):
                & (raw["class_subset"] == "heldout") & (raw["metric"] == "class_top1")]
     # top-1 over images = per-class accuracies weighted by image counts
     expected = float((rows["value"] * rows["n_images"]).sum() / rows["n_images"].sum())
-    head = pd.read_csv(out / "results" / "headline.csv").set_index("setup")
-    assert head.loc["natural-only", "heldout_mean"] == pytest.approx(expected)
+    head = pd.read_csv(out / "results" / "headline.csv").set_index(["test_domain", "setup"])
+    assert head.loc[("quickdraw", "natural-only"), "heldout_mean"] == pytest.approx(expected)
 
 
 def test_second_run_skips_every_step(smoke_run):
@@ -224,7 +229,7 @@ def test_interrupted_run_resumes_without_redoing_finished_steps(tmp_path, monkey
     real_train = train_module.train_clip
 
     def interrupted(cfg):
-        if "cg-high" in str(cfg.out) or "noquickdrawclasses" in str(cfg.out):
+        if "noquickdrawclasses" in str(cfg.out):
             real_train(type(cfg)(**{**cfg.__dict__, "stop_after_epoch": 1}))
             raise KeyboardInterrupt
         return real_train(cfg)
@@ -244,11 +249,13 @@ def test_interrupted_run_resumes_without_redoing_finished_steps(tmp_path, monkey
     assert [k for k, v in status.items() if v == "skipped"] == [
         "data", "mixtures", "train/quickdraw/natural-only/s0", "eval/quickdraw/natural-only/s0"]
     assert [k for k, v in status.items() if v == "done"] == [
-        "train/quickdraw/cg-high/s0", "eval/quickdraw/cg-high/s0", "report"]
+        "train/quickdraw/cg-high/s0", "eval/quickdraw/cg-high/s0", "train/sketch/natural-only/s0",
+        "eval/sketch/natural-only/s0", "train/sketch/cg-high/s0", "eval/sketch/cg-high/s0",
+        "report"]
     assert first_eval.stat().st_mtime_ns == stamp
     log = pd.read_csv(run / "train_log.csv")
     assert sorted(log["epoch"].unique())[-1] == 2
-    assert any("[5/7] train/quickdraw/cg-high/s0" in line for line in lines)
+    assert any("[5/11] train/quickdraw/cg-high/s0" in line for line in lines)
 
 
 def test_changed_setting_moves_the_old_run_aside(tmp_path, smoke_run):
@@ -263,6 +270,8 @@ def test_changed_setting_moves_the_old_run_aside(tmp_path, smoke_run):
     runs = copy / "runs" / "quickdraw"
     assert (runs / "lso-real-only-s0" / "checkpoints" / "epoch_3.pt").is_file()
     assert (runs / "lso-real-only-s0.stale" / "checkpoints" / "epoch_2.pt").is_file()
+    assert pd.read_csv(runs / "lso-real-only-s0" / "train_log.csv")["epoch"].max() == 3
+    assert pd.read_csv(runs / "lso-real-only-s0.stale" / "train_log.csv")["epoch"].max() == 2
 
 
 # ---------------------------------------------------------------- report tables
