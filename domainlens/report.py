@@ -190,18 +190,22 @@ def cka_by_layer(cka: pd.DataFrame, class_subset: str) -> pd.DataFrame:
 
 
 def patching_by_layer(patching: pd.DataFrame) -> pd.DataFrame:
-    """Recovery per layer when the class-mean source activation is patched into the target
-    (denoising, all classes pooled): rows of the patching summary with their bootstrap
-    interval. Paired whole-residual patches recover 1 by construction, so class means are
-    the informative pairing."""
+    """Effect per layer of patching the class-mean source activation into the target
+    (denoising, all classes pooled): the change in the target images' metric, with its
+    bootstrap interval, beside the unpatched target (``receiver_mean``) and source
+    (``donor_mean``) levels. Not the recovery fraction: it divides by ``donor_mean -
+    receiver_mean``, which is near zero when a model treats both domains alike (the CG runs
+    here), and then swings by hundreds. Paired whole-residual patches recover everything by
+    construction, so class means are the informative pairing."""
     if patching.empty:
         return patching
     rows = patching[(patching["granularity"] == "site") & (patching["site_kind"] == "layer")
-                     & (patching["statistic"] == "recovery") & (patching["class_name"] == "all")
+                     & (patching["statistic"] == "effect") & (patching["class_name"] == "all")
                      & (patching["direction"] == "denoising")
                      & (patching["pairing"] == "class_mean")]
     keep = ["run", "setup", "test_domain", "seed", "source_domain", "target_domain", "site_order",
-            "site", "layer", "class_subset", "value", "ci_low", "ci_high", "n"]
+            "site", "layer", "class_subset", "metric", "pairing", "receiver_mean", "donor_mean",
+            "value", "ci_low", "ci_high", "n"]
     return rows[keep].sort_values(["run", "site_order"]).reset_index(drop=True)
 
 
@@ -359,11 +363,13 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
     patch = patching_by_layer(tables["patching"])
     if not patch.empty:
         fig = _line_panels(patch, "site_order", "target_domain", "value",
-                           "recovery (class-mean patch)", _run_title, band=("ci_low", "ci_high"))
+                           "effect on logit diff. (class-mean patch)", _run_title,
+                           band=("ci_low", "ci_high"))
         result.figures["patching_by_layer"] = (_save(fig, patch, out / "patching_by_layer"), (
-            f"Fraction of the {config.analyses.patch_source}-minus-test-domain logit difference "
-            "recovered by patching the class-mean source activation into test-domain images at "
-            "each layer, with bootstrap intervals."))
+            "Change in test-domain images' logit difference (true class minus runner-up) when "
+            f"the class-mean {config.analyses.patch_source} activation of their class is patched "
+            "in at each layer, with bootstrap intervals; the unpatched levels of both domains are "
+            "the receiver_mean and donor_mean columns."))
     sharing = node_sharing_by_layer(tables["circuit_groups"], subset)
     if not sharing.empty:
         fig = _line_panels(sharing, "layer_index", "pair_group", "value", "node Jaccard", _run_title)

@@ -185,8 +185,15 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
     assert (pd.read_csv(results / "cka_by_layer.csv")["pair_group"]
             .isin(["with test domain", "other pairs"]).all())
     patch = pd.read_csv(results / "patching_by_layer.csv")
-    assert (patch["pairing"] if "pairing" in patch else pd.Series(["class_mean"])).eq("class_mean").all()
+    assert patch["pairing"].eq("class_mean").all() and patch["metric"].eq("logit_diff").all()
     assert (patch["ci_low"] <= patch["ci_high"]).all()
+    summary = pd.read_csv(results / "patching.csv")
+    patched = summary[(summary["statistic"] == "patched") & (summary["granularity"] == "site")
+                      & (summary["pairing"] == "class_mean") & (summary["direction"] == "denoising")
+                      & (summary["class_name"] == "all") & (summary["site_kind"] == "layer")]
+    merged = patch.merge(patched, on=["run", "site"], suffixes=("", "_patched"))
+    assert len(merged) == len(patch) > 0    # effect = patched level - unpatched target level
+    assert np.allclose(merged["value"], merged["value_patched"] - merged["receiver_mean"], atol=1e-5)
     nodes = pd.read_csv(results / "node_sharing_by_layer.csv")
     assert nodes["value"].between(0, 1).all()
     report = (out / "report.md").read_text()
