@@ -293,7 +293,10 @@ def test_unknown_model_is_a_clear_cli_error(tmp_path, capsys, shapes_mixture):
     code = main(["train", "--mixture", str(shapes_mixture), "--model", "tiny-vitt",
                  "--out", str(tmp_path / "run"), "--quiet"])
     assert code == 2
-    assert "unknown model 'tiny-vitt'; presets: ['tiny-rn', 'tiny-vit']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown model 'tiny-vitt'; presets: [" in err
+    for preset in ("micro-vit", "tiny-rn", "tiny-rn-32", "tiny-vit"):
+        assert f"'{preset}'" in err
 
 
 def test_missing_image_is_named(tmp_path, shapes_mixture, tiny_vit_json):
