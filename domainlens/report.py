@@ -13,13 +13,18 @@ import html
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from .pipeline import RunPlan
 
 RESULTS_DIR = "results"
 SETUP_ORDER = ("natural-only", "cg-low", "cg-high", "leave-out-domain", "upper-low", "upper-high")
@@ -31,13 +36,13 @@ SETUP_LABELS = {"natural-only": "natural-only", "cg-low": "CG low-div.", "cg-hig
 # ---------------------------------------------------------------- tables
 
 
-def run_id(run) -> str:
+def run_id(run: RunPlan) -> str:
     """A run's name in the experiment's tables, ``<test domain>/<run dir>``: run directory
     names repeat across test domains (``lso-real-only-s0``)."""
     return f"{run.test_domain}/{run.run_dir.name}"
 
 
-def _concat(items) -> pd.DataFrame:
+def _concat(items: Iterable[tuple[RunPlan, Path]]) -> pd.DataFrame:
     """Concatenate per-run tables of ``(RunPlan, csv path)`` items that exist, setting run,
     setup, test_domain and seed from the plan (some tables lack them)."""
     frames = [pd.read_csv(path).assign(run=run_id(r), setup=r.setup, test_domain=r.test_domain,
