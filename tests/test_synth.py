@@ -283,10 +283,13 @@ def test_domain_statistics() -> None:
     assert sat["sketch"] < 0.03 and sat["quickdraw"] < 0.01
     for d in ("real", "painting", "infograph"):
         assert sat[d] > 0.1, (d, sat[d])
-    # clipart and quickdraw: mostly white background at the border
-    for d in ("clipart", "quickdraw"):
-        white = np.mean([(_border(a).min(-1) > 235).mean() for a in imgs[d]])
-        assert white > 0.7, (d, white)
+    # quickdraw: white background; clipart: white about half the time, else pastel or a scene
+    white = {d: float(np.mean([(_border(a).min(-1) > 235).mean() for a in imgs[d]]))
+             for d in ("clipart", "quickdraw")}
+    assert white["quickdraw"] > 0.9 and 0.3 < white["clipart"] < 0.8, white
+    # sketch: scanned (near-white) and photographed (grey) paper both occur
+    paper = [float(np.median(_border(a).mean(-1))) for a in imgs["sketch"]]
+    assert min(paper) < 215 < max(paper), paper
     # real and painting: textured, non-uniform backgrounds
     for d in ("real", "painting"):
         assert min(_border(a).std(0).mean() for a in imgs[d]) > 5, d

@@ -39,8 +39,9 @@ from .base_captions import base_caption
 from .objects import BASE_ONLY_CLASSES, OBJECT_CLASSES, SYNTH_CLASSES, SYNTH_HELDOUT_CLASSES
 from .styles import RENDERERS, render_base
 
-#: Bumped whenever the same config would produce different images.
-GENERATOR_VERSION = "1.0"
+#: Bumped whenever the same config would produce different images (2.0: doodle quickdraw,
+#: coloured clipart backgrounds, photographed sketches).
+GENERATOR_VERSION = "2.0"
 
 #: Images per unit of parallel work.
 CHUNK = 32

@@ -13,20 +13,22 @@ The styles differ the way DomainNet's domains do:
 
 * ``real``: natural colours, shading and highlights, cast shadow, textured ground/sky scenes
   with distractors, background blur (depth of field), sensor noise, exposure and white balance.
-* ``clipart``: flat saturated fills, thick dark outlines, white or flat pastel background.
+* ``clipart``: flat saturated fills, thick dark outlines; white background about half the time,
+  otherwise a flat pastel one, a pastel badge or a flat ground-and-sky scene.
 * ``painting``: painterly background of brush strokes, brush strokes inside the object, blur,
   canvas texture, per-image palette shift (tint and saturation).
 * ``sketch``: graphite outlines (sometimes doubled), hatching and tonal smudges inside shapes,
-  paper grain; no colour.
-* ``quickdraw``: black strokes on white, simplified and jittered geometry, dropped parts, open
-  outlines, no fill.
+  paper grain; half are photographed (grey, unevenly lit paper); no colour.
+* ``quickdraw``: thin black strokes on white, distorted proportions (random stretch and shear),
+  simplified and strongly jittered geometry, most details and often a part dropped, open
+  outlines, no fill: a doodle drawn from memory, the domain furthest from the others.
 * ``infograph``: a small flat icon on a panel among title bars, text-like blocks and charts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -187,20 +189,24 @@ def _mask_of(prims: list[Prim], W: int, line_w: int) -> Image.Image:
 
 
 def render_clipart(cls: ObjectClass, rng: np.random.Generator, size: int) -> Image.Image:
-    """Flat saturated fills, thick dark outlines, plain background."""
+    """Flat saturated fills, thick dark outlines, white, pastel or flat-scene background."""
     W = size * SS
     prims, plc = place(cls.build(rng), rng, extent=(0.62, 0.88), max_rot_deg=cls.max_rot_deg)
     col = pick_colours(rng)
     u = rng.random()
     pastel = _saturate(NAMED_COLOURS[_CHROMATIC[int(rng.integers(len(_CHROMATIC)))]], 0.5, 1.0)
-    pastel = tuple(int(255 - (255 - c) * 0.3) for c in pastel)
-    bg: RGB = (255, 255, 255) if u < 0.85 else pastel  # type: ignore[assignment]
+    pastel = tuple(int(255 - (255 - c) * rng.uniform(0.3, 0.7)) for c in pastel)
+    # clip art is as often set on a coloured background or a flat little scene as on white
+    bg: RGB = (255, 255, 255) if u < 0.55 else pastel  # type: ignore[assignment]
     img = Image.new("RGB", (W, W), bg)
     d = ImageDraw.Draw(img)
-    if 0.7 <= u < 0.85:  # a pastel badge behind the object
+    if 0.4 <= u < 0.55:  # a pastel badge behind the object
         r = plc.extent * W * 0.62
         cx, cy = plc.cx * W, plc.cy * W
         d.ellipse(_box(cx - r, cy - r, cx + r, cy + r), fill=pastel)
+    elif u >= 0.8:  # flat ground under a flat sky
+        ground = _saturate(NAMED_COLOURS[("green", "brown", "yellow")[int(rng.integers(3))]], 0.8, 1.1)
+        d.rectangle(_box(0, W * rng.uniform(0.55, 0.8), W, W), fill=ground)
     ow = _px(rng.uniform(2.2, 3.2), W)
     lw = _px(2.4, W)
     ink = (int(rng.integers(15, 60)),) * 3
@@ -241,7 +247,7 @@ def _hatch(S: int, angle: float, spacing: float, width: float) -> np.ndarray:
 
 
 def render_sketch(cls: ObjectClass, rng: np.random.Generator, size: int) -> Image.Image:
-    """Graphite outlines with hatching and smudges on grainy paper; no colour."""
+    """Graphite outlines with hatching and smudges on grainy (scanned or photographed) paper."""
     W = size * SS
     prims, _ = place(cls.build(rng), rng, extent=(0.6, 0.88), max_rot_deg=cls.max_rot_deg)
     ink = Image.new("L", (W, W), 0)
@@ -282,6 +288,10 @@ def render_sketch(cls: ObjectClass, rng: np.random.Generator, size: int) -> Imag
                           np.maximum(hm * np.maximum(hatch, cross) * 0.75,
                                      np.asarray(tone.reduce(SS), np.float32) / 255))
     paper = rng.uniform(228, 248)
+    if rng.random() < 0.5:  # photographed rather than scanned: grey, unevenly lit paper
+        yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) / S
+        ang = rng.uniform(0, 2 * np.pi)
+        paper = rng.uniform(165, 215) + rng.uniform(15, 35) * (np.cos(ang) * xx + np.sin(ang) * yy - 0.5)
     grain = _crop(t["grain"], S, rng)
     pencil = 0.8 + 0.1 * np.clip(grain, -2, 2)
     out = paper + 3.0 * grain + 2.0 * _crop(t["streak"], S, rng) - dark_ink * pencil * (paper - 35)
@@ -304,21 +314,29 @@ def _simplify(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_quickdraw(cls: ObjectClass, rng: np.random.Generator, size: int) -> Image.Image:
-    """Crude black strokes on white: simplified, jittered, incomplete; no fill."""
+    """Thin, crude black strokes on white: distorted, simplified, jittered, incomplete; no fill.
+
+    Doodles are drawn from memory in seconds: proportions are off (a random shear and stretch of
+    the whole object), lines wobble, and most details and often a structural part are missing.
+    """
     W = size * SS
-    prims, plc = place(cls.build(rng), rng, extent=(0.66, 0.92), max_rot_deg=cls.max_rot_deg)
+    prims, plc = place(cls.build(rng), rng, extent=(0.45, 0.95), max_rot_deg=2 * cls.max_rot_deg)
+    c = np.array([plc.cx, plc.cy])
+    a = np.array([[rng.uniform(0.6, 1.4), rng.uniform(-0.35, 0.35)],
+                  [rng.uniform(-0.35, 0.35), rng.uniform(0.6, 1.4)]])
+    prims = [replace(p, pts=(p.pts - c) @ a.T + c) for p in prims]
     img = Image.new("L", (W, W), 255)
     d = ImageDraw.Draw(img)
-    w = _px(rng.uniform(2.0, 2.6), W)
-    sd = plc.extent * rng.uniform(0.012, 0.025)
-    # crude and incomplete, but still recognisable: details are often left out; a structural
-    # part only sometimes (at most one, of an object with four or more, never a large one)
+    w = _px(rng.uniform(1.2, 2.0), W)
+    sd = plc.extent * rng.uniform(0.03, 0.06)
+    # a structural part is often left out (at most one, of an object with four or more, never a
+    # large one), details nearly always
     bbox = [float(np.prod(p.pts.max(0) - p.pts.min(0))) for p in prims]
     struct = [i for i, p in enumerate(prims) if not p.detail]
     small = sorted(struct, key=lambda i: bbox[i])[: len(struct) // 2] if len(struct) >= 4 else []
-    drop = small[int(rng.integers(len(small)))] if small and rng.random() < 0.2 else -1
+    drop = small[int(rng.integers(len(small)))] if small and rng.random() < 0.6 else -1
     for i, p in enumerate(prims):
-        if i == drop or (p.detail and rng.random() < 0.55):
+        if i == drop or (p.detail and rng.random() < 0.85):
             continue
         closed = p.kind == "poly"
         q = _jitter(_simplify(p.pts, rng), rng, sd)
