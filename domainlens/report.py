@@ -294,16 +294,20 @@ def _line_panels(table: pd.DataFrame, x: str, group: str, y: str, ylabel: str, t
     import matplotlib.pyplot as plt
 
     runs = list(dict.fromkeys(table["run"]))
+    # one colour and legend order per group across all panels
+    colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(table[group]))}
     fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 2.9), squeeze=False, sharey=True)
     for ax, run in zip(axes[0], runs, strict=True):
         part = table[table["run"] == run]
         position = {v: i for i, v in enumerate(sorted(part[x].unique()))}  # evenly spaced layers
-        for name, rows in part.groupby(group, sort=False):
-            rows = rows.sort_values(x)
+        for name, colour in colours.items():
+            rows = part[part[group] == name].sort_values(x)
+            if rows.empty:
+                continue
             xs = rows[x].map(position)
-            ax.plot(xs, rows[y], marker="o", markersize=3, label=str(name))
+            ax.plot(xs, rows[y], marker="o", markersize=3, label=str(name), color=colour)
             if band is not None:
-                ax.fill_between(xs, rows[band[0]], rows[band[1]], alpha=0.2)
+                ax.fill_between(xs, rows[band[0]], rows[band[1]], alpha=0.2, color=colour)
         ticks = part.drop_duplicates(x).sort_values(x)
         ax.set_xticks(ticks[x].map(position), ticks[label_col], rotation=60, ha="right", fontsize=6)
         ax.set_title(title_of(part.iloc[0]), fontsize=8)
