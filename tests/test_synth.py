@@ -315,6 +315,18 @@ def test_domains_separable_by_simple_statistics() -> None:
     assert np.mean(hits) > 0.5  # chance is 1/6
 
 
+def test_quickdraw_proportions_vary_more_than_other_drawings() -> None:
+    """Doodles are stretched and sheared at random: the ink's aspect ratio of one class varies
+    more across images than in clipart or sketch (same classes, same number of images)."""
+    def log_aspect(domain: str, cls: str, i: int) -> float:
+        ys, xs = np.nonzero(_arr(domain, cls, i, 64).mean(-1) < 128)
+        return float(np.log((np.ptp(xs) + 1) / (np.ptp(ys) + 1)))
+
+    spread = {d: np.mean([np.std([log_aspect(d, c, i) for i in range(12)]) for c in SAMPLE[::2]])
+              for d in ("clipart", "sketch", "quickdraw")}
+    assert spread["quickdraw"] > 1.3 * max(spread["clipart"], spread["sketch"]), spread
+
+
 def test_strokes_at_least_two_pixels_wide_at_64px() -> None:
     for d in ("sketch", "quickdraw"):
         fracs = []
