@@ -259,7 +259,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
 
     analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "cka", "patching", "circuits")]
     steps.append(Step(
-        id="report", params={"config": config.to_dict(), "version": 2}, depends=analysis_ids,
+        id="report", params={"config": config.to_dict(), "version": 3}, depends=analysis_ids,
         run=lambda: _report(config), outputs=[out / "report.md", out / "report.html"], estimate=20.0,
     ))
     assign_keys(steps)
