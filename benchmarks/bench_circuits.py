@@ -25,12 +25,12 @@ import time
 
 import torch
 
-from interp.attribution import default_sites, node_effects
-from interp.circuit import build_circuit, select_nodes
-from interp.circuit_compare import aggregate, compare_domains
-from interp.edges import edge_weights, site_parents
+from interp.circuits.attribution import default_sites, node_effects
+from interp.circuits.circuit import build_circuit, select_nodes
+from interp.circuits.compare import aggregate, compare_domains
+from interp.circuits.edges import edge_weights, site_parents
 from interp.hooked import hook_image_tower
-from interp.zeroshot_head import ZeroShotHead
+from interp.hooked.head import ZeroShotHead
 from training.models import build_clip, resolve_model_config
 
 DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")

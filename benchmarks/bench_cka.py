@@ -5,7 +5,7 @@ tiny-rn's stem, bottlenecks and embedding, 16-512 wide, and four 128-wide tiny-v
 ``n`` images per domain (50 classes, images matched by class), float64 CKA for all
 sites x 15 domain pairs, computed three ways in one run:
 
-* ``fast``: :func:`interp.cross_domain.cross_domain_cka` (feature-space unbiased linear CKA,
+* ``fast``: :func:`interp.similarity.cross_domain.cross_domain_cka` (feature-space unbiased linear CKA,
   each (domain, site) matrix centred once and shared by its 5 pairs; no n x n matrix);
 * ``reference``: the paper's algorithm re-implemented from its description
   (``method="reference"``): for every site and pair, both n x n Gram matrices, then unbiased
@@ -80,8 +80,8 @@ def gram_cached_cka(acts: dict, labels: dict) -> dict:
     """
     from itertools import combinations
 
-    from interp.cka import cka_ratio, gram_linear, hsic
-    from interp.cross_domain import matched_rows
+    from interp.similarity.cka import cka_ratio, gram_linear, hsic
+    from interp.similarity.cross_domain import matched_rows
 
     rows = {}
     for a, b in combinations(DOMAINS, 2):
@@ -108,7 +108,7 @@ def as_values(table) -> dict:
 
 def peak_memory_child(n: int) -> None:
     """Subprocess body: fast path at ``n`` per domain; prints a JSON line with RSS peaks."""
-    from interp.cross_domain import cross_domain_cka
+    from interp.similarity.cross_domain import cross_domain_cka
 
     acts, labels = synthetic_activations(n)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_memory_child(args.child)
         return 0
 
-    from interp.cross_domain import cross_domain_cka
+    from interp.similarity.cross_domain import cross_domain_cka
 
     acts, labels = synthetic_activations(args.n)
     kwargs = {"mode": "per_sample", "progress": False}

@@ -5,7 +5,7 @@
 A full layer x position sweep of ``blocks.{l}.hook_resid_post`` (tiny ViT: 4 layers x 65 tokens
 = 260 patched forwards) on the same model, inputs and metric (per-example logit difference),
 both sides in one process: TransformerLens runs one forward per patch (explicit index table,
-as INTERP_LIBS.md describes), ``interp.intervene.run_interventions`` stacks the patched copies
+as INTERP_LIBS.md describes), ``interp.interventions.intervene.run_interventions`` stacks the patched copies
 along the batch axis (and shares the unpatched prefix). Reports the maximum absolute
 difference of the per-example values and patched forwards per second of each side
 (best of ``--repeats``). Prints a Markdown table for benchmarks/RESULTS.md.
@@ -23,7 +23,7 @@ import torch
 
 def build(model_name: str, n_classes: int, seed: int):
     from interp.hooked import hook_image_tower
-    from interp.zeroshot_head import ZeroShotHead
+    from interp.hooked.head import ZeroShotHead
     from training.models import create_clip
 
     torch.manual_seed(seed)
@@ -45,9 +45,9 @@ def main() -> None:
 
     from transformer_lens.patching import generic_activation_patch, layer_pos_patch_setter
 
-    from interp.intervene import run_interventions
+    from interp.interventions.intervene import run_interventions
+    from interp.interventions.units import PatchUnit, site_shapes
     from interp.metrics import logit_diff
-    from interp.units import PatchUnit, site_shapes
 
     model = build(args.model, n_classes=10, seed=args.seed)
     if model.cfg.architecture != "vit":

@@ -422,7 +422,7 @@ def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:
 
 
 def _cka(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
-    from interp.cka_experiment import CKASettings, cka_run
+    from domainlens.experiments.cka import CKASettings, cka_run
     from training.domainnet import class_names, heldout_classes
 
     an = config.analyses
@@ -443,7 +443,7 @@ def _patch_summary(config: ExperimentConfig, run: RunPlan) -> Path:
 
 
 def _patch(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
-    from interp.patching_experiment import PatchSettings, patch_run
+    from domainlens.experiments.patching import PatchSettings, patch_run
 
     an = config.analyses
     settings = PatchSettings(classes=an.classes, max_per_class=an.max_images_per_class,
@@ -454,7 +454,7 @@ def _patch(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
 
 
 def _circuits(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
-    from interp.circuit_experiment import CircuitSettings, run_circuits
+    from domainlens.experiments.circuits import CircuitSettings, run_circuits
 
     an = config.analyses
     classes = _analysis_classes(config, run)

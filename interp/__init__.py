@@ -5,7 +5,7 @@ neither torch nor TransformerLens)::
 
     from interp import hook_image_tower, load_hooked_run, collect_activations, cross_domain_cka
 
-(The CKA function itself is ``interp.cka.cka``: ``interp.cka`` is its module.)
+(The CKA function itself is ``interp.similarity.cka.cka``: ``interp.similarity.cka`` is its module.)
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "hook_image_tower": "interp.hooked",
-    "HookedImageTower": "interp.hooked_base",
-    "LayerSite": "interp.hooked_base",
-    "UnknownSiteError": "interp.hooked_base",
-    "HookedViT": "interp.hooked_vit",
-    "HookedResNet": "interp.hooked_resnet",
-    "ZeroShotHead": "interp.zeroshot_head",
-    "HookedRun": "interp.runs",
-    "load_hooked_run": "interp.runs",
-    "ImageFileDataset": "interp.imagesets",
-    "collect_activations": "interp.activations",
-    "collect_domain_activations": "interp.activations",
-    "DomainActivations": "interp.activations",
-    "linear_cka_features": "interp.cka",
-    "minibatch_cka": "interp.cka",
-    "hsic": "interp.cka",
-    "class_means": "interp.cross_domain",
-    "cross_domain_cka": "interp.cross_domain",
-    "model_vs_model_cka": "interp.cross_domain",
+    "HookedImageTower": "interp.hooked.base",
+    "LayerSite": "interp.hooked.base",
+    "UnknownSiteError": "interp.hooked.base",
+    "HookedViT": "interp.hooked.vit",
+    "HookedResNet": "interp.hooked.resnet",
+    "ZeroShotHead": "interp.hooked.head",
+    "HookedRun": "interp.hooked.runs",
+    "load_hooked_run": "interp.hooked.runs",
+    "ImageFileDataset": "interp.hooked.images",
+    "collect_activations": "interp.hooked.activations",
+    "collect_domain_activations": "interp.hooked.activations",
+    "DomainActivations": "interp.hooked.activations",
+    "linear_cka_features": "interp.similarity.cka",
+    "minibatch_cka": "interp.similarity.cka",
+    "hsic": "interp.similarity.cka",
+    "class_means": "interp.similarity.cross_domain",
+    "cross_domain_cka": "interp.similarity.cross_domain",
+    "model_vs_model_cka": "interp.similarity.cross_domain",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from patch_helpers import N_CLASSES, make_tower
 
-from interp.hooked_base import HookedImageTower
+from interp.hooked.base import HookedImageTower
 
 
 def tiny_tower(kind: str = "vit", seed: int = 0, dtype: torch.dtype = torch.float32) -> HookedImageTower:

@@ -6,8 +6,8 @@ import open_clip
 import torch
 
 from interp.hooked import hook_image_tower
-from interp.hooked_base import HookedImageTower
-from interp.zeroshot_head import ZeroShotHead
+from interp.hooked.base import HookedImageTower
+from interp.hooked.head import ZeroShotHead
 
 VIT_CONFIG = {
     "embed_dim": 16,

@@ -1,7 +1,7 @@
 """Ablations: zero / mean / resample values, circuit complements, sweeps, errors, hook hygiene.
 
 Each ablated output is compared with an explicit hook written out here, and each
-replacement value with a computation that does not use :mod:`interp.ablation` (a
+replacement value with a computation that does not use :mod:`interp.interventions.ablation` (a
 per-image loop over ``run_with_cache``).
 """
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 from patch_helpers import hook_count, make_images, make_tower
 
-from interp.ablation import (
+from interp.hooked.base import UnknownSiteError
+from interp.interventions.ablation import (
     ablated,
     ablation_sweep,
     ablation_values,
@@ -20,9 +21,8 @@ from interp.ablation import (
     reference_activations,
     run_with_ablations,
 )
-from interp.hooked_base import UnknownSiteError
+from interp.interventions.units import PatchUnit, sweep_units
 from interp.metrics import faithfulness, true_class_logit
-from interp.units import PatchUnit, sweep_units
 
 B = 4
 

@@ -13,14 +13,14 @@ import pytest
 import torch
 from fakedata import make_fake_domainnet
 
-from interp.activations import (
+from interp.hooked import hook_image_tower
+from interp.hooked.activations import (
     collect_activations,
     collect_domain_activations,
     pool_activation,
     select_per_class,
 )
-from interp.hooked import hook_image_tower
-from interp.hooked_base import UnknownSiteError
+from interp.hooked.base import UnknownSiteError
 
 TEXT_CFG = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
 VIT = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16, "mlp_ratio": 2.0}
@@ -174,7 +174,7 @@ def test_memory_is_bounded_by_pooled_outputs(vit):
 
 
 def test_unreadable_images_fail_clearly_and_leave_no_hooks(vit, tmp_path):
-    from interp.imagesets import ImageFileDataset
+    from interp.hooked.images import ImageFileDataset
 
     good = make_fake_domainnet(tmp_path / "dn")
     paths = sorted(str(p) for p in (good / "clipart").rglob("*.png"))[:3]
@@ -215,7 +215,7 @@ def test_collect_domain_activations_reads_test_splits(vit, fake_root, tmp_path):
     assert len(clipart.index) == 8 and clipart.acts["hook_image_embed"].shape == (8, 24)
     assert set(clipart.labels) == set(clipart.index["class_name"])
     assert "bed" not in set(acts["painting"].labels)  # painting's test split lacks 'bed'
-    from interp.imagesets import ImageFileDataset
+    from interp.hooked.images import ImageFileDataset
 
     x = ImageFileDataset(clipart.index["path"].tolist()[:2], 32)
     with torch.no_grad():

@@ -11,7 +11,7 @@ from conftest import torch_threads
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
-from interp.attribution import (
+from interp.circuits.attribution import (
     alphas,
     clean_activations,
     default_sites,
@@ -20,7 +20,7 @@ from interp.attribution import (
     site_baseline_effects,
     to_units,
 )
-from interp.hooked_base import HookedImageTower, LayerSite, TowerConfig, hook_point
+from interp.hooked.base import HookedImageTower, LayerSite, TowerConfig, hook_point
 
 
 @pytest.fixture(autouse=True)

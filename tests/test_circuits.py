@@ -14,8 +14,14 @@ from conftest import torch_threads
 from fakedata import make_fake_domainnet
 from transformer_lens.hook_points import HookPoint
 
-from interp.attribution import clean_activations, default_sites, node_effects, site_grads, to_units
-from interp.circuit import (
+from interp.circuits.attribution import (
+    clean_activations,
+    default_sites,
+    node_effects,
+    site_grads,
+    to_units,
+)
+from interp.circuits.circuit import (
     Circuit,
     build_circuit,
     faithfulness_table,
@@ -23,7 +29,7 @@ from interp.circuit import (
     select_edges,
     select_nodes,
 )
-from interp.circuit_compare import (
+from interp.circuits.compare import (
     aggregate,
     compare_domains,
     edge_jaccard,
@@ -32,7 +38,7 @@ from interp.circuit_compare import (
     pair_group_summary,
     wl_kernel,
 )
-from interp.edges import EdgeWeights, edge_weights, site_parents
+from interp.circuits.edges import EdgeWeights, edge_weights, site_parents
 from interp.metrics import get_metric
 
 
@@ -382,7 +388,7 @@ def test_circuits_command_writes_tables_figures_and_resumes(circuit_run, tmp_pat
     def refuse(*args, **kwargs):
         raise AssertionError("node effects recomputed despite the cache")
 
-    monkeypatch.setattr("interp.circuit_experiment.node_effects", refuse)
+    monkeypatch.setattr("domainlens.experiments.circuits.node_effects", refuse)
     with torch_threads(1):
         assert main([*argv, "--top-k", "1", "--wl-h", "0"]) == 0
     assert set(pd.read_csv(out / "comparison.csv").wl_h) == {0}
@@ -414,7 +420,7 @@ def test_circuits_command_help(capsys):
 
 
 def test_build_circuit_from_effects_and_edges(tmp_path):
-    from interp.attribution import NodeEffects
+    from interp.circuits.attribution import NodeEffects
 
     model = tiny_tower("rn")
     images, labels = tiny_images(3)

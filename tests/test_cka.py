@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from interp.cka import (
+from interp.similarity.cka import (
     center_gram,
     cka,
     gram_rbf,
@@ -17,7 +17,7 @@ from interp.cka import (
     linear_stats,
     minibatch_cka,
 )
-from interp.cross_domain import (
+from interp.similarity.cross_domain import (
     CROSS_DOMAIN_COLUMNS,
     class_means,
     cross_domain_cka,

@@ -10,10 +10,10 @@ import torch
 from torch.nn import functional as F
 
 from interp.hooked import hook_image_tower
-from interp.hooked_base import UnknownSiteError
-from interp.hooked_resnet import HookedResNet
-from interp.hooked_vit import HookedViT
-from interp.zeroshot_head import ZeroShotHead
+from interp.hooked.base import UnknownSiteError
+from interp.hooked.head import ZeroShotHead
+from interp.hooked.resnet import HookedResNet
+from interp.hooked.vit import HookedViT
 
 TEXT_CFG = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
 VIT = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 16, "mlp_ratio": 2.0}
@@ -367,7 +367,7 @@ def test_nnsight_trace_and_gradient_match_hooks(vit, images):
 
 # ----------------------------------------------------------------------------- runs
 def test_load_hooked_run(tmp_path, images):
-    from interp.runs import load_hooked_run
+    from interp.hooked.runs import load_hooked_run
     from training.checkpoints import checkpoint_path, save_checkpoint
     from training.models import build_clip, write_model_config
 

@@ -16,8 +16,17 @@ import pytest
 import torch
 from patch_helpers import N_CLASSES, hook_count, make_images, make_tower
 
-from interp.hooked_base import UnknownSiteError
-from interp.intervene import residual_checkpoints, run_interventions
+from interp.hooked.base import UnknownSiteError
+from interp.interventions.intervene import residual_checkpoints, run_interventions
+from interp.interventions.patching import (
+    activation_patching,
+    class_means,
+    component_sites,
+    cross_domain_patching,
+    pair_by_class,
+    results_frame,
+)
+from interp.interventions.units import PatchUnit, channel_groups, sweep_units
 from interp.metrics import (
     bootstrap_ci,
     bootstrap_recovery,
@@ -27,15 +36,6 @@ from interp.metrics import (
     true_class_logit,
     true_class_prob,
 )
-from interp.patching import (
-    activation_patching,
-    class_means,
-    component_sites,
-    cross_domain_patching,
-    pair_by_class,
-    results_frame,
-)
-from interp.units import PatchUnit, channel_groups, sweep_units
 
 B = 4
 

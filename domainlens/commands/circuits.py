@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from interp.circuit_experiment import CircuitSettings, run_circuits
+    from domainlens.experiments.circuits import CircuitSettings, run_circuits
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from interp.cka_experiment import CLASS_SUBSETS
+from domainlens.experiments.cka import CLASS_SUBSETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_cka(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from interp.cka_experiment import CKASettings, cka_run
+    from domainlens.experiments.cka import CKASettings, cka_run
 
     settings = CKASettings(
         classes=args.classes, kernels=args.kernel, unbiased=not args.biased, mode=args.mode,

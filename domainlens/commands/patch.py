@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_patch(args: argparse.Namespace) -> int:
-    from interp.patching_experiment import PatchSettings, patch_run
+    from domainlens.experiments.patching import PatchSettings, patch_run
 
     settings = PatchSettings(
         classes=args.classes, max_per_class=args.max_per_class, metric=args.metric,

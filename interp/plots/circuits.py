@@ -1,4 +1,4 @@
-"""Circuit figures, drawn from the tidy tables of :mod:`interp.circuit_experiment` and the saved
+"""Circuit figures, drawn from the tidy tables of :mod:`domainlens.experiments.circuits` and the saved
 circuit files only (matplotlib ``Figure``, no pyplot state).
 
 * :func:`plot_node_sharing`: node Jaccard per layer, one line per domain pair (mean over
@@ -119,7 +119,7 @@ def plot_similarity_heatmaps(summary: pd.DataFrame, domains: Sequence[str] | Non
 def plot_circuits_for_class(files: Mapping[str, str | Path], class_name: str,
                             max_nodes_per_site: int = 16) -> Figure:
     """One layered drawing per domain (``{domain: circuit file}``) of ``class_name``'s circuits."""
-    from ..circuit import Circuit
+    from interp.circuits.circuit import Circuit
 
     if not files:
         raise ValueError("no circuit files given")

@@ -1,4 +1,4 @@
-"""Cross-domain CKA figures, drawn from :func:`interp.cross_domain.cross_domain_cka` tables.
+"""Cross-domain CKA figures, drawn from :func:`interp.similarity.cross_domain.cross_domain_cka` tables.
 
 * :func:`plot_cka_by_layer`: CKA per layer, one line per domain pair; pairs containing the
   highlighted (test) domain in colour, the others in grey; one panel per (class subset,

@@ -1,4 +1,4 @@
-"""Activation-patching figures, drawn from :mod:`interp.patching` summary tables only.
+"""Activation-patching figures, drawn from :mod:`interp.interventions.patching` summary tables only.
 
 * :func:`plot_recovery_by_layer`: site-level recovery (or another statistic) per layer in
   forward order, one line per domain pair (source -> target) and site kind (solid: layers,
@@ -58,7 +58,7 @@ def plot_recovery_by_layer(
 ) -> Figure:
     """Site-level ``statistic`` per layer, one line per domain pair; returns the figure.
 
-    ``table``: a summary from :meth:`interp.patching.PatchingResult.to_frame` (or several
+    ``table``: a summary from :meth:`interp.interventions.patching.PatchingResult.to_frame` (or several
     concatenated). Written to ``path`` if given.
     """
     rows = _select(table, "site", statistic)

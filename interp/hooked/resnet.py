@@ -33,7 +33,7 @@ from open_clip.modified_resnet import AttentionPool2d, Bottleneck, ModifiedResNe
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .hooked_base import HookedImageTower, LayerSite, TowerConfig, hook_point
+from interp.hooked.base import HookedImageTower, LayerSite, TowerConfig, hook_point
 
 
 class HookedStem(nn.Module):

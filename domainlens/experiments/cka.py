@@ -71,13 +71,12 @@ def cka_run(
     """
     import pandas as pd
 
+    from interp.hooked.activations import collect_domain_activations
+    from interp.hooked.runs import load_hooked_run
+    from interp.plots.cka import plot_cka_by_layer, plot_cka_heatmaps, save_figure
+    from interp.similarity.cross_domain import cross_domain_cka
     from training.domainnet import available_domains, class_names, heldout_classes
     from training.domains import check_domains
-
-    from .activations import collect_domain_activations
-    from .cross_domain import cross_domain_cka
-    from .plots.cka import plot_cka_by_layer, plot_cka_heatmaps, save_figure
-    from .runs import load_hooked_run
 
     settings = (settings or CKASettings()).validate()
     run_dir = Path(run_dir)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .hooked_base import hook_point
+from interp.hooked.base import hook_point
 
 
 class ZeroShotHead(nn.Module):

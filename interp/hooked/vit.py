@@ -34,7 +34,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .hooked_base import HookedImageTower, LayerSite, TowerConfig, hook_point, layer_scale
+from interp.hooked.base import HookedImageTower, LayerSite, TowerConfig, hook_point, layer_scale
 
 
 class HookedAttention(nn.Module):

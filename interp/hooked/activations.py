@@ -35,8 +35,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .hooked_base import HookedImageTower
-from .imagesets import DEFAULT_MEAN, DEFAULT_STD, ImageFileDataset
+from interp.hooked.base import HookedImageTower
+from interp.hooked.images import DEFAULT_MEAN, DEFAULT_STD, ImageFileDataset
 
 POOLINGS: tuple[str, ...] = ("mean", "patch_mean", "cls")
 CACHE_FORMAT = 1
@@ -65,7 +65,7 @@ def check_pooling(model: HookedImageTower, sites: Sequence[str], pooling: str) -
 def pool_activation(x: Tensor, layout: str, pooling: str) -> Tensor:
     """Pool one site's batch of activations to ``(B, F)``.
 
-    ``x`` is laid out as ``layout`` (see :data:`interp.hooked_base.LAYOUTS`): ``tokens``
+    ``x`` is laid out as ``layout`` (see :data:`interp.hooked.base.LAYOUTS`): ``tokens``
     ``(B, T, D)`` -> ``(B, D)``; ``heads``/``head_result`` ``(B, T, H, d)`` -> ``(B, H*d)``
     (pooled over T); ``pattern`` ``(B, H, Tq, Tk)`` -> ``(B, H*Tk)`` (pooled over queries);
     ``spatial`` ``(B, C, H, W)`` -> ``(B, C)``; ``sequence`` ``(B, L, D)`` -> ``(B, D)``;
@@ -170,7 +170,7 @@ def collect_activations(
     """Pooled activations ``{site: (N, F) float32}`` of ``model`` over ``images``.
 
     ``images``: a tensor ``(N, 3, H, W)`` of model inputs, or a dataset whose items are such
-    images (or tuples starting with one), e.g. :class:`interp.imagesets.ImageFileDataset`.
+    images (or tuples starting with one), e.g. :class:`interp.hooked.images.ImageFileDataset`.
     ``sites``: hook names (default: ``model.layers()``). ``pooling``: see module docstring.
     The model runs in eval mode without gradients (its mode is restored afterwards).
     ``cache_dir``: reuse/write an on-disk cache; datasets without ``identity()`` need a

@@ -1,7 +1,7 @@
 """Shared base of the hooked OpenCLIP image towers.
 
 :class:`HookedImageTower` is a TransformerLens ``HookedRootModule`` whose subclasses
-(:class:`interp.hooked_vit.HookedViT`, :class:`interp.hooked_resnet.HookedResNet`) re-run an
+(:class:`interp.hooked.vit.HookedViT`, :class:`interp.hooked.resnet.HookedResNet`) re-run an
 OpenCLIP image tower's computation with a ``HookPoint`` at every site of interest. This base
 adds what is common to both: validated site names (an unknown name raises an error listing the
 valid ones), a ``run_with_cache`` that returns an indexable ``ActivationCache``, the ordered

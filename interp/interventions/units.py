@@ -2,7 +2,7 @@
 
 A :class:`PatchUnit` names the part of one site's activation that a patch or an ablation
 replaces. Which axis is "position", "head" or "channel" follows the site's layout (see
-:data:`interp.hooked_base.LAYOUTS`; shapes below are without the batch axis):
+:data:`interp.hooked.base.LAYOUTS`; shapes below are without the batch axis):
 
 ==============  ===============  ==============  ============  ==========================
 layout          shape            position axis   head axis     channel (feature) axis
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .hooked_base import HookedImageTower
+from interp.hooked.base import HookedImageTower
 
 #: Granularities of a sweep (see :func:`sweep_units`).
 GRANULARITIES: tuple[str, ...] = ("site", "position", "head", "channel_group")
@@ -85,7 +85,7 @@ class PatchUnit:
         return min(self.channels), max(self.channels) + 1
 
 
-#: Which axis a circuit's units live on, per layout (as ``interp.attribution``): heads for
+#: Which axis a circuit's units live on, per layout (as ``interp.circuits.attribution``): heads for
 #: per-head layouts, channels (features) otherwise.
 CIRCUIT_AXIS: dict[str, str] = {
     "tokens": "channels", "sequence": "channels", "heads": "head", "head_result": "head",

@@ -1,6 +1,6 @@
 """Node effects: how much each unit of each site contributes to a metric on the zero-shot logits.
 
-A *site* is a hook of a hooked tower (:mod:`interp.hooked_base`); its *units* are
+A *site* is a hook of a hooked tower (:mod:`interp.hooked.base`); its *units* are
 
 * ViT ``tokens`` sites (``blocks.{i}.hook_resid_post``: residual dimensions,
   ``blocks.{i}.mlp.hook_post``: MLP neurons): the last axis, summed over tokens;
@@ -57,8 +57,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .hooked_base import HookedImageTower
-from .metrics import MetricFn, get_metric, metric_name
+from interp.hooked.base import HookedImageTower
+from interp.metrics import MetricFn, get_metric, metric_name
 
 NODE_METHODS: tuple[str, ...] = ("atp", "ig", "ig_loop")
 BASELINES: tuple[str, ...] = ("zero", "mean")
@@ -209,12 +209,12 @@ def resolve_baseline(
     """``{site: baseline}`` with a ``(per-example shape)`` tensor or ``0.0`` (zero baseline).
 
     ``"mean"`` averages over ``reference`` (default: ``images``), per position, with
-    :func:`interp.ablation.ablation_values` (the mean ablation of the faithfulness checks).
+    :func:`interp.interventions.ablation.ablation_values` (the mean ablation of the faithfulness checks).
     """
     if isinstance(baseline, str):
         if baseline == "zero":
             return dict.fromkeys(sites, 0.0)
-        from .ablation import ablation_values
+        from interp.interventions.ablation import ablation_values
 
         ref = images if reference is None else reference.to(images.device)
         return {s: v[0] for s, v in
@@ -355,10 +355,10 @@ def spawn_points(model: HookedImageTower, sites: Sequence[str]) -> dict[str | No
 
     A copy is needed only from its site on; upstream of it, it equals the clean run. It is
     spawned at the latest residual checkpoint (a site through which the whole forward flows,
-    :func:`interp.intervene.residual_checkpoints`) at or before the site, as a repeat of the
+    :func:`interp.interventions.intervene.residual_checkpoints`) at or before the site, as a repeat of the
     clean chunk there; ``None`` = at the input (no checkpoint before the site).
     """
-    from .intervene import residual_checkpoints
+    from interp.interventions.intervene import residual_checkpoints
 
     order = {n: i for i, n in enumerate(model.site_names())}
     checkpoints = list(residual_checkpoints(model))

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .cka import (
+from interp.similarity.cka import (
     KERNELS,
     as_matrix,
     cka,
@@ -269,7 +269,7 @@ def cross_domain_cka(
             for the pairs involving that domain (``"intersect"``).
         mode: ``"class_mean"`` (rows = classes) or ``"per_sample"`` (rows = images matched by
             class: ``min(count_a, count_b, max_per_class)`` images per class, seeded).
-        kernel, unbiased, sigma: see :func:`interp.cka.cka` (RBF ``sigma`` per matrix by
+        kernel, unbiased, sigma: see :func:`interp.similarity.cka.cka` (RBF ``sigma`` per matrix by
             the median rule when ``None``).
         method: ``"fast"`` (linear: feature-space form sharing each matrix's centring across
             pairs; RBF: Gram matrices shared across pairs) or ``"reference"`` (the paper's

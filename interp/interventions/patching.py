@@ -2,7 +2,7 @@
 
 Two runs see different images with the same labels: the *clean* (source) run and the
 *corrupted* (target) run, e.g. a class's photos and the same class's doodles. A patch copies
-part of one run's activation at one site (a :class:`~interp.units.PatchUnit`: the whole site,
+part of one run's activation at one site (a :class:`~interp.interventions.units.PatchUnit`: the whole site,
 a position, a head, a channel group) into the other run and measures a metric on the
 zero-shot logits (:mod:`interp.metrics`). Directions:
 
@@ -24,7 +24,7 @@ Note that patching a *whole* residual-stream site with a paired image reproduces
 exactly (recovery 1 at every layer); the informative site-level questions are the components
 (attention / MLP outputs, ResNet branches), class means, and positions or heads.
 
-All sweeps are batched by :func:`interp.intervene.run_interventions`. Results are tidy
+All sweeps are batched by :func:`interp.interventions.intervene.run_interventions`. Results are tidy
 tables (:meth:`PatchingResult.to_frame`, :meth:`PatchingResult.examples_frame`).
 """
 
@@ -39,10 +39,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .ablation import reference_activations
-from .hooked_base import HookedImageTower
-from .intervene import Intervention, as_units, run_interventions
-from .metrics import (
+from interp.hooked.base import HookedImageTower
+from interp.interventions.ablation import reference_activations
+from interp.interventions.intervene import Intervention, as_units, run_interventions
+from interp.interventions.units import (
+    PatchUnit,
+    describe_units,
+    site_label,
+    site_shapes,
+    sweep_units,
+)
+from interp.metrics import (
     MetricFn,
     bootstrap_ci,
     bootstrap_recovery,
@@ -50,7 +57,6 @@ from .metrics import (
     metric_name,
     normalized_recovery,
 )
-from .units import PatchUnit, describe_units, site_label, site_shapes, sweep_units
 
 #: Patching directions (see the module docstring).
 DIRECTIONS: tuple[str, ...] = ("denoising", "noising")
@@ -318,7 +324,7 @@ def activation_patching(
     ``clean``, ``corrupted``: ``(B, 3, H, W)`` images, row ``i`` of each paired;
     ``labels``: ``(B,)`` true classes (shared by both runs). What to patch: explicit
     ``interventions`` (units or groups of units), or ``sites`` (default ``model.layers()``)
-    swept at ``granularity`` (:data:`interp.units.GRANULARITIES`; ``n_groups`` channel groups).
+    swept at ``granularity`` (:data:`interp.interventions.units.GRANULARITIES`; ``n_groups`` channel groups).
     ``direction``: ``"denoising"`` patches clean activations into the corrupted run,
     ``"noising"`` the reverse. Returns a :class:`PatchingResult` whose ``donor`` is the donor
     run's own metric.

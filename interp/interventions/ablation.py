@@ -3,7 +3,7 @@
 An ablation replaces part of the activation at some sites with a value carrying no
 information about the input: the building block of circuit faithfulness checks
 ("mean-ablate everything outside the circuit") and of per-site importance sweeps. What is
-replaced is given by :class:`~interp.units.PatchUnit` s (whole site, a position, a head, a set
+replaced is given by :class:`~interp.interventions.units.PatchUnit` s (whole site, a position, a head, a set
 of channels); with what, by the method:
 
 * ``"zero"``: zeros;
@@ -36,10 +36,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .hooked_base import HookedImageTower
-from .intervene import Intervention, as_units, intervene, run_interventions
-from .metrics import MetricFn, bootstrap_ci, evaluate_metric, metric_name
-from .units import (
+from interp.hooked.base import HookedImageTower
+from interp.interventions.intervene import Intervention, as_units, intervene, run_interventions
+from interp.interventions.units import (
     CIRCUIT_AXIS,
     PatchUnit,
     describe_units,
@@ -48,6 +47,7 @@ from .units import (
     site_label,
     site_shapes,
 )
+from interp.metrics import MetricFn, bootstrap_ci, evaluate_metric, metric_name
 
 #: Ablation methods (see the module docstring).
 ABLATION_METHODS: tuple[str, ...] = ("zero", "mean", "resample")
@@ -143,8 +143,8 @@ def complement_units(
 ) -> list[PatchUnit]:
     """Units covering every unit *not* in ``kept[site]`` at each site (the circuit's outside).
 
-    ``kept``: ``{site: unit indices}``, on the same unit axis as :mod:`interp.attribution`
-    (:data:`interp.units.CIRCUIT_AXIS`): heads for per-head layouts (``attn.hook_z``,
+    ``kept``: ``{site: unit indices}``, on the same unit axis as :mod:`interp.circuits.attribution`
+    (:data:`interp.interventions.units.CIRCUIT_AXIS`): heads for per-head layouts (``attn.hook_z``,
     ``attn.hook_result``, ResNet ``attnpool.hook_z``), channels otherwise (residual
     dimensions, MLP neurons, conv channels), always over all positions. A site whose units are
     all kept contributes no unit; an empty ``kept[site]`` ablates the whole site.

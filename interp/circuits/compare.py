@@ -1,6 +1,6 @@
 """Comparing circuits across domains: node and edge Jaccard, Weisfeiler-Lehman subtree kernel.
 
-Pure functions on :class:`interp.circuit.Circuit` s (or plain sets / graphs):
+Pure functions on :class:`interp.circuits.circuit.Circuit` s (or plain sets / graphs):
 
 * :func:`jaccard`: ``|A & B| / |A | B|`` (NaN when both sets are empty: undefined);
 * :func:`node_jaccard_by_site`: per site, Jaccard of the kept units (the top fraction);
@@ -36,7 +36,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from .circuit import Circuit
+from interp.circuits.circuit import Circuit
 
 NEIGHBOURS: tuple[str, ...] = ("undirected", "in", "out", "both")
 CLASS_SUBSETS: tuple[str, ...] = ("heldout", "seen", "all")

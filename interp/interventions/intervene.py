@@ -1,6 +1,6 @@
 """Batched interventions: many patched forward passes of a hooked tower in one batched forward.
 
-An *intervention* is one patched run: a :class:`~interp.units.PatchUnit` (or several, applied
+An *intervention* is one patched run: a :class:`~interp.interventions.units.PatchUnit` (or several, applied
 together) whose selected part of the activation is overwritten with the same part of a
 *replacement* tensor for that site (clean activations from another run, zeros, a mean, a
 resampled reference). This module runs many interventions at once: ``K`` copies of the input
@@ -31,11 +31,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .hooked_base import HookedImageTower
-from .hooked_resnet import HookedResNet
-from .hooked_vit import HookedViT
-from .metrics import MetricFn, evaluate_metric
-from .units import PatchUnit, site_shapes, unit_index
+from interp.hooked.base import HookedImageTower
+from interp.hooked.resnet import HookedResNet
+from interp.hooked.vit import HookedViT
+from interp.interventions.units import PatchUnit, site_shapes, unit_index
+from interp.metrics import MetricFn, evaluate_metric
 
 #: One patched run: a unit, or several units patched together.
 Intervention = PatchUnit | Sequence[PatchUnit]

@@ -3,14 +3,14 @@
 :func:`run_circuits` loads a run's checkpoint as a hooked tower with a zero-shot head over all
 classes of the data root (cosine logits, the prompt ensemble of :mod:`training.zeroshot`), and
 for every requested class and domain takes ``n_images`` seeded test images and computes node
-effects (:mod:`interp.attribution`), edge weights between kept nodes (:mod:`interp.edges`),
-the circuit (:mod:`interp.circuit`) and optionally its faithfulness. Each (class, domain)
+effects (:mod:`interp.circuits.attribution`), edge weights between kept nodes (:mod:`interp.circuits.edges`),
+the circuit (:mod:`interp.circuits.circuit`) and optionally its faithfulness. Each (class, domain)
 result is cached under ``<out>/cache/`` in a file named by a hash of the model weights, the
 image files, the labels and the settings that affect it (written atomically), so an
 interrupted run resumes where it stopped and a rerun with, e.g., another ``top_k`` or WL
 ``h`` recomputes nothing heavy. Outputs (``<out>`` = ``<run>/circuits`` by default):
 
-* ``circuits/<class>/<domain>.json``: the circuits (:class:`interp.circuit.Circuit`);
+* ``circuits/<class>/<domain>.json``: the circuits (:class:`interp.circuits.circuit.Circuit`);
 * ``circuit_nodes.csv``, ``circuit_edges.csv``: kept nodes (``node_effect``) and edges
   (``edge_weight``) of every circuit, long form;
 * ``faithfulness.csv``: faithfulness / completeness of every circuit and its random controls;
@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .attribution import (
+from interp.circuits.attribution import (
     BASELINES,
     NodeEffects,
     atomic_torch_save,
@@ -42,7 +42,7 @@ from .attribution import (
     node_effects,
     tensor_digest,
 )
-from .circuit import (
+from interp.circuits.circuit import (
     EDGE_RANKS,
     Circuit,
     build_circuit,
@@ -50,8 +50,8 @@ from .circuit import (
     faithfulness_table,
     select_nodes,
 )
-from .circuit_compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
-from .edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
+from interp.circuits.compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
+from interp.circuits.edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
 
 CACHE_FORMAT = 1
 
@@ -146,7 +146,7 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def _load_images(paths: Sequence[str], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    from .imagesets import ImageFileDataset
+    from interp.hooked.images import ImageFileDataset
 
     dataset = ImageFileDataset(list(paths), size, mean=mean, std=std)
     return torch.stack([dataset[i] for i in range(len(dataset))])
@@ -201,17 +201,20 @@ def run_circuits(
     same ``out``: results are cached per (class, domain), so a final run over all classes
     only assembles the tables.
     """
+    from interp.hooked.activations import model_digest, select_per_class
+    from interp.hooked.head import ZeroShotHead
+    from interp.hooked.images import ImageFileDataset
+    from interp.hooked.runs import load_hooked_run
+    from interp.interventions.units import site_label
+    from interp.plots.circuits import (
+        plot_circuits_for_class,
+        plot_node_sharing,
+        plot_similarity_heatmaps,
+    )
     from training.domainnet import available_domains, load_index
     from training.evaluate import eval_spec
     from training.models import read_model_config, tokenizer_for
     from training.zeroshot import class_text_embeddings, class_texts
-
-    from .activations import model_digest, select_per_class
-    from .imagesets import ImageFileDataset
-    from .plots.circuits import plot_circuits_for_class, plot_node_sharing, plot_similarity_heatmaps
-    from .runs import load_hooked_run
-    from .units import site_label
-    from .zeroshot_head import ZeroShotHead
 
     settings = (settings or CircuitSettings()).validate()
     run_dir = Path(run_dir)

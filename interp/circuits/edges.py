@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .attribution import (
+from interp.circuits.attribution import (
     UNIT_AXIS,
     Baseline,
     alphas,
@@ -60,8 +60,8 @@ from .attribution import (
     to_units,
     unit_selector,
 )
-from .hooked_base import HookedImageTower
-from .metrics import MetricFn, get_metric
+from interp.hooked.base import HookedImageTower
+from interp.metrics import MetricFn, get_metric
 
 EDGE_METHODS: tuple[str, ...] = ("gxa", "ig")
 
@@ -214,7 +214,7 @@ def edge_weights(
     """Weights of all edges between kept units of connected sites (see the module docstring).
 
     ``kept``: ``{site: unit indices}`` (sites without kept units have no edges); ``sites``: the
-    cut sites, default :func:`interp.attribution.default_sites` (cutting defines the edge set,
+    cut sites, default :func:`interp.circuits.attribution.default_sites` (cutting defines the edge set,
     so pass the same sites as for the nodes). ``method``: ``"gxa"`` or ``"ig"`` (``steps``,
     ``rule``); ``baseline``/``reference``: as for node effects. ``parents``: a precomputed
     :func:`site_parents`. Returns :class:`EdgeWeights` (means over images).

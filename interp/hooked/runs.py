@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hooked import hook_image_tower
-from .hooked_base import HookedImageTower
-from .imagesets import DEFAULT_MEAN, DEFAULT_STD
-from .zeroshot_head import ZeroShotHead
+from interp.hooked import hook_image_tower
+from interp.hooked.base import HookedImageTower
+from interp.hooked.head import ZeroShotHead
+from interp.hooked.images import DEFAULT_MEAN, DEFAULT_STD
 
 
 @dataclass

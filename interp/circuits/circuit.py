@@ -15,7 +15,7 @@
   ``(F(C) - F(empty)) / (F(M) - F(empty))``; completeness ablates the circuit itself,
   ``(F(M \\ C) - F(empty)) / (F(M) - F(empty))`` (low = the circuit holds what matters);
   both also for seeded random circuits with the same number of units per site. Ablations
-  are :mod:`interp.ablation`'s (mean over reference images, per position).
+  are :mod:`interp.interventions.ablation`'s (mean over reference images, per position).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .attribution import NodeEffects
-from .edges import EdgeWeights
-from .hooked_base import HookedImageTower
-from .metrics import MetricFn, evaluate_metric, faithfulness
-from .units import PatchUnit
+from interp.circuits.attribution import NodeEffects
+from interp.circuits.edges import EdgeWeights
+from interp.hooked.base import HookedImageTower
+from interp.interventions.units import PatchUnit
+from interp.metrics import MetricFn, evaluate_metric, faithfulness
 
 EDGE_RANKS: tuple[str, ...] = ("abs", "signed")
 FORMATS: tuple[str, ...] = (".json", ".graphml")
@@ -327,7 +327,7 @@ def build_circuit(
 
 # --------------------------------------------------------------------------- faithfulness
 def site_units(model: HookedImageTower, site: str, units: Sequence[int]) -> list[PatchUnit]:
-    """:class:`~interp.units.PatchUnit` s covering ``units`` of ``site`` (heads for ``heads``
+    """:class:`~interp.interventions.units.PatchUnit` s covering ``units`` of ``site`` (heads for ``heads``
     sites, a channel set otherwise); empty list for no units."""
     units = sorted(int(u) for u in units)
     if not units:
@@ -352,7 +352,7 @@ def random_circuits(
 
 @torch.no_grad()
 def _ablated_metric(model, images, labels, units, values, metric, batch_size) -> Tensor:
-    from .ablation import run_with_ablations
+    from interp.interventions.ablation import run_with_ablations
 
     out = []
     for start in range(0, images.shape[0], batch_size):
@@ -384,8 +384,8 @@ def faithfulness_table(
     (``faithfulness`` | ``completeness`` | ``F_circuit`` | ``F_complement`` | ``F_full`` |
     ``F_empty``), ``value``.
     """
-    from .ablation import ablation_values
-    from .attribution import UNIT_AXIS, check_inputs, clean_activations
+    from interp.circuits.attribution import UNIT_AXIS, check_inputs, clean_activations
+    from interp.interventions.ablation import ablation_values
 
     labels = check_inputs(model, images, labels)
     sites = list(kept) if sites is None else list(sites)

@@ -24,10 +24,15 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .hooked_base import HookedImageTower
-from .metrics import METRIC_NAMES
-from .patching import DIRECTIONS, PAIRINGS, component_sites, cross_domain_patching
-from .units import GRANULARITIES, n_channels, n_positions, site_shapes
+from interp.hooked.base import HookedImageTower
+from interp.interventions.patching import (
+    DIRECTIONS,
+    PAIRINGS,
+    component_sites,
+    cross_domain_patching,
+)
+from interp.interventions.units import GRANULARITIES, n_channels, n_positions, site_shapes
+from interp.metrics import METRIC_NAMES
 
 #: Class subsets: held-out classes (C2), seen classes (C1), all.
 CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
@@ -103,10 +108,9 @@ def _load_domain(
     root: Path, domain: str, classes: Sequence[str], all_classes: Sequence[str],
     max_per_class: int | None, seed: int, size: int, mean: Sequence[float], std: Sequence[float],
 ) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    from interp.hooked.activations import select_per_class
+    from interp.hooked.images import ImageFileDataset
     from training.domainnet import load_index
-
-    from .activations import select_per_class
-    from .imagesets import ImageFileDataset
 
     index = load_index(root, [domain], splits=("test",), classes=classes)
     index = select_per_class(index, max_per_class, seed).reset_index(drop=True)
@@ -135,14 +139,13 @@ def patch_run(
     Returns ``{"summary": csv, "examples": csv, <figure name>: png, ...}``. See the module
     docstring for what is written.
     """
+    from interp.hooked.head import ZeroShotHead
+    from interp.hooked.runs import load_hooked_run
+    from interp.plots.patching import plot_layer_heatmap, plot_recovery_by_layer
     from training.domains import check_domains
     from training.evaluate import eval_spec
     from training.models import read_model_config, tokenizer_for
     from training.zeroshot import class_text_embeddings, class_texts
-
-    from .plots.patching import plot_layer_heatmap, plot_recovery_by_layer
-    from .runs import load_hooked_run
-    from .zeroshot_head import ZeroShotHead
 
     settings = (settings or PatchSettings()).validate()
     check_domains([source, target])

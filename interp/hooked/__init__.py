@@ -13,9 +13,9 @@ from open_clip.modified_resnet import ModifiedResNet
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from .hooked_base import HookedImageTower
-from .hooked_resnet import HookedResNet
-from .hooked_vit import HookedViT
+from interp.hooked.base import HookedImageTower
+from interp.hooked.resnet import HookedResNet
+from interp.hooked.vit import HookedViT
 
 
 def hook_image_tower(
@@ -28,7 +28,7 @@ def hook_image_tower(
     ``copy=True`` (then the tower is deep-copied first); the original modules are never
     modified (in-place ops are re-implemented out of place in the hooked forward). The hooked
     tower starts in the train/eval mode of the source tower. ``head``: optional
-    :class:`interp.zeroshot_head.ZeroShotHead` for class logits.
+    :class:`interp.hooked.head.ZeroShotHead` for class logits.
     """
     visual = getattr(model, "visual", model)
     if copy:
