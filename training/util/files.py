@@ -57,7 +57,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as err:
         raise _explain(path, err) from err
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 
