@@ -306,6 +306,8 @@ def match_size(rows: pd.DataFrame, target: int, rule: str = "paper",
     rank = group.cumcount().to_numpy()
     sizes = np.bincount(gid)
     shrink = (target - n_protected) / (n - n_protected)
+    # ceil in floating point without a tolerance, as the paper's code, so that the same
+    # inputs give the same rows (0.7000000000000001 * 60 keeps 43)
     keep_n = np.ceil(shrink * sizes).astype(np.int64)
     excess = int(keep_n.sum()) - (target - n_protected)
     if rule == "paper":
