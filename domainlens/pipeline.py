@@ -195,7 +195,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     runs = run_plans(config)
     mixtures = sorted({r.mixture for r in runs})
     steps.append(Step(
-        id="mixtures", params=_asdict(config.mixtures), depends=["data"],
+        id="mixtures", params={**_asdict(config.mixtures), "version": 2}, depends=["data"],
         run=lambda: _build_mixtures(config, progress), outputs=mixtures,
         estimate=2.0 * len(mixtures),
     ))
