@@ -27,6 +27,10 @@ from training.mixtures import SELECTIONS, SETUPS, SIZE_RULES, TEST_DOMAINS
 CONFIG_DIR = Path(__file__).parent / "configs"
 DATA_SOURCES = ("synth", "domainnet")
 ANALYSIS_CLASSES = ("held-out", "seen", "all")
+#: interp.circuits' NODE_METHODS and EDGE_METHODS (not imported: that loads torch; a test
+#: keeps them equal).
+CIRCUIT_METHODS = ("atp", "ig", "ig_loop")
+CIRCUIT_EDGE_METHODS = ("gxa", "ig")
 EVAL_EPOCHS = ("last", "all")
 PIPELINE_SETUPS = tuple(s for s in SETUPS if s != "domain-interp")
 
@@ -94,7 +98,9 @@ class EvalSection:
 class AnalysesSection:
     """Which mechanistic analyses run on which runs (empty ``setups``/``test_domains``: all
     configured ones). ``classes`` is the class subset all three analyses use;
-    ``circuit_classes`` caps how many of its classes get circuits (0: all)."""
+    ``circuit_classes`` caps how many of its classes get circuits (0: all).
+    ``circuit_method``/``circuit_edge_method``: node and edge attribution (default the fast
+    ``atp``/``gxa``; the paper's is ``ig``/``ig``, 10 steps from a zero baseline)."""
 
     setups: tuple[str, ...] = ("cg-high",)
     test_domains: tuple[str, ...] = ()
@@ -108,6 +114,8 @@ class AnalysesSection:
     circuit_classes: int = 0
     circuit_images: int = 10
     circuit_fraction: float = 0.1
+    circuit_method: str = "atp"
+    circuit_edge_method: str = "gxa"
     threads: int = 1
 
 
@@ -232,6 +240,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
                    "[analyses] seeds (must be among [train] seeds)")
     _check_choices([an.classes], ANALYSIS_CLASSES, "[analyses] classes")
     check_domains([an.patch_source], DOMAINS)
+    _check_choices([an.circuit_method], CIRCUIT_METHODS, "[analyses] circuit_method")
+    _check_choices([an.circuit_edge_method], CIRCUIT_EDGE_METHODS, "[analyses] circuit_edge_method")
     if not 0 < an.circuit_fraction <= 1:
         raise ValueError(f"[analyses] circuit_fraction must be in (0, 1], got {an.circuit_fraction}")
     if an.circuit_classes < 0 or an.circuit_images < 1 or an.max_images_per_class < 1:

@@ -195,7 +195,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     runs = run_plans(config)
     mixtures = sorted({r.mixture for r in runs})
     steps.append(Step(
-        id="mixtures", params=_asdict(config.mixtures), depends=["data"],
+        id="mixtures", params={**_asdict(config.mixtures), "version": 2}, depends=["data"],
         run=lambda: _build_mixtures(config, progress), outputs=mixtures,
         estimate=2.0 * len(mixtures),
     ))
@@ -231,7 +231,8 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
         "patching": {"classes": an.classes, "max_images_per_class": an.max_images_per_class,
                      "patch_source": an.patch_source},
         "circuits": {"classes": an.classes, "circuit_classes": an.circuit_classes,
-                     "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction},
+                     "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction,
+                     "circuit_method": an.circuit_method, "circuit_edge_method": an.circuit_edge_method},
     }
     for r in analysed_runs(config):
         if an.cka:
@@ -460,7 +461,8 @@ def _circuits(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
     classes = _analysis_classes(config, run)
     if an.circuit_classes:
         classes = classes[: an.circuit_classes]
-    settings = CircuitSettings(n_images=an.circuit_images, fraction=an.circuit_fraction)
+    settings = CircuitSettings(n_images=an.circuit_images, fraction=an.circuit_fraction,
+                               method=an.circuit_method, edge_method=an.circuit_edge_method)
     with torch_threads(an.threads):
         run_circuits(run.run_dir, classes=classes, settings=settings,
                      out=run.analysis_dir / "circuits", device=analysis_device(config),

@@ -265,26 +265,29 @@ def _labelled(edges, labels) -> nx.DiGraph:
 
 
 def test_wl_kernel_hand_worked():
+    # worked out for the undirected kernel (the default is the paper's "out", tested in
+    # tests/test_fidelity.py)
+    undirected = {"neighbours": "undirected"}
     # G: A -> B;  H: A -> B, A -> B' (two B-labelled nodes).  Worked out by hand:
     # h=0: <G,H> = 1*1 + 1*2 = 3, <G,G> = 2, <H,H> = 5
     # h=1: labels (A,{B}), (B,{A}) in G; (A,{B,B}), 2 x (B,{A}) in H: <G,H> += 2, <G,G> += 2, <H,H> += 5
     # h=2: no common labels: <G,H> += 0, <G,G> += 2, <H,H> += 5  (and likewise at h=3)
     g = _labelled([("x1", "x2")], {"x1": "A", "x2": "B"})
     h = _labelled([("y1", "y2"), ("y1", "y3")], {"y1": "A", "y2": "B", "y3": "B"})
-    assert wl_kernel(g, h, h=0, normalize=False) == 3
-    assert wl_kernel(g, h, h=1, normalize=False) == 5
-    assert wl_kernel(g, h, h=0) == pytest.approx(3 / math.sqrt(10))
-    assert wl_kernel(g, h, h=1) == pytest.approx(5 / math.sqrt(40))
-    assert wl_kernel(g, h, h=2) == pytest.approx(5 / math.sqrt(90))  # h honoured: h=2 ...
-    assert wl_kernel(g, h, h=3) == pytest.approx(5 / math.sqrt(160))  # ... differs from h=3
-    assert wl_kernel(g, g, h=2) == pytest.approx(1.0)
+    assert wl_kernel(g, h, h=0, normalize=False, **undirected) == 3
+    assert wl_kernel(g, h, h=1, normalize=False, **undirected) == 5
+    assert wl_kernel(g, h, h=0, **undirected) == pytest.approx(3 / math.sqrt(10))
+    assert wl_kernel(g, h, h=1, **undirected) == pytest.approx(5 / math.sqrt(40))
+    assert wl_kernel(g, h, h=2, **undirected) == pytest.approx(5 / math.sqrt(90))  # h honoured: h=2 ...
+    assert wl_kernel(g, h, h=3, **undirected) == pytest.approx(5 / math.sqrt(160))  # ... differs from h=3
+    assert wl_kernel(g, g, h=2, **undirected) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="h \\(WL iterations\\) must be an integer >= 0"):
         wl_kernel(g, h, h=-1)
     with pytest.raises(ValueError, match="unknown neighbours 'up'"):
         wl_kernel(g, h, neighbours="up")
     # direction matters only with directed neighbourhoods: reverse G's edge
     g_rev = _labelled([("x2", "x1")], {"x1": "A", "x2": "B"})
-    assert wl_kernel(g, g_rev, h=1) == pytest.approx(1.0)
+    assert wl_kernel(g, g_rev, h=1, **undirected) == pytest.approx(1.0)
     assert wl_kernel(g, g_rev, h=1, neighbours="in") == pytest.approx(0.5)
 
 

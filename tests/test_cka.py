@@ -43,8 +43,8 @@ def naive_rbf_gram(x: np.ndarray, sigma: float | None = None) -> np.ndarray:
         for j in range(n):
             d2[i, j] = float(np.sum((x[i] - x[j]) ** 2))
     if sigma is None:
-        upper = [d2[i, j] for i in range(n) for j in range(i + 1, n) if d2[i, j] > 0]
-        sigma = float(np.sqrt(np.median(upper)))
+        upper = sorted(d2[i, j] for i in range(n) for j in range(i + 1, n) if d2[i, j] > 0)
+        sigma = float(np.sqrt(upper[(len(upper) - 1) // 2]))  # lower median (torch.median)
     return np.exp(-d2 / (2 * sigma**2))
 
 
@@ -365,3 +365,16 @@ def test_figures_are_drawn_from_the_table(tmp_path):
     mixed = pd.concat([table, table.assign(kernel="rbf")])
     with pytest.raises(ValueError, match="filter it"):
         plot_cka_heatmaps(mixed)
+
+
+def test_rbf_bandwidth_is_the_lower_median():
+    from interp.similarity.cka import median_bandwidth, squared_distances
+
+    # points 0, 1, 3, 7 on a line: squared distances 1, 4, 9, 16, 36, 49 (an even count);
+    # the lower median is 9 (sigma 3), the mean of the two middle values would be 12.5
+    x = np.array([[0.0], [1.0], [3.0], [7.0]])
+    d2 = squared_distances(x)
+    assert median_bandwidth(d2) == 3.0
+    torch.testing.assert_close(gram_rbf(x), torch.exp(-d2 / 18.0))
+    # a repeated point adds a zero distance, which is left out: 1, 4, 9, 16, 16, 36, 36, 49, 49
+    assert median_bandwidth(squared_distances(np.array([[0.0], [1.0], [3.0], [7.0], [7.0]]))) == 4.0

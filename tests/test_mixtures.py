@@ -116,8 +116,10 @@ def test_names_follow_the_paper(root):
     names = {s: spec(root, s).name for s in STANDARD_SETUPS}
     assert names == {
         "natural-only": "lso-real-only", "cg-low": "lso-qr-noquickdrawclasses",
-        "cg-high": "lso-cipqrs-noquickdrawclasses", "leave-out-domain": "lso-ciprs",
-        "upper-low": "lso-qr", "upper-high": "lso-cipqrs",
+        "cg-high": "lso-cipqrs-noquickdrawclasses",
+        "leave-out-domain": "lso-ciprs-noquickdrawclasses",
+        "upper-low": "lso-qr-noquickdrawclasses-pseudo",
+        "upper-high": "lso-cipqrs-noquickdrawclasses-pseudo",
     }
     assert spec(root, "cg-high", captions="aligned").name.endswith("-aligned")
     assert spec(root, "domain-interp", other_domains=("sketch",)).name == \
@@ -177,8 +179,8 @@ def test_aligned_captions_never_name_a_domain(root):
 
 
 def test_captions_templates_terms_and_stops():
-    rng = np.random.default_rng(0)
-    caps = make_captions(["traffic light"] * 2000, ["infograph"] * 2000, rng)
+    keys = [f"infograph/traffic_light/{i}.png" for i in range(2000)]
+    caps = make_captions(["traffic light"] * 2000, ["infograph"] * 2000, keys, 0)
     stems = {t.format(a="@", term="#", cls="traffic light") for t in TEMPLATES}
     assert 0.4 < np.mean([c.endswith(".") for c in caps]) < 0.6
     seen_terms = set()
@@ -221,7 +223,7 @@ def test_build_mixtures_writes_all_setups_and_domains(root, tmp_path):
     ({"setup": "cg-mid"}, "unknown setup 'cg-mid'.*cg-low"),
     ({"test_domain": "photo"}, "unknown test domain 'photo'.*quickdraw"),
     ({"test_domain": "real"}, "unknown test domain 'real'"),
-    ({"size_rule": "huge"}, "unknown size rule"),
+    ({"size_rule": "huge"}, "size_rule must be one of"),
     ({"size_rule": "fixed"}, "size is required"),
     ({"allow": 1.5}, "allow must be in"),
     ({"setup": "upper-high", "allow": 0.1}, "allow adds held-out"),
@@ -229,7 +231,7 @@ def test_build_mixtures_writes_all_setups_and_domains(root, tmp_path):
     ({"setup": "domain-interp", "other_domains": ("real",)}, "domain-interp needs"),
     ({"other_domains": ("clip-art",)}, "unknown domain"),
     ({"captions": "fancy"}, "unknown caption style"),
-    ({"selection": "best"}, "unknown selection"),
+    ({"selection": "best"}, "selection must be one of"),
 ])
 def test_bad_spec_errors(root, kwargs, match):
     options = {"setup": "cg-high", "test_domain": "quickdraw", **kwargs}

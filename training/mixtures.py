@@ -16,14 +16,32 @@ upper-high         all six domains, all classes                   yes
 domain-interp      real + D(C1) + ``other_domains``               no
 ================== ============================================== =====================
 
-``allow=p`` adds the first ``ceil(p * n)`` training images of each of D's held-out classes to
-a setup that excludes them (interpolation towards the upper bound).
+``allow=p`` adds part of each of D's held-out classes to a setup that excludes them
+(interpolation towards the upper bound): under a size-matching rule, ``ceil(p * s0 * n)`` rows
+of a class of ``n`` rows, ``s0 = target / N_all`` (``N_all``: the setup's rows with D's held-out
+classes), as the paper's code; with ``size_rule="none"``, ``ceil(p * n)``.
 
-Size rules for the rendition part: ``paper`` matches the cg-low size of the same test domain
-(setups smaller than that, natural-only among them, stay whole, as in the paper's code);
-``fixed`` matches a given size for every setup and test domain; ``none`` keeps everything.
-Matching keeps the first ``ceil(shrink * n)`` images of every (domain, class) group, then
-trims one image from the largest groups until the size is exact.
+Row order (:func:`_order`): domain by domain in :data:`DOMAINS` order, within a domain its
+classes in order of first appearance in the split file, within a class split-file order
+(``selection="first"``) or a seeded permutation per (domain, class) (``"random"``); every
+size rule keeps a prefix of each group, so with ``"first"`` the TSV lists the rows as the
+paper's code writes them.
+
+Size rules for the rendition part (:func:`match_size`):
+
+* ``paper`` (default): the cg-low size of the same test domain, by the paper's algorithm: each
+  (domain, class) group keeps its first ``ceil(shrink * n)`` rows, ``shrink = target / N``
+  (with ``allow``: ``(target - A) / (N_all - M)``, A the allowed rows, M D's held-out rows),
+  then sweeps remove the surplus: each sweep visits the domains in :data:`SWEEP_ORDER` (real,
+  quickdraw, painting, sketch, infograph, clipart) and within a domain its classes in order of
+  first appearance, removes the last kept row of each class (one per class; never from an
+  allowed group) and stops the moment the size is exact. Setups smaller than the target
+  (natural-only) stay whole, as in the paper's code.
+* ``balanced``: the same target and first step, but the surplus comes from the groups that
+  keep the most rows (one row each, ties in row order): group sizes stay as even as possible
+  (this toolkit's rule before it followed the paper's sweep).
+* ``fixed``: a given ``size`` for every setup and test domain, trimmed by the paper's sweep.
+* ``none``: everything.
 """
 
 from __future__ import annotations
@@ -43,6 +61,8 @@ import pandas as pd
 from .captions import CAPTION_STYLES, make_captions
 from .domainnet import class_names, heldout_classes, load_index
 from .domains import DOMAIN_LETTERS, DOMAINS, check_domains, display_name
+from .util.seeding import seeded_rng
+from .util.validate import check_choice, check_number
 
 SETUPS: tuple[str, ...] = (
     "natural-only", "cg-low", "cg-high", "leave-out-domain", "upper-low", "upper-high",
@@ -52,7 +72,10 @@ SETUPS: tuple[str, ...] = (
 STANDARD_SETUPS: tuple[str, ...] = SETUPS[:-1]
 #: Test domains: every domain but real, which every mixture contains.
 TEST_DOMAINS: tuple[str, ...] = tuple(d for d in DOMAINS if d != "real")
-SIZE_RULES: tuple[str, ...] = ("paper", "fixed", "none")
+SIZE_RULES: tuple[str, ...] = ("paper", "balanced", "fixed", "none")
+#: Domain order of the paper's trim sweeps ("start discarding from the largest domains").
+SWEEP_ORDER: tuple[str, ...] = ("real", "quickdraw", "painting", "sketch", "infograph",
+                                "clipart")
 SELECTIONS: tuple[str, ...] = ("first", "random")
 TSV_COLUMNS: tuple[str, ...] = ("filepath", "title", "domain", "label")
 BASE_DOMAIN = "base"
@@ -114,30 +137,33 @@ class MixtureSpec:
             raise ValueError(
                 f"unknown caption style {self.captions!r}; expected one of {list(CAPTION_STYLES)}"
             )
-        if self.size_rule not in SIZE_RULES:
-            raise ValueError(f"unknown size rule {self.size_rule!r}; expected one of {SIZE_RULES}")
+        check_choice("size_rule", self.size_rule, SIZE_RULES)
         if (self.size_rule == "fixed") != (self.size is not None):
             raise ValueError("size is required with size_rule='fixed' and only then")
-        if self.size is not None and self.size < 1:
-            raise ValueError(f"size must be positive, got {self.size}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(
-                f"unknown selection {self.selection!r}; expected one of {list(SELECTIONS)}"
-            )
+        if self.size is not None:
+            check_number("size", self.size, low=1, integer=True)
+        check_choice("selection", self.selection, SELECTIONS)
 
     @property
     def name(self) -> str:
-        """The paper's file name: ``lso-<letters>[-no<D>classes][-allow<p>][-aligned]``."""
+        """The paper's file name: ``lso-<letters>-no<D>classes[-pseudo][-allow<p>][-aligned]``.
+
+        Letters of the rendition domains (c i p q r s); ``-no<D>classes`` on every setup but
+        natural-only (``lso-real-only``), leave-out-domain included although D is absent;
+        ``-pseudo`` on the upper bounds (D's held-out classes kept); ``<p>`` as Python prints
+        the float (``0.2``, ``1.0``), as the paper's code. ``-aligned`` also on natural-only
+        (the paper's code names that file ``lso-real-only`` too; the suffix keeps the two
+        files apart).
+        """
         if self.setup == "natural-only":
             name = "lso-real-only"
         else:
-            domains = rendition_domains(self)
-            letters = "".join(sorted(DOMAIN_LETTERS[d] for d in domains))
-            name = f"lso-{letters}"
-            if self.setup in ("cg-low", "cg-high", "domain-interp"):
-                name += f"-no{self.test_domain}classes"
+            letters = "".join(DOMAIN_LETTERS[d] for d in rendition_domains(self))
+            name = f"lso-{letters}-no{self.test_domain}classes"
+            if self.setup in ("upper-low", "upper-high"):
+                name += "-pseudo"
         if self.allow:
-            name += f"-allow{self.allow:g}"
+            name += f"-allow{float(self.allow)}"
         if self.captions == "aligned":
             name += "-aligned"
         return name
@@ -158,6 +184,14 @@ def rendition_domains(spec: MixtureSpec) -> tuple[str, ...]:
     return tuple(x for x in DOMAINS if x in chosen)
 
 
+def split_entries(paths: Iterable[str], data_root: str | Path) -> list[str]:
+    """Each image's split-file entry ``<domain>/<class>/<file>``: its path relative to the
+    (resolved) data root, else its last three components. The caption key of an image."""
+    prefix = str(Path(data_root).resolve()) + "/"
+    return [p[len(prefix):] if p.startswith(prefix) else "/".join(p.split("/")[-3:])
+            for p in paths]
+
+
 @dataclass
 class Mixture:
     """A resolved mixture: rows (columns :data:`TSV_COLUMNS`) and its manifest."""
@@ -171,61 +205,129 @@ class Mixture:
         return self.spec.name
 
 
-def _select_rendition(spec: MixtureSpec, index: pd.DataFrame, heldout: set[str]) -> pd.DataFrame:
-    """Rows of the rendition part before size matching, in the order of ``index``.
-
-    With ``allow``, the first ``ceil(allow * n)`` rows (in index order) of each of the test
-    domain's held-out classes are kept.
-    """
-    rows = index[index["domain"].isin(rendition_domains(spec))]
-    is_test_heldout = rows["domain"].eq(spec.test_domain) & rows["class_name"].isin(heldout)
-    if spec.setup in ("cg-low", "cg-high", "domain-interp"):
-        if spec.allow:
-            rank = rows[is_test_heldout].groupby("class_name", sort=False).cumcount()
-            size = rows[is_test_heldout].groupby("class_name", sort=False)["path"].transform("size")
-            allowed = rank < np.ceil(spec.allow * size - 1e-9)
-            is_test_heldout = is_test_heldout & ~allowed.reindex(rows.index, fill_value=False)
-        rows = rows[~is_test_heldout]
-    return rows
-
-
 def _order(rows: pd.DataFrame, selection: str, seed: int) -> pd.DataFrame:
-    """Rows grouped by (domain, class) in canonical order; within a group, file or seeded order."""
-    key = pd.DataFrame({
-        "d": rows["domain"].map({d: i for i, d in enumerate(DOMAINS)}).to_numpy(),
-        "c": rows["label"].to_numpy(),
-        "k": (np.arange(len(rows)) if selection == "first"
-              else np.random.default_rng(seed).permutation(len(rows))),
-    })
-    order = np.lexsort((key["k"].to_numpy(), key["c"].to_numpy(), key["d"].to_numpy()))
-    return rows.iloc[order]
+    """``rows`` grouped by (domain, class): domains in :data:`DOMAINS` order, within a domain
+    its classes in order of first appearance in ``rows`` (split-file order), within a group
+    the order of ``rows`` (``"first"``) or a permutation seeded per (seed, domain, class)
+    (``"random"``: the same in every mixture, so setups differ only in the rows they hold)."""
+    group = rows.groupby(["domain", "class_name"], sort=False)
+    first_seen = group.ngroup().to_numpy()  # groups numbered in order of first appearance
+    if selection == "first":
+        within = np.arange(len(rows))
+    else:
+        within = np.empty(len(rows), dtype=np.int64)
+        for (domain, cls), positions in group.indices.items():
+            within[positions] = seeded_rng(seed, "selection", domain, cls).permutation(
+                len(positions))
+    domain_rank = rows["domain"].map({d: i for i, d in enumerate(DOMAINS)}).to_numpy()
+    return rows.iloc[np.lexsort((within, first_seen, domain_rank))]
 
 
-def match_size(rows: pd.DataFrame, target: int) -> pd.DataFrame:
-    """Shrink ``rows`` (grouped by domain and class, in keep order) to exactly ``target`` rows.
+def _excludes_heldout(spec: MixtureSpec) -> bool:
+    """Whether ``spec`` leaves out the test domain's held-out classes (``allow`` adds some)."""
+    return spec.setup in ("cg-low", "cg-high", "domain-interp")
 
-    Keeps the first ``ceil(shrink * n)`` rows of each (domain, class) group with
-    ``shrink = target / len(rows)``, then drops the last row of the largest groups (ties in
-    group order) until ``target`` remain. Rows must be fewer than ``target`` only if equal.
+
+def _target_size(spec: MixtureSpec, index: pd.DataFrame, heldout: set[str]) -> int | None:
+    """Rendition rows the size rule asks for (None: keep everything): the cg-low size of the
+    test domain (real plus D's seen classes) or the fixed ``size``."""
+    if spec.size_rule == "fixed":
+        return spec.size
+    if spec.size_rule == "none":
+        return None
+    in_real = index["domain"].eq("real")
+    in_seen_d = index["domain"].eq(spec.test_domain) & ~index["class_name"].isin(heldout)
+    return int((in_real | in_seen_d).sum())
+
+
+def select_rendition(spec: MixtureSpec, index: pd.DataFrame, heldout: set[str]) -> pd.DataFrame:
+    """The rendition rows of ``spec`` after its size rule, in TSV order (see :func:`_order`).
+
+    ``index``: one split of :func:`training.domainnet.load_index` (split-file order).
     """
+    candidates = _order(index[index["domain"].isin(rendition_domains(spec))], spec.selection,
+                        spec.seed)
+    target = _target_size(spec, index, heldout)
+    held = (candidates["domain"].eq(spec.test_domain)
+            & candidates["class_name"].isin(heldout)).to_numpy()
+    protected = np.zeros(len(candidates), dtype=bool)
+    if _excludes_heldout(spec):
+        keep = ~held
+        if spec.allow:
+            # the paper's allow: ceil(p * s0 * n) rows per held-out class, s0 = target / N_all
+            s0 = 1.0 if target is None else target / len(candidates)
+            rank = candidates[held].groupby("class_name", sort=False).cumcount().to_numpy()
+            n = candidates[held].groupby("class_name", sort=False)["path"].transform(
+                "size").to_numpy()
+            allowed = np.flatnonzero(held)[rank < np.ceil(spec.allow * s0 * n)]
+            keep[allowed] = True
+            protected[allowed] = True
+        candidates, protected = candidates[keep], protected[keep]
+    if target is None or (spec.size_rule != "fixed" and len(candidates) <= target):
+        return candidates  # smaller setups stay whole (the paper's natural-only)
+    if target > len(candidates):
+        raise ValueError(f"size {target} is larger than the data: setup {spec.setup!r} for "
+                         f"{spec.test_domain} has {len(candidates)} images")
+    rule = "balanced" if spec.size_rule == "balanced" else "paper"
+    return match_size(candidates, target, rule=rule, protected=protected)
+
+
+def match_size(rows: pd.DataFrame, target: int, rule: str = "paper",
+               protected: np.ndarray | pd.Series | None = None) -> pd.DataFrame:
+    """Shrink ``rows`` to exactly ``target`` rows, keeping a prefix of each (domain, class) group.
+
+    ``rows``: columns ``domain``, ``class_name``; groups in order (domains, then classes in
+    order of first appearance), each group's rows in keep order. ``protected`` (bool per row):
+    rows always kept and never trimmed (``allow``'s held-out rows). With ``P`` protected rows,
+    every other group keeps its first ``ceil(shrink * n)`` rows, ``shrink = (target - P) /
+    (len(rows) - P)``; the surplus (fewer rows than groups) is then removed by ``rule``:
+
+    * ``"paper"``: sweeps over the groups, domains in :data:`SWEEP_ORDER`, within a domain in
+      group order, each removing the last kept row of every non-empty group, one per group,
+      stopping the moment ``target`` rows remain;
+    * ``"balanced"``: one row from each of the groups that keep the most (ties in group order).
+    """
+    check_choice("rule", rule, ("paper", "balanced"))
     n = len(rows)
+    protected = (np.zeros(n, dtype=bool) if protected is None
+                 else np.asarray(protected, dtype=bool))
+    if protected.shape != (n,):
+        raise ValueError(f"protected has shape {protected.shape}, expected ({n},)")
     if target > n:
         raise ValueError(f"size {target} is larger than the data: {n} rows available")
     if target == n:
         return rows
-    group = rows.groupby(["domain", "class_name"], sort=False)
+    n_protected = int(protected.sum())
+    if target < n_protected:
+        raise ValueError(f"size {target} is smaller than the {n_protected} protected rows")
+    free = rows[~protected]
+    group = free.groupby(["domain", "class_name"], sort=False)
+    gid = group.ngroup().to_numpy()
     rank = group.cumcount().to_numpy()
-    sizes = group["path"].transform("size").to_numpy()
-    keep_n = np.ceil(sizes * (target / n) - 1e-9).astype(np.int64)
-    excess = int(keep_n[rank == 0].sum()) - target
-    if excess > 0:
-        firsts = np.flatnonzero(rank == 0)  # one row per group, in group order
-        by_size = firsts[np.argsort(-keep_n[firsts], kind="stable")][:excess]
-        trimmed = np.zeros(n, dtype=np.int64)
-        trimmed[by_size] = 1
-        group_id = np.cumsum(rank == 0) - 1
-        keep_n = keep_n - trimmed[firsts][group_id]
-    return rows[rank < keep_n]
+    sizes = np.bincount(gid)
+    shrink = (target - n_protected) / (n - n_protected)
+    # ceil in floating point without a tolerance, as the paper's code, so that the same
+    # inputs give the same rows (0.7000000000000001 * 60 keeps 43)
+    keep_n = np.ceil(shrink * sizes).astype(np.int64)
+    excess = int(keep_n.sum()) - (target - n_protected)
+    if rule == "paper":
+        domain_of = free["domain"].to_numpy()[np.unique(gid, return_index=True)[1]]
+        sweep_rank = {d: i for i, d in enumerate(SWEEP_ORDER)}
+        order = sorted(range(len(sizes)), key=lambda g: (sweep_rank.get(domain_of[g], 99), g))
+        while excess > 0:
+            if not keep_n[order].any():
+                raise ValueError("nothing left to trim")  # unreachable: target >= protected
+            for g in order:
+                if keep_n[g] > 0:  # the paper's code would pop from an empty list here
+                    keep_n[g] -= 1
+                    excess -= 1
+                    if excess == 0:
+                        break
+    elif excess > 0:
+        keep_n[np.argsort(-keep_n, kind="stable")[:excess]] -= 1
+    keep = protected.copy()
+    keep[np.flatnonzero(~protected)[rank < keep_n[gid]]] = True
+    return rows[keep]
 
 
 def read_base_tsv(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
@@ -287,27 +389,15 @@ def build_mixture(
         raise ValueError(f"setup {spec.setup!r} needs domain(s) {missing}, which have no "
                          f"{spec.split} images under {spec.data_root}")
 
-    candidates = _order(index[index["domain"].isin(rendition_domains(spec))], spec.selection,
-                        spec.seed)
-    rows = _select_rendition(spec, candidates, set(heldout))
-    if spec.size_rule == "paper":
-        reference = replace(spec, setup="cg-low", allow=0.0, other_domains=())
-        target = len(_select_rendition(reference, index, set(heldout)))
-        if len(rows) > target:
-            rows = match_size(rows, target)
-    elif spec.size_rule == "fixed":
-        assert spec.size is not None
-        if spec.size > len(rows):
-            raise ValueError(f"size {spec.size} is larger than the data: setup {spec.setup!r} "
-                             f"for {spec.test_domain} has {len(rows)} images")
-        target = spec.size
-        rows = match_size(rows, target)
-    else:
+    rows = select_rendition(spec, index, set(heldout))
+    target = _target_size(spec, index, set(heldout))
+    if target is None:
         target = len(rows)
 
-    rng = np.random.default_rng(spec.seed)
+    # a caption is a function of (image, seed, style) only: the same in every mixture
     titles = make_captions([display_name(c) for c in rows["class_name"]],
-                           rows["domain"].tolist(), rng, spec.captions)
+                           rows["domain"].tolist(), split_entries(rows["path"], spec.data_root),
+                           spec.seed, spec.captions)
     rendition = pd.DataFrame({"filepath": rows["path"].to_numpy(), "title": titles,
                               "domain": rows["domain"].to_numpy(),
                               "label": rows["label"].to_numpy()})
@@ -411,4 +501,5 @@ __all__ = [
     "SETUPS", "STANDARD_SETUPS", "TEST_DOMAINS", "SIZE_RULES", "SELECTIONS", "TSV_COLUMNS",
     "MixtureSpec", "Mixture", "build_mixture", "build_mixtures", "write_mixture",
     "read_base_tsv", "match_size", "mixture_counts", "rendition_domains",
+    "select_rendition", "split_entries", "SWEEP_ORDER",
 ]

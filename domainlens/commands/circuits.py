@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="rank incoming edges by signed weight (the paper) or |weight| (default: signed)")
     parser.add_argument("--wl-h", type=int, default=2, help="WL kernel iterations h (default: 2)")
     parser.add_argument("--neighbours", choices=("undirected", "in", "out", "both"),
-                        default="undirected", help="WL neighbourhood (default: undirected)")
+                        default="out", help="WL neighbourhood: successors (out, the paper's), "
+                        "undirected, predecessors (in) or both (default: out)")
     parser.add_argument("--faithfulness", action="store_true",
                         help="also measure faithfulness/completeness under mean ablation")
     parser.add_argument("--n-random", type=int, default=5,

@@ -58,8 +58,17 @@ CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class CircuitSettings:
-    """Settings of a circuits experiment (defaults: the paper's choices, attribution patching
-    for nodes and gradient x activation for edges).
+    """Settings of a circuits experiment.
+
+    Defaults: the paper's metric (true-class cosine logit), zero baseline, top 10% of units
+    per site, top-3 incoming edges ranked by signed weight, WL kernel from successors
+    (``neighbours="out"``), 10 IG steps with the left Riemann rule -- but NOT the paper's
+    attribution method: nodes default to attribution patching (``method="atp"``) and edges to
+    gradient x activation (``edge_method="gxa"``), one pass each instead of 10. The paper
+    computes both by 10-step integrated gradients from a zero baseline: ``method="ig"`` (or
+    ``"ig_loop"``), ``edge_method="ig"``, ``steps=10``, ``baseline="zero"``, ``rule="left"``
+    (the ``paper`` config sets these). Its edge IG integrates the squared change of the
+    downstream unit, ours the metric's gradient through it (:mod:`interp.circuits.edges`).
 
     ``n_images``: test images per (class, domain), exactly (fewer available is an error);
     ``fraction``/``threshold``: node selection (one of them, in (0, 1]); ``top_k``/``edge_rank``:
@@ -80,7 +89,7 @@ class CircuitSettings:
     top_k: int | None = 3
     edge_rank: str = "signed"
     wl_h: int = 2
-    neighbours: str = "undirected"
+    neighbours: str = "out"
     faithfulness: bool = False
     n_random: int = 5
     n_reference_per_class: int = 2

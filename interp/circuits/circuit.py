@@ -6,8 +6,8 @@
 * :func:`select_edges`: per kept downstream node, the ``top_k`` incoming edges (from kept
   nodes of its parent sites) ranked by ``|weight|`` (``rank="abs"``) or by signed weight,
   largest first (``rank="signed"``, the paper's choice: with our sign convention a positive
-  weight means the upstream unit raises the metric through this edge, so inhibitory edges
-  are never kept).
+  weight means the upstream unit raises the metric through this edge, so an inhibitory edge
+  is kept only when a node has fewer than ``top_k`` positive ones, as the paper's top-k).
 * :class:`Circuit`: a ``networkx.DiGraph`` whose nodes are ``"site#unit"`` strings with
   attributes ``site``, ``unit``, ``layer`` (index of the site), ``label`` and ``score`` (node
   effect), and whose edges carry ``weight``; saved as JSON (node-link) or GraphML.

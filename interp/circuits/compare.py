@@ -2,10 +2,11 @@
 
 Pure functions on :class:`interp.circuits.circuit.Circuit` s (or plain sets / graphs):
 
-* :func:`jaccard`: ``|A & B| / |A | B|`` (NaN when both sets are empty: undefined);
+* :func:`jaccard`: ``|A & B| / |A | B|`` (``empty`` when both sets are empty: NaN by default);
 * :func:`node_jaccard_by_site`: per site, Jaccard of the kept units (the top fraction);
 * :func:`edge_jaccard`: Jaccard of the edge sets, an edge being
-  ``((up_site, up_unit), (down_site, down_unit))``;
+  ``((up_site, up_unit), (down_site, down_unit))``; two edgeless circuits score 0, as in the
+  paper's code (so :func:`aggregate` counts them);
 * :func:`wl_kernel`: the Weisfeiler-Lehman subtree kernel (Shervashidze et al. 2011) with
   initial node labels ``(site, unit)``: ``k(G, H) = sum_{i=0..h} <phi_i(G), phi_i(H)>``, with
   ``phi_i`` the histogram of labels after ``i`` relabelling iterations, where iteration
@@ -13,8 +14,9 @@ Pure functions on :class:`interp.circuits.circuit.Circuit` s (or plain sets / gr
   labels at ``i``. Exactly ``h`` iterations are run (``h=0``: label histograms only). The
   normalised kernel is ``k(G, H) / sqrt(k(G, G) k(H, H))``. Labels are compressed with a
   stable hash, so features of different graphs are comparable without shared state.
-  ``neighbours``: ``"undirected"`` (the textbook kernel on the underlying undirected graph),
-  ``"in"`` (predecessors: the subtree feeding a node), ``"out"``, or ``"both"`` (in- and
+  ``neighbours``: ``"out"`` (successors, edges pointing downstream: the paper's kernel and
+  the default everywhere), ``"undirected"`` (the textbook kernel on the underlying undirected
+  graph), ``"in"`` (predecessors: the subtree feeding a node), or ``"both"`` (in- and
   out-neighbour multisets kept apart).
 
 :func:`compare_domains` builds the long table (one row per class, domain pair, site, metric);
@@ -47,11 +49,11 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def jaccard(a: Iterable[Hashable], b: Iterable[Hashable]) -> float:
-    """``|A & B| / |A | B|``; NaN if both are empty."""
+def jaccard(a: Iterable[Hashable], b: Iterable[Hashable], empty: float = float("nan")) -> float:
+    """``|A & B| / |A | B|``; ``empty`` (default NaN: undefined) if both are empty."""
     a, b = set(a), set(b)
     union = len(a | b)
-    return len(a & b) / union if union else float("nan")
+    return len(a & b) / union if union else float(empty)
 
 
 def node_jaccard_by_site(a: Circuit, b: Circuit) -> dict[str, float]:
@@ -61,8 +63,8 @@ def node_jaccard_by_site(a: Circuit, b: Circuit) -> dict[str, float]:
 
 
 def edge_jaccard(a: Circuit, b: Circuit) -> float:
-    """Jaccard of the edge sets."""
-    return jaccard(a.edge_set(), b.edge_set())
+    """Jaccard of the edge sets; 0 for two edgeless circuits (the paper's code: nothing shared)."""
+    return jaccard(a.edge_set(), b.edge_set(), empty=0.0)
 
 
 def _compress(label: Any) -> str:
@@ -80,7 +82,7 @@ def _initial_label(graph: nx.Graph, node: Hashable) -> Any:
     return data.get("label", node)
 
 
-def wl_features(g: Circuit | nx.Graph, h: int, neighbours: str = "undirected") -> list[Counter]:
+def wl_features(g: Circuit | nx.Graph, h: int, neighbours: str = "out") -> list[Counter]:
     """Label histograms ``[phi_0, ..., phi_h]`` of the WL relabelling (see module docstring).
 
     Node labels start as ``(site, unit)`` (circuit nodes) or the ``label`` attribute / node id.
@@ -135,9 +137,9 @@ def wl_kernel_from_features(fa: Sequence[Counter], fb: Sequence[Counter], normal
 
 
 def wl_kernel(a: Circuit | nx.Graph, b: Circuit | nx.Graph, h: int = 2, normalize: bool = True,
-              neighbours: str = "undirected") -> float:
+              neighbours: str = "out") -> float:
     """WL subtree kernel with exactly ``h`` iterations; normalised by default (NaN for an
-    empty graph)."""
+    empty graph). ``neighbours="out"``: relabel from successors, as the paper."""
     return wl_kernel_from_features(wl_features(a, h, neighbours), wl_features(b, h, neighbours),
                                    normalize)
 
@@ -147,7 +149,7 @@ def compare_domains(
     circuits: Mapping[tuple[str, str], Circuit],
     *,
     h: int = 2,
-    neighbours: str = "undirected",
+    neighbours: str = "out",
     labels: Mapping[str, str] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
@@ -196,7 +198,8 @@ def class_subset_of(classes: Iterable[str], heldout: Iterable[str]) -> dict[str,
 def aggregate(table: pd.DataFrame, heldout: Iterable[str]) -> pd.DataFrame:
     """Mean, std (ddof 1) and number of classes per (domain pair, site, metric) over held-out,
     seen and all classes; long form with ``class_subset`` and ``statistic`` columns. NaN
-    values (Jaccard of two empty sets) are left out and ``n`` counts the others."""
+    values (node Jaccard of two empty sets, WL of an empty graph) are left out and ``n``
+    counts the others; edge Jaccard is never NaN (two edgeless circuits score 0)."""
     if table.empty:
         return table.assign(class_subset=[], statistic=[])
     subset = class_subset_of(table["class_name"].unique(), heldout)

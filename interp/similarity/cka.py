@@ -5,8 +5,8 @@ CKA must have the same ``n`` with rows aligned (row ``i`` of ``x`` and ``y`` are
 or class), while their widths may differ. Everything is computed in float64.
 
 * Kernels: linear ``K = X X^T`` and RBF ``K_ij = exp(-|x_i - x_j|^2 / (2 sigma^2))`` with the
-  paper's bandwidth rule ``sigma = sqrt(median of the non-zero squared distances)`` unless
-  ``sigma`` is given.
+  paper's bandwidth rule ``sigma = sqrt(lower median of the non-zero squared distances)``
+  (``torch.median``: of an even count, the lower middle value) unless ``sigma`` is given.
 * HSIC: biased ``tr(K H L H) / (n - 1)^2`` (``H`` the centring matrix) or unbiased (Song et al.
   2012, needs ``n >= 4``), with ``K~``, ``L~`` the Gram matrices with zeroed diagonals::
 
@@ -101,9 +101,11 @@ def squared_distances(x: Tensor | np.ndarray) -> Tensor:
 
 
 def median_bandwidth(d2: Tensor) -> float:
-    """``sqrt(median of the non-zero off-diagonal squared distances)`` of ``d2`` ``(n, n)``.
+    """``sqrt(lower median of the non-zero off-diagonal squared distances)`` of ``d2`` ``(n, n)``.
 
-    The median of an even count is the mean of the two middle values (as ``numpy.median``).
+    The paper's rule (``torch.median``): of an even count, the lower of the two middle values,
+    not their mean. Each pair counted once (the upper triangle; the full matrix has every
+    value twice, which gives the same lower median).
     """
     n = d2.shape[0]
     rows, cols = torch.triu_indices(n, n, offset=1, device=d2.device)
@@ -111,7 +113,7 @@ def median_bandwidth(d2: Tensor) -> float:
     values = values[values > 0]
     if values.numel() == 0:
         raise ValueError("RBF bandwidth undefined: all rows are identical (no non-zero distance)")
-    return math.sqrt(float(np.median(values.cpu().numpy())))
+    return math.sqrt(float(torch.median(values)))
 
 
 def gram_rbf(x: Tensor | np.ndarray, sigma: float | None = None) -> Tensor:
