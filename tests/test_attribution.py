@@ -105,9 +105,62 @@ def test_attribution_patching_misses_nonlinearity_that_ig_captures():
     test above can fail), while IG's site sums match the site ablation."""
     model = tiny_tower("rn", dtype=torch.float64)
     images, labels = tiny_images(4, dtype=torch.float64)
-    atp = effect_sums(node_effects(model, images, labels, method="atp", progress=False))
+    atp_effects = node_effects(model, images, labels, method="atp", progress=False)
+    atp = effect_sums(atp_effects)
     exact = site_baseline_effects(model, images, labels)
     assert max(abs(atp[s] - exact[s]) for s in exact) > 1e-3
+    # AtP is the first-order term: per unit, the derivative of the metric along that unit's
+    # delta (a_clean - 0), by central finite differences (so zeroed AtP effects fail here).
+    site = default_sites(model)[1]
+    clean = clean_activations(model, images, [site])[site]
+    for unit in range(3):
+        delta = torch.zeros_like(clean)
+        delta[:, unit] = clean[:, unit]
+        eps = 1e-4
+        slope = (site_metric(model, images, labels, site, clean + eps * delta)
+                 - site_metric(model, images, labels, site, clean - eps * delta)) / (2 * eps)
+        assert float(atp_effects.effects[site][unit]) == pytest.approx(slope, rel=1e-5, abs=1e-9)
+    # ... while IG's site sums match the site ablation (completeness), which AtP's do not.
+    ig = effect_sums(node_effects(model, images, labels, method="ig", steps=24, rule="midpoint",
+                                  progress=False))
+    scale = max(abs(v) for v in exact.values())
+    assert max(abs(ig[s] - exact[s]) for s in exact) < 2e-3 * scale
+    assert max(abs(ig[s] - exact[s]) for s in exact) < max(abs(atp[s] - exact[s]) for s in exact) / 10
+
+
+def site_metric(model, images, labels, site, value) -> float:
+    """Mean true-class logit with ``site``'s activation replaced by ``value`` ``(B, ...)``."""
+
+    def replace(x, hook):
+        return value.to(x)
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(site, replace)]):
+        return float(model(images).gather(1, labels[:, None])[:, 0].mean())
+
+
+@pytest.mark.parametrize("rule", ["left", "midpoint"])
+def test_integrated_gradients_equal_a_finite_difference_riemann_sum(rule):
+    """Per-unit IG by hand: the path a(alpha) = a_clean + alpha (0 - a_clean) of the whole site,
+    at each of the Riemann points the derivative of the metric along the unit's delta by
+    central finite differences, averaged over the points."""
+    model = tiny_tower("rn", dtype=torch.float64)
+    images, labels = tiny_images(3, dtype=torch.float64)
+    site = default_sites(model)[2]
+    steps = 4
+    ig = node_effects(model, images, labels, [site], method="ig", steps=steps, rule=rule,
+                      progress=False)
+    clean = clean_activations(model, images, [site])[site]
+    eps = 1e-4
+    shift = 0.0 if rule == "left" else 0.5
+    for unit in (0, 5, 11):
+        delta = torch.zeros_like(clean)
+        delta[:, unit] = clean[:, unit]
+        total = 0.0
+        for k in range(steps):
+            point = clean * (1 - (k + shift) / steps)
+            total += (site_metric(model, images, labels, site, point + eps * delta)
+                      - site_metric(model, images, labels, site, point - eps * delta)) / (2 * eps)
+        assert float(ig.effects[site][unit]) == pytest.approx(total / steps, rel=1e-5, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- IG

@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.metrics import MetricFn, get_metric, metric_name
 
 NODE_METHODS: tuple[str, ...] = ("atp", "ig", "ig_loop")
@@ -186,6 +186,7 @@ def _dtype(model: HookedImageTower) -> torch.dtype:
 
 
 @torch.no_grad()
+@in_eval_mode
 def clean_activations(model: HookedImageTower, images: Tensor, sites: Sequence[str]) -> dict[str, Tensor]:
     """Clean activations ``{site: (B, ...)}`` of one batch (one forward, no gradients)."""
     out: dict[str, Tensor] = {}
@@ -457,6 +458,7 @@ def _ig_loop(model, images, labels, sites, base, metric, layouts, sums, cost, st
 
 
 @torch.no_grad()
+@in_eval_mode
 def clean_metric(
     model: HookedImageTower, images: Tensor, labels: Tensor, metric: str | MetricFn = "logit",
     batch_size: int = 64,
@@ -470,6 +472,7 @@ def clean_metric(
     return torch.cat(out)
 
 
+@in_eval_mode
 def node_effects(
     model: HookedImageTower,
     images: Tensor,
@@ -493,8 +496,8 @@ def node_effects(
     ``"ig_loop"``; ``steps``/``rule``: IG's Riemann sum (ignored by ``"atp"``). ``baseline``:
     ``"zero"``, ``"mean"`` (over ``reference``, default the images) or ``{site: tensor}``.
     ``batch_size``: images per pass; ``sites_per_pass`` (``"ig"`` only): sites stacked in one
-    pass (default: all). The model's train/eval mode is kept; use eval mode (batch
-    independence is assumed). Returns :class:`NodeEffects` with ``(U,)`` effects per site.
+    pass (default: all). Runs in eval mode (:func:`interp.hooked.base.eval_mode`; the model's
+    mode is restored). Returns :class:`NodeEffects` with ``(U,)`` effects per site.
     """
     check_options(method, baseline, steps, rule)
     labels = check_inputs(model, images, labels)
@@ -544,6 +547,7 @@ def node_effects(
 
 # --------------------------------------------------------------------------- completeness check
 @torch.no_grad()
+@in_eval_mode
 def site_baseline_effects(
     model: HookedImageTower,
     images: Tensor,

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from interp.circuits.attribution import NodeEffects
 from interp.circuits.edges import EdgeWeights
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.interventions.units import PatchUnit
 from interp.metrics import MetricFn, evaluate_metric, faithfulness
 
@@ -362,6 +362,7 @@ def _ablated_metric(model, images, labels, units, values, metric, batch_size) ->
     return torch.cat(out)
 
 
+@in_eval_mode
 def faithfulness_table(
     model: HookedImageTower,
     images: Tensor,

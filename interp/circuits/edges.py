@@ -60,7 +60,7 @@ from interp.circuits.attribution import (
     to_units,
     unit_selector,
 )
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.metrics import MetricFn, get_metric
 
 EDGE_METHODS: tuple[str, ...] = ("gxa", "ig")
@@ -103,6 +103,7 @@ def _cut_forward(
     return computed, leaves
 
 
+@in_eval_mode
 def site_parents(model: HookedImageTower, sites: Sequence[str] | None = None) -> dict[str, list[str]]:
     """``{site: [parent sites]}``: the chosen sites each site reads directly (forward order).
 
@@ -193,6 +194,7 @@ def _check_kept(model: HookedImageTower, kept: Mapping[str, Sequence[int]], site
     return out
 
 
+@in_eval_mode
 def edge_weights(
     model: HookedImageTower,
     images: Tensor,
@@ -217,7 +219,8 @@ def edge_weights(
     cut sites, default :func:`interp.circuits.attribution.default_sites` (cutting defines the edge set,
     so pass the same sites as for the nodes). ``method``: ``"gxa"`` or ``"ig"`` (``steps``,
     ``rule``); ``baseline``/``reference``: as for node effects. ``parents``: a precomputed
-    :func:`site_parents`. Returns :class:`EdgeWeights` (means over images).
+    :func:`site_parents`. Runs in eval mode (the model's mode is restored). Returns
+    :class:`EdgeWeights` (means over images).
     """
     if method not in EDGE_METHODS:
         raise ValueError(f"unknown edge method {method!r}; expected one of {list(EDGE_METHODS)}")

@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.hooked.images import DEFAULT_MEAN, DEFAULT_STD, ImageFileDataset
 
 POOLINGS: tuple[str, ...] = ("mean", "patch_mean", "cls")
@@ -208,17 +208,13 @@ def collect_activations(
         if hook.name == last_site:
             raise _StopForward
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.inference_mode(), model.hooks(fwd_hooks=[(s, store) for s in sites]):
             for batch in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress):
                 state["stop"] = state["start"] + batch.shape[0]
                 with contextlib.suppress(_StopForward):
                     model(batch.to(device))
                 state["start"] = state["stop"]
-    finally:
-        model.train(was_training)
     if state["start"] != n:
         raise RuntimeError(f"expected {n} images, the data yielded {state['start']}")
 

@@ -17,6 +17,7 @@ exception inside the context leaves no hook behind.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,6 +215,35 @@ class HookedImageTower(HookedRootModule):
             names_filter = self.check_sites(names_filter)
         output, cache = super().run_with_cache(*model_args, names_filter=names_filter, **kwargs)
         return output, ActivationCache(cache, self)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the body, then restore its previous train/eval mode.
+
+    Every analysis runs in eval mode: an OpenCLIP tower starts in train mode, where BatchNorm
+    (ResNet) would normalise with batch statistics, so an image's result would depend on its
+    batch, and would update its running statistics, changing the model. The previous mode of
+    every submodule is restored (also when the body raises).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def in_eval_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run ``fn(model, ...)`` inside :func:`eval_mode` of its first argument."""
+
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
 
 
 def layer_scale(x: Tensor, module: nn.Module) -> Tensor:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.hooked.resnet import HookedResNet
 from interp.hooked.vit import HookedViT
 from interp.interventions.units import PatchUnit, site_shapes, unit_index
@@ -226,9 +226,7 @@ def run_interventions(
     per_chunk = max(1, max_batch // max(batch, 1))
     results: list[Tensor | None] = [None] * len(groups)
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad(), tqdm(
             total=len(groups), desc=desc, disable=not progress, leave=False
         ) as bar:
@@ -251,8 +249,6 @@ def run_interventions(
                 for j, i in enumerate(chunk):
                     results[i] = out[j]
                 bar.update(len(chunk))
-    finally:
-        model.train(was_training)
     return torch.stack(results)  # type: ignore[arg-type]
 
 

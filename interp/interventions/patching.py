@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.interventions.ablation import reference_activations
 from interp.interventions.intervene import Intervention, as_units, run_interventions
 from interp.interventions.units import (
@@ -215,16 +215,12 @@ def component_sites(model: HookedImageTower) -> list[str]:
 def _metric_of(model: HookedImageTower, images: Tensor, labels: Tensor, metric: str | MetricFn,
                batch_size: int) -> Tensor:
     """Unpatched metric ``(N,)`` of ``images`` in eval mode without gradients."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             chunks = [
                 evaluate_metric(metric, model(images[i : i + batch_size]), labels[i : i + batch_size])
                 for i in range(0, images.shape[0], batch_size)
             ]
-    finally:
-        model.train(was_training)
     return torch.cat(chunks)
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
 
 #: Granularities of a sweep (see :func:`sweep_units`).
 GRANULARITIES: tuple[str, ...] = ("site", "position", "head", "channel_group")
@@ -201,13 +201,14 @@ def n_channels(layout: str, shape: Sequence[int]) -> int:
     return 0 if chan_axis is None else int(shape[chan_axis])
 
 
+@in_eval_mode
 def site_shapes(
     model: HookedImageTower, sites: Iterable[str] | None = None
 ) -> dict[str, tuple[int, ...]]:
     """Per-example activation shape of each site (default: all), from one probe forward.
 
-    The probe is a single zero image at the model's input size, run without gradients;
-    the model's train/eval mode is left as it is.
+    The probe is a single zero image at the model's input size, run without gradients in
+    eval mode (so BatchNorm statistics are untouched; the model's mode is restored).
     """
     names = model.site_names() if sites is None else model.check_sites(list(sites))
     shapes: dict[str, tuple[int, ...]] = {}
