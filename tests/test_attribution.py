@@ -332,3 +332,46 @@ def test_bad_input_is_named():
     model.set_head(None)
     with pytest.raises(ValueError, match="zero-shot head"):
         node_effects(model, images, labels)
+
+
+# ----------------------------------------------------------------------------- train mode
+def _bn_state(model) -> list[torch.Tensor]:
+    return [b.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
+
+
+def test_a_tower_left_in_train_mode_is_analysed_in_eval_mode():
+    """OpenCLIP towers start in train mode: node effects, edges, faithfulness, activations and
+    patching must use eval mode anyway (same numbers), leave BatchNorm's running statistics
+    untouched and give the caller's mode back."""
+    from interp.circuits.circuit import faithfulness_table
+    from interp.circuits.edges import edge_weights
+    from interp.hooked.activations import collect_activations
+    from interp.interventions.patching import activation_patching
+
+    model = tiny_tower("rn", dtype=torch.float64)
+    images, labels = tiny_images(3, dtype=torch.float64)
+    sites = default_sites(model)[:3]
+    kept = {s: [0, 1] for s in sites}
+
+    def analyses():
+        atp = node_effects(model, images, labels, sites, progress=False).effects
+        ig = node_effects(model, images, labels, sites, method="ig", steps=2, progress=False).effects
+        edges = edge_weights(model, images, labels, kept, sites, progress=False).weights
+        faith = faithfulness_table(model, images, labels, kept, reference=images, n_random=0)
+        acts = collect_activations(model, images, sites[:1], progress=False)
+        patch = activation_patching(model, images, images.flip(0), labels, sites=sites[:1],
+                                    progress=False).values
+        return ([*atp.values(), *ig.values(), *edges.values(), *acts.values(), patch],
+                faith["value"].tolist())
+
+    expected, expected_faith = analyses()
+    before = _bn_state(model)
+    model.train()
+    got, got_faith = analyses()
+    assert model.training and all(m.training for m in model.modules())
+    for a, b in zip(_bn_state(model), before, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-9, atol=1e-12)
+    assert got_faith == pytest.approx(expected_faith, rel=1e-9, nan_ok=True)

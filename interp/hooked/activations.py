@@ -208,13 +208,12 @@ def collect_activations(
         if hook.name == last_site:
             raise _StopForward
 
-    with eval_mode(model):
-        with torch.inference_mode(), model.hooks(fwd_hooks=[(s, store) for s in sites]):
-            for batch in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress):
-                state["stop"] = state["start"] + batch.shape[0]
-                with contextlib.suppress(_StopForward):
-                    model(batch.to(device))
-                state["start"] = state["stop"]
+    with eval_mode(model), torch.inference_mode(), model.hooks(fwd_hooks=[(s, store) for s in sites]):
+        for batch in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress):
+            state["stop"] = state["start"] + batch.shape[0]
+            with contextlib.suppress(_StopForward):
+                model(batch.to(device))
+            state["start"] = state["stop"]
     if state["start"] != n:
         raise RuntimeError(f"expected {n} images, the data yielded {state['start']}")
 

@@ -74,12 +74,11 @@ def reference_activations(
         raise ValueError(f"reference images must be (N, 3, H, W) with N >= 1, got {tuple(reference.shape)}")
     sites = model.check_sites(list(dict.fromkeys(sites)))
     chunks: dict[str, list[Tensor]] = {s: [] for s in sites}
-    with eval_mode(model):
-        with torch.no_grad():
-            for start in range(0, reference.shape[0], batch_size):
-                _, cache = model.run_with_cache(reference[start : start + batch_size], names_filter=sites)
-                for s in sites:
-                    chunks[s].append(cache[s].clone())
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, reference.shape[0], batch_size):
+            _, cache = model.run_with_cache(reference[start : start + batch_size], names_filter=sites)
+            for s in sites:
+                chunks[s].append(cache[s].clone())
     return {s: torch.cat(chunks[s]) for s in sites}
 
 
@@ -261,9 +260,8 @@ def ablation_sweep(
     groups = [as_units(i) for i in interventions]
     if not groups:
         raise ValueError("no interventions given")
-    with eval_mode(model):
-        with torch.no_grad():
-            clean = evaluate_metric(metric, model(images), labels)
+    with eval_mode(model), torch.no_grad():
+        clean = evaluate_metric(metric, model(images), labels)
     patched = run_interventions(
         model, images, values, groups, metric=metric, labels=labels, max_batch=max_batch,
         share_prefix=share_prefix, progress=progress, desc=f"{method} ablation",

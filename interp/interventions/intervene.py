@@ -226,29 +226,28 @@ def run_interventions(
     per_chunk = max(1, max_batch // max(batch, 1))
     results: list[Tensor | None] = [None] * len(groups)
 
-    with eval_mode(model):
-        with torch.no_grad(), tqdm(
-            total=len(groups), desc=desc, disable=not progress, leave=False
-        ) as bar:
-            for start in range(0, len(ranked), per_chunk):
-                chunk = ranked[start : start + per_chunk]
-                expand = None
-                earliest = first[chunk[0]]
-                for name in checkpoints:
-                    if order[name] <= earliest:
-                        expand = name
-                out = _run_chunk(
-                    model, inputs, replacements, [groups[i] for i in chunk], indices, expand,
-                    return_type,
-                )
-                if metric is not None:
-                    values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
-                    out = values.view(len(chunk), batch)
-                else:
-                    out = out.reshape(len(chunk), batch, *out.shape[1:])
-                for j, i in enumerate(chunk):
-                    results[i] = out[j]
-                bar.update(len(chunk))
+    with eval_mode(model), torch.no_grad(), tqdm(
+        total=len(groups), desc=desc, disable=not progress, leave=False
+    ) as bar:
+        for start in range(0, len(ranked), per_chunk):
+            chunk = ranked[start : start + per_chunk]
+            expand = None
+            earliest = first[chunk[0]]
+            for name in checkpoints:
+                if order[name] <= earliest:
+                    expand = name
+            out = _run_chunk(
+                model, inputs, replacements, [groups[i] for i in chunk], indices, expand,
+                return_type,
+            )
+            if metric is not None:
+                values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
+                out = values.view(len(chunk), batch)
+            else:
+                out = out.reshape(len(chunk), batch, *out.shape[1:])
+            for j, i in enumerate(chunk):
+                results[i] = out[j]
+            bar.update(len(chunk))
     return torch.stack(results)  # type: ignore[arg-type]
 
 

@@ -215,12 +215,11 @@ def component_sites(model: HookedImageTower) -> list[str]:
 def _metric_of(model: HookedImageTower, images: Tensor, labels: Tensor, metric: str | MetricFn,
                batch_size: int) -> Tensor:
     """Unpatched metric ``(N,)`` of ``images`` in eval mode without gradients."""
-    with eval_mode(model):
-        with torch.no_grad():
-            chunks = [
-                evaluate_metric(metric, model(images[i : i + batch_size]), labels[i : i + batch_size])
-                for i in range(0, images.shape[0], batch_size)
-            ]
+    with eval_mode(model), torch.no_grad():
+        chunks = [
+            evaluate_metric(metric, model(images[i : i + batch_size]), labels[i : i + batch_size])
+            for i in range(0, images.shape[0], batch_size)
+        ]
     return torch.cat(chunks)
 
 
