@@ -8,9 +8,8 @@ must hold exactly (self-patching, full patching). Models are tiny and in float64
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 
 import numpy as np
 import pandas as pd
