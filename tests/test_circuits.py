@@ -338,6 +338,29 @@ def test_comparison_tables_and_quickdraw_exclusion():
     assert g.loc["with_test_domain", "n_pairs"] == 2
 
 
+def test_pair_group_summary_keeps_runs_seeds_and_test_domains_apart():
+    a = _circuit([("s0", 0), ("s1", 0)], [(("s0", 0), ("s1", 0))])
+    b = _circuit([("s0", 1), ("s1", 1)], [(("s0", 1), ("s1", 1))])
+    one = {("axe", "real"): a, ("axe", "sketch"): a, ("axe", "quickdraw"): b}
+    two = {("axe", "real"): a, ("axe", "sketch"): b, ("axe", "quickdraw"): b}
+    tables = [compare_domains(one, meta={"run": "r1", "setup": "cg", "test_domain": "sketch", "seed": 0}),
+              compare_domains(two, meta={"run": "r2", "setup": "cg", "test_domain": "quickdraw", "seed": 1})]
+    summary = aggregate(pd.concat(tables, ignore_index=True), heldout=["axe"])
+    groups = pair_group_summary(summary)
+    for column in ("run", "setup", "test_domain", "seed", "class_subset", "site", "layer",
+                   "layer_index", "metric", "pair_group", "value", "spread", "n_pairs"):
+        assert column in groups.columns
+    edge = groups[(groups.metric == "edge_jaccard") & (groups.class_subset == "all")]
+    g = edge.set_index(["run", "pair_group"])
+    assert g.loc[("r1", "excluding_quickdraw"), "value"] == 1.0  # r1: real-sketch share all
+    assert g.loc[("r2", "excluding_quickdraw"), "value"] == 0.0  # r2: they share nothing
+    assert g.loc[("r1", "all_pairs"), "n_pairs"] == 3 and g.loc[("r2", "all_pairs"), "n_pairs"] == 3
+    # each run's own test domain: r1 pairs with sketch (1, 0), r2 pairs with quickdraw (0, 1)
+    assert g.loc[("r1", "with_test_domain"), "value"] == 0.5
+    assert g.loc[("r2", "with_test_domain"), "value"] == 0.5
+    assert set(g.loc["r1"]["seed"]) == {0} and set(g.loc["r2"]["test_domain"]) == {"quickdraw"}
+
+
 # ----------------------------------------------------------------------------- the command
 @pytest.fixture(scope="module")
 def circuit_run(tmp_path_factory):
