@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import networkx as nx
 import pandas as pd
@@ -417,16 +418,64 @@ def test_circuits_command_writes_tables_figures_and_resumes(circuit_run, tmp_pat
     assert set(pd.read_csv(out / "comparison.csv").wl_h) == {0}
 
 
+def test_circuits_cache_is_keyed_by_pixels_and_faithfulness_csv_has_a_header(circuit_run, tmp_path, monkeypatch):
+    """An image edited in place (same size and mtime) invalidates its cached circuits; without
+    --faithfulness, faithfulness.csv is a header-only table."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from domainlens.cli import main
+    from domainlens.experiments import circuits as experiment
+
+    run, root = circuit_run
+    data = tmp_path / "root"
+    shutil.copytree(root, data)
+    images = sorted((data / "clipart" / "cat").glob("*.png"))
+    for path in images:  # uncompressed: an edit of the pixels keeps the file size
+        Image.open(path).convert("RGB").save(path, compress_level=0)
+    out = tmp_path / "out"
+    argv = ["circuits", str(run), "--data", str(data), "--classes", "cat", "--domains", "clipart", "sketch",
+            "--n-images", "2", "--out", str(out), "--quiet"]
+    with torch_threads(1):
+        assert main(argv) == 0
+    faith = (out / "faithfulness.csv").read_text().splitlines()
+    assert len(faith) == 1 and faith[0].startswith("circuit,draw,metric,value,run,setup")
+    assert pd.read_csv(out / "faithfulness.csv").empty
+    computed = []
+    original = experiment.node_effects
+    monkeypatch.setattr(experiment, "node_effects",
+                        lambda *a, **k: computed.append(1) or original(*a, **k))
+    with torch_threads(1):
+        assert main(argv) == 0
+    assert computed == []  # unchanged images: from the cache
+    for path in images:
+        stat = path.stat()
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        Image.fromarray(255 - pixels).save(path, compress_level=0)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert path.stat().st_size == stat.st_size
+    with torch_threads(1):
+        assert main(argv) == 0
+    assert computed == [1]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--classes", "axe", "zebra"], "unknown class(es) ['zebra']; classes of the data root"),
     (["--domains", "photo"], "unknown domain(s) ['photo']; domains with test splits here"),
     (["--n-images", "3"], "fewer test images than the 3 requested"),
     (["--threshold", "0"], "threshold must be in (0, 1], got 0.0"),
     (["--fraction", "1.5"], "fraction must be in (0, 1], got 1.5"),
+    (["--draw-class", "cat"], "draw_class 'cat' is not among the computed classes ['axe']"),
 ])
-def test_circuits_command_bad_input(circuit_run, tmp_path, capsys, extra, message):
+def test_circuits_command_bad_input(circuit_run, tmp_path, capsys, monkeypatch, extra, message):
     from domainlens.cli import main
 
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the input was checked")
+
+    monkeypatch.setattr("domainlens.experiments.circuits.node_effects", refuse)
     run, root = circuit_run
     argv = ["circuits", str(run), "--data", str(root), "--classes", "axe", "--n-images", "2",
             "--out", str(tmp_path), "--quiet"]
