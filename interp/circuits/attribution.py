@@ -122,11 +122,6 @@ def to_units(x: Tensor, layout: str) -> Tensor:
     return x.reshape(*x.shape[: 2 + extra], -1).sum(-1)
 
 
-def unit_count(layout: str, example_shape: Sequence[int]) -> int:
-    """Number of units of a site from its per-example shape."""
-    return int(example_shape[UNIT_AXIS[layout] - 1])
-
-
 def unit_selector(layout: str, ndim: int, units: Tensor) -> Tensor:
     """Reshape a ``(K, U)`` tensor to broadcast against ``(K, B, ...)`` site tensors of ``ndim``
     axes (without ``K``): the ``U`` axis lands on the layout's unit axis."""
@@ -179,10 +174,6 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
 # --------------------------------------------------------------------------- forward helpers
 def _device(model: HookedImageTower) -> torch.device:
     return next(model.parameters()).device
-
-
-def _dtype(model: HookedImageTower) -> torch.dtype:
-    return next(model.parameters()).dtype
 
 
 @torch.no_grad()
@@ -586,10 +577,4 @@ def site_baseline_effects(
 def effect_sums(effects: NodeEffects) -> dict[str, float]:
     """``{site: sum of its units' effects}``."""
     return {s: float(v.sum()) for s, v in effects.effects.items()}
-
-
-def summarize_cost(cost: Mapping[str, int]) -> str:
-    """One line: passes and image-forwards."""
-    return (f"{cost.get('fwd_bwd', 0)} fwd+bwd, {cost.get('fwd', 0)} fwd, "
-            f"{cost.get('images', 0)} image-forwards")
 
