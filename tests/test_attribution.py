@@ -315,11 +315,11 @@ def test_deterministic():
 def test_bad_input_is_named():
     model = tiny_tower("vit")
     images, labels = tiny_images(2)
-    with pytest.raises(ValueError, match="unknown node method 'sfc'.*'atp'"):
+    with pytest.raises(ValueError, match="node method must be one of .*'atp'.*got 'sfc'"):
         node_effects(model, images, labels, method="sfc")
-    with pytest.raises(ValueError, match="unknown baseline 'one'.*'zero', 'mean'"):
+    with pytest.raises(ValueError, match=r"baseline .*must be one of \['zero', 'mean'\], got 'one'"):
         node_effects(model, images, labels, baseline="one")
-    with pytest.raises(ValueError, match="unknown Riemann rule 'right'"):
+    with pytest.raises(ValueError, match="Riemann rule must be one of .*got 'right'"):
         node_effects(model, images, labels, method="ig", rule="right")
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         node_effects(model, images, labels, method="ig", steps=0)

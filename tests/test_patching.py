@@ -480,20 +480,20 @@ def test_bad_input_errors_and_no_leaked_hooks(vit, batch):
                                      [PatchUnit("hook_image_embed", position=0)], progress=False),
          ValueError, r"has no positions"),
         (lambda: activation_patching(vit, clean, corrupted, labels, direction="sideways", progress=False),
-         ValueError, r"unknown direction 'sideways'.*denoising.*noising"),
+         ValueError, r"direction must be one of .*denoising.*noising.*got 'sideways'"),
         (lambda: activation_patching(vit, clean, corrupted, labels, metric="acc", progress=False),
          ValueError, r"metric.*must be one of.*logit_diff.*got 'acc'"),
         (lambda: activation_patching(vit, clean, corrupted, labels, sites=["hook_image_embed"],
                                      granularity="position", progress=False),
          ValueError, r"has no position axis"),
         (lambda: activation_patching(vit, clean, corrupted, labels, granularity="pixel", progress=False),
-         ValueError, r"unknown granularity 'pixel'"),
+         ValueError, r"granularity must be one of .*got 'pixel'"),
         (lambda: run_interventions(vit, corrupted[:2], cache, [PatchUnit("blocks.0.hook_resid_post")],
                                    progress=False),
          ValueError, r"'blocks\.0\.hook_resid_post' has shape \(4, 17, 32\), expected \(2, 17, 32\)"),
         (lambda: cross_domain_patching(vit, clean, labels, corrupted, labels, pairing="nearest",
                                        progress=False),
-         ValueError, r"unknown pairing 'nearest'.*paired.*class_mean"),
+         ValueError, r"pairing must be one of .*paired.*class_mean.*got 'nearest'"),
     ]
     for call, error, pattern in calls:
         with pytest.raises(error, match=pattern):

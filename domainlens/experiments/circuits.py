@@ -53,6 +53,7 @@ from interp.circuits.circuit import (
 from interp.circuits.compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
 from interp.circuits.edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
 from training.util.files import torch_save, write_csv
+from training.util.validate import check_choice
 
 CACHE_FORMAT = 2  # 2: keyed by the digest of the input pixels
 
@@ -95,14 +96,10 @@ class CircuitSettings:
     def validate(self) -> CircuitSettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
         check_options(self.method, self.baseline, self.steps, self.rule)
-        if self.baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {list(BASELINES)}")
-        if self.edge_method not in EDGE_METHODS:
-            raise ValueError(f"unknown edge method {self.edge_method!r}; expected one of {list(EDGE_METHODS)}")
-        if self.edge_rank not in EDGE_RANKS:
-            raise ValueError(f"unknown edge rank {self.edge_rank!r}; expected one of {list(EDGE_RANKS)}")
-        if self.neighbours not in NEIGHBOURS:
-            raise ValueError(f"unknown neighbours {self.neighbours!r}; expected one of {list(NEIGHBOURS)}")
+        check_choice("baseline", self.baseline, BASELINES)
+        check_choice("edge method", self.edge_method, EDGE_METHODS)
+        check_choice("edge rank", self.edge_rank, EDGE_RANKS)
+        check_choice("neighbours", self.neighbours, NEIGHBOURS)
         if self.threshold is not None:
             check_fraction(self.threshold, "threshold")
         elif self.fraction is not None:

@@ -44,9 +44,6 @@ parameters' ``.grad``, and it allows batched vector-Jacobian products for edges.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +54,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.hooked.activations import tensor_digest  # noqa: F401  (re-exported for cache keys)
 from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.metrics import MetricFn, get_metric, metric_name
+from training.util.files import digest, torch_save
+from training.util.validate import check_choice
 
 NODE_METHODS: tuple[str, ...] = ("atp", "ig", "ig_loop")
 BASELINES: tuple[str, ...] = ("zero", "mean")
@@ -133,15 +133,12 @@ def unit_selector(layout: str, ndim: int, units: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- validation
 def check_options(method: str, baseline: Baseline, steps: int, rule: str) -> None:
     """Raise ``ValueError`` naming a bad method, baseline, number of steps or rule."""
-    if method not in NODE_METHODS:
-        raise ValueError(f"unknown node method {method!r}; expected one of {list(NODE_METHODS)}")
-    if isinstance(baseline, str) and baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; expected one of {list(BASELINES)} "
-                         "or a {site: tensor} mapping")
+    check_choice("node method", method, NODE_METHODS)
+    if isinstance(baseline, str):
+        check_choice("baseline (or a {site: tensor} mapping)", baseline, BASELINES)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if rule not in RULES:
-        raise ValueError(f"unknown Riemann rule {rule!r}; expected one of {list(RULES)}")
+    check_choice("Riemann rule", rule, RULES)
 
 
 def alphas(steps: int, rule: str) -> list[float]:
@@ -265,7 +262,7 @@ class NodeEffects:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename)."""
-        return atomic_torch_save(self.to_payload(), path)
+        return torch_save(self.to_payload(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> NodeEffects:
@@ -274,32 +271,9 @@ class NodeEffects:
         return cls(**payload)
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file in the target folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def tensor_digest(*tensors: Tensor) -> str:
-    """Hex digest of tensors' dtypes, shapes and bytes (for cache keys)."""
-    digest = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def cache_key(**parts: Any) -> str:
-    """Short hex key of JSON-serialisable parts (sorted)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    """Short hex key of JSON-serialisable parts (:func:`training.util.files.digest`)."""
+    return digest(parts, length=24)
 
 
 # --------------------------------------------------------------------------- methods

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from interp.circuits.circuit import Circuit
+from training.util.validate import check_choice
 
 NEIGHBOURS: tuple[str, ...] = ("undirected", "in", "out", "both")
 CLASS_SUBSETS: tuple[str, ...] = ("heldout", "seen", "all")
@@ -89,8 +90,7 @@ def wl_features(g: Circuit | nx.Graph, h: int, neighbours: str = "undirected") -
     """
     if isinstance(h, bool) or not isinstance(h, int) or h < 0:
         raise ValueError(f"h (WL iterations) must be an integer >= 0, got {h!r}")
-    if neighbours not in NEIGHBOURS:
-        raise ValueError(f"unknown neighbours {neighbours!r}; expected one of {list(NEIGHBOURS)}")
+    check_choice("neighbours", neighbours, NEIGHBOURS)
     graph = _graph(g)
     directed = graph.is_directed()
     labels = {v: _compress(("init", _initial_label(graph, v))) for v in graph.nodes}

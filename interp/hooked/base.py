@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from training.util.validate import check_choice
+
 #: How each site's activation is laid out (B = batch):
 #:
 #: * ``tokens``      (B, T, D), ViT token stream; token 0 is the class token
@@ -50,8 +52,7 @@ ReturnType = Literal["embed", "logits"]
 
 def hook_point(layout: str) -> HookPoint:
     """A TransformerLens ``HookPoint`` tagged with the layout of the activation it sees."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+    check_choice("layout", layout, LAYOUTS)
     point = HookPoint()
     point.layout = layout
     return point

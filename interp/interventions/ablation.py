@@ -48,6 +48,8 @@ from interp.interventions.units import (
     site_shapes,
 )
 from interp.metrics import MetricFn, bootstrap_ci, evaluate_metric, metric_name
+from training.util.seeding import torch_generator
+from training.util.validate import check_choice
 
 #: Ablation methods (see the module docstring).
 ABLATION_METHODS: tuple[str, ...] = ("zero", "mean", "resample")
@@ -55,8 +57,7 @@ ABLATION_METHODS: tuple[str, ...] = ("zero", "mean", "resample")
 
 def check_method(method: str) -> str:
     """Return ``method`` or raise ``ValueError`` listing :data:`ABLATION_METHODS`."""
-    if method not in ABLATION_METHODS:
-        raise ValueError(f"unknown ablation method {method!r}; expected one of {list(ABLATION_METHODS)}")
+    check_choice("ablation method", method, ABLATION_METHODS)
     return method
 
 
@@ -126,7 +127,7 @@ def ablation_values(
     if batch is None or batch < 1:
         raise ValueError(f"resample ablation needs batch >= 1 (the ablated run's batch size), got {batch}")
     n = int(next(iter(acts.values())).shape[0])
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch_generator(int(seed))
     rows = torch.randint(0, n, (int(batch),), generator=generator)
     return {s: a[rows.to(a.device)] for s, a in acts.items()}
 

@@ -62,6 +62,8 @@ from interp.metrics import (
     metric_name,
     normalized_recovery,
 )
+from training.util.seeding import seeded_rng
+from training.util.validate import check_choice
 
 #: Patching directions (see the module docstring).
 DIRECTIONS: tuple[str, ...] = ("denoising", "noising")
@@ -71,9 +73,7 @@ PAIRINGS: tuple[str, ...] = ("paired", "class_mean")
 
 
 def _check_choice(value: str, allowed: Sequence[str], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {list(allowed)}")
-    return value
+    return check_choice(what, value, allowed)
 
 
 @dataclass
@@ -396,7 +396,7 @@ def pair_by_class(
     b = np.asarray(torch.as_tensor(labels_b).cpu())
     rows_a, rows_b = [], []
     for label in sorted(set(a.tolist()) & set(b.tolist())):
-        rng = np.random.default_rng([int(seed), int(label)])
+        rng = seeded_rng(int(seed), int(label))
         ia = rng.permutation(np.flatnonzero(a == label))
         ib = rng.permutation(np.flatnonzero(b == label))
         n = min(len(ia), len(ib))

@@ -21,6 +21,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from training.util.validate import check_choice
+
 _REQUIRED = ("layer", "site_order", "granularity", "statistic", "value", "direction")
 _AXIS_COLUMN = {"position": "position", "head": "head", "channel_group": "channel_start"}
 
@@ -125,8 +127,7 @@ def plot_layer_heatmap(
     """Layer x ``granularity`` heatmap of ``statistic`` (``position``, ``head`` or
     ``channel_group``); one panel per (domain pair, pairing, direction). Missing cells (e.g.
     ResNet stages with fewer positions) are blank; the colour scale is symmetric around 0."""
-    if granularity not in _AXIS_COLUMN:
-        raise ValueError(f"unknown heatmap granularity {granularity!r}; expected one of {list(_AXIS_COLUMN)}")
+    check_choice("heatmap granularity", granularity, _AXIS_COLUMN)
     rows = _select(table, granularity, statistic)
     column = _AXIS_COLUMN[granularity]
     panels = list(rows.groupby(["pair", "pairing", "direction"], sort=True).groups)
