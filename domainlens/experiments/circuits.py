@@ -205,6 +205,7 @@ def run_circuits(
         plot_node_sharing,
         plot_similarity_heatmaps,
     )
+    from interp.plots.cka import save_figure
     from training.domainnet import available_domains, load_index
     from training.evaluate import eval_spec
     from training.models import read_model_config, tokenizer_for
@@ -325,14 +326,14 @@ def run_circuits(
     if len(domains) >= 2:
         fig = plot_node_sharing(summary, highlight=spec.test_domain)
         figures.append(out / "node_sharing.png")
-        fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
         fig = plot_similarity_heatmaps(summary, domains=domains)
         figures.append(out / "circuit_similarity.png")
-        fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
     cls = draw
     fig = plot_circuits_for_class({d: files[(cls, d)] for d in domains}, cls)
     figures.append(out / f"circuits_{_safe(cls)}.png")
-    fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
     return CircuitResults(out, nodes_table, edges_table, faith_table, comparison, summary, groups,
                           files, figures)
 

@@ -50,8 +50,9 @@ def _select(table: pd.DataFrame, granularity: str, statistic: str) -> pd.DataFra
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        from interp.plots.cka import save_figure
+
+        save_figure(fig, path, dpi=130, bbox_inches="tight")
     return fig
 
 
