@@ -137,8 +137,7 @@ class HookedImageTower(HookedRootModule):
         """
         if return_type is None:
             return_type = "logits" if self.head is not None else "embed"
-        if return_type not in ("embed", "logits"):
-            raise ValueError(f"unknown return_type {return_type!r}; expected 'embed' or 'logits'")
+        check_choice("return_type", return_type, ("embed", "logits"))
         embed = self.embed_image(images)
         if return_type == "embed":
             return embed

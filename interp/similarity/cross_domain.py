@@ -284,8 +284,7 @@ def cross_domain_cka(
     check_choice("mode", mode, MODES)
     check_choice("kernel", kernel, KERNELS)
     check_choice("method", method, METHODS)
-    if missing not in ("error", "intersect"):
-        raise ValueError(f"missing must be 'error' or 'intersect', got {missing!r}")
+    check_choice("missing", missing, ("error", "intersect"))
     every = _unpack(activations, labels)
     names = list(every) if domains is None else list(domains)
     unknown = [d for d in names if d not in every]
