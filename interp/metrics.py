@@ -16,7 +16,8 @@ metric under an intervention with two reference runs; :func:`normalized_recovery
 ratio of mean differences (the aggregate that stays defined when single gaps are tiny), and
 :func:`faithfulness` is the same ratio under its circuit name
 ``(F(C) - F(empty)) / (F(M) - F(empty))``. :func:`bootstrap_ci` resamples examples with a
-seeded generator, so every interval is reproducible.
+seeded generator, so every interval is reproducible; resamples whose statistic is not finite
+are counted, never dropped (NaN bounds above :data:`MAX_NONFINITE` of them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
+
+from training.util.seeding import seeded_rng
+from training.util.validate import check_choice, check_number
 
 #: A metric: logits ``(N, C)``, true labels ``(N,)`` int -> one value per row ``(N,)``.
 MetricFn = Callable[[Tensor, Tensor], Tensor]
@@ -89,8 +93,7 @@ def get_metric(metric: str | MetricFn) -> MetricFn:
         "logit_diff": logit_diff,
         "prob": true_class_prob,
     }
-    if metric not in functions:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRIC_NAMES)} or a callable")
+    check_choice("metric (or a callable)", metric, METRIC_NAMES)
     return functions[metric]
 
 
@@ -167,12 +170,28 @@ def faithfulness(
 # ------------------------------------------------------------------------- bootstrap
 
 
-class Interval(NamedTuple):
-    """A point estimate with a bootstrap confidence interval."""
+#: Largest fraction of non-finite bootstrap resamples for which :func:`bootstrap_ci` still
+#: reports bounds (see there).
+MAX_NONFINITE: float = 0.01
 
+
+class _Interval(NamedTuple):
     estimate: float
     low: float
     high: float
+
+
+class Interval(_Interval):
+    """A point estimate with a bootstrap confidence interval: ``(estimate, low, high)``, plus
+    ``nonfinite``, the fraction of resamples whose statistic was NaN or infinite (not part of
+    the tuple, so ``est, low, high = interval`` keeps working)."""
+
+    nonfinite: float
+
+    def __new__(cls, estimate: float, low: float, high: float, nonfinite: float = 0.0) -> Interval:
+        self = super().__new__(cls, estimate, low, high)
+        self.nonfinite = float(nonfinite)
+        return self
 
 
 def _ratio_of_mean_diffs(p: np.ndarray, c: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -190,13 +209,20 @@ def bootstrap_ci(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    max_nonfinite: float = MAX_NONFINITE,
 ) -> Interval:
     """Percentile bootstrap over examples, resampling the rows of all ``arrays`` jointly.
 
     ``arrays``: each ``(N,)``. ``statistic``: maps arrays of shape ``(R, N)`` (``R`` resamples)
     to ``(R,)``; default the NaN-ignoring mean of the single array. Returns the statistic on
     the original data and the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of its
-    resampled values (NaN resamples ignored). Deterministic for ``seed``.
+    resampled values. Deterministic for ``seed``.
+
+    Non-finite resamples (e.g. a ratio whose resampled denominator is 0, near a zero gap) are
+    not dropped, which would narrow the interval exactly where it is least certain: their
+    fraction is ``Interval.nonfinite``; above ``max_nonfinite`` both bounds are NaN; at or
+    below, they count as lying beyond both ends (``-inf`` for the low quantile, ``+inf`` for
+    the high one), so they can only widen the interval.
     """
     if not arrays:
         raise ValueError("bootstrap_ci needs at least one array of per-example values")
@@ -212,6 +238,7 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    check_number("max_nonfinite", max_nonfinite, low=0, high=1)
     if statistic is None:
         if len(data) != 1:
             raise ValueError("give a statistic when bootstrapping several arrays jointly")
@@ -219,14 +246,18 @@ def bootstrap_ci(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN resamples -> NaN
         estimate = float(np.asarray(statistic(*(d[None, :] for d in data))).reshape(-1)[0])
-        rng = np.random.default_rng(seed)
+        rng = seeded_rng(seed)  # = np.random.default_rng(seed)
         rows = rng.integers(0, n, size=(n_boot, n))
         stats = np.asarray(statistic(*(d[rows] for d in data)), dtype=np.float64).reshape(-1)
-        stats = stats[np.isfinite(stats)]
-        if stats.size == 0:
-            return Interval(estimate, float("nan"), float("nan"))
-        low, high = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(estimate, float(low), float(high))
+        finite = np.isfinite(stats)
+        nonfinite = 1.0 - float(finite.mean())
+        if nonfinite > max_nonfinite or not finite.any():
+            return Interval(estimate, float("nan"), float("nan"), nonfinite)
+        low = np.quantile(np.where(finite, stats, -np.inf), (1 - level) / 2)
+        high = np.quantile(np.where(finite, stats, np.inf), (1 + level) / 2)
+    # a quantile that lands on (or interpolates with) a non-finite resample is no bound
+    low, high = (float(b) if np.isfinite(b) else float("nan") for b in (low, high))
+    return Interval(estimate, low, high, nonfinite)
 
 
 def bootstrap_recovery(
@@ -236,9 +267,11 @@ def bootstrap_recovery(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    max_nonfinite: float = MAX_NONFINITE,
 ) -> Interval:
-    """:func:`recovery_of_means` with a bootstrap interval (examples resampled jointly)."""
+    """:func:`recovery_of_means` with a bootstrap interval (examples resampled jointly); a
+    resample whose mean gap is 0 is non-finite (see :func:`bootstrap_ci`)."""
     return bootstrap_ci(
         patched, corrupted, clean, statistic=_ratio_of_mean_diffs, n_boot=n_boot, level=level,
-        seed=seed,
+        seed=seed, max_nonfinite=max_nonfinite,
     )

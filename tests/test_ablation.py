@@ -190,7 +190,7 @@ def test_bad_input_and_no_leaked_hooks(vit, data):
     values = ablation_values(vit, "zero", [site])
     calls = [
         (lambda: ablation_values(vit, "noise", [site]), ValueError,
-         r"unknown ablation method 'noise'.*zero.*mean.*resample"),
+         r"ablation method must be one of .*zero.*mean.*resample.*got 'noise'"),
         (lambda: ablation_values(vit, "mean", [site]), ValueError, r"'mean' needs reference"),
         (lambda: ablation_values(vit, "resample", [site], reference=reference), ValueError,
          r"resample ablation needs batch >= 1"),

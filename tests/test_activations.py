@@ -15,6 +15,7 @@ from fakedata import make_fake_domainnet
 
 from interp.hooked import hook_image_tower
 from interp.hooked.activations import (
+    POOLINGS,
     collect_activations,
     collect_domain_activations,
     pool_activation,
@@ -62,11 +63,15 @@ def test_pool_activation_against_manual_computation():
     manual = torch.stack([torch.stack([fmap[b, c].sum() / 9 for c in range(4)]) for b in range(2)])
     torch.testing.assert_close(pool_activation(fmap, "spatial", "mean"), manual)
     vec = torch.randn(2, 6)
-    assert pool_activation(vec, "vector", "cls") is not None
+    for pooling in POOLINGS:  # per-image layouts have no positions: flattened as they are
+        torch.testing.assert_close(pool_activation(vec, "vector", pooling), vec)
+        per_head = torch.randn(2, 3, 4)
+        torch.testing.assert_close(pool_activation(per_head, "head_vector", pooling), per_head.reshape(2, 12))
+        torch.testing.assert_close(pool_activation(per_head, "head_weights", pooling), per_head.reshape(2, 12))
     torch.testing.assert_close(pool_activation(vec, "vector", "cls"), vec)
     with pytest.raises(ValueError, match="convolutional"):
         pool_activation(fmap, "spatial", "cls")
-    with pytest.raises(ValueError, match="unknown pooling"):
+    with pytest.raises(ValueError, match="pooling must be one of"):
         pool_activation(x, "tokens", "max")
 
 

@@ -105,9 +105,62 @@ def test_attribution_patching_misses_nonlinearity_that_ig_captures():
     test above can fail), while IG's site sums match the site ablation."""
     model = tiny_tower("rn", dtype=torch.float64)
     images, labels = tiny_images(4, dtype=torch.float64)
-    atp = effect_sums(node_effects(model, images, labels, method="atp", progress=False))
+    atp_effects = node_effects(model, images, labels, method="atp", progress=False)
+    atp = effect_sums(atp_effects)
     exact = site_baseline_effects(model, images, labels)
     assert max(abs(atp[s] - exact[s]) for s in exact) > 1e-3
+    # AtP is the first-order term: per unit, the derivative of the metric along that unit's
+    # delta (a_clean - 0), by central finite differences (so zeroed AtP effects fail here).
+    site = default_sites(model)[1]
+    clean = clean_activations(model, images, [site])[site]
+    for unit in range(3):
+        delta = torch.zeros_like(clean)
+        delta[:, unit] = clean[:, unit]
+        eps = 1e-4
+        slope = (site_metric(model, images, labels, site, clean + eps * delta)
+                 - site_metric(model, images, labels, site, clean - eps * delta)) / (2 * eps)
+        assert float(atp_effects.effects[site][unit]) == pytest.approx(slope, rel=1e-5, abs=1e-9)
+    # ... while IG's site sums match the site ablation (completeness), which AtP's do not.
+    ig = effect_sums(node_effects(model, images, labels, method="ig", steps=24, rule="midpoint",
+                                  progress=False))
+    scale = max(abs(v) for v in exact.values())
+    assert max(abs(ig[s] - exact[s]) for s in exact) < 2e-3 * scale
+    assert max(abs(ig[s] - exact[s]) for s in exact) < max(abs(atp[s] - exact[s]) for s in exact) / 10
+
+
+def site_metric(model, images, labels, site, value) -> float:
+    """Mean true-class logit with ``site``'s activation replaced by ``value`` ``(B, ...)``."""
+
+    def replace(x, hook):
+        return value.to(x)
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(site, replace)]):
+        return float(model(images).gather(1, labels[:, None])[:, 0].mean())
+
+
+@pytest.mark.parametrize("rule", ["left", "midpoint"])
+def test_integrated_gradients_equal_a_finite_difference_riemann_sum(rule):
+    """Per-unit IG by hand: the path a(alpha) = a_clean + alpha (0 - a_clean) of the whole site,
+    at each of the Riemann points the derivative of the metric along the unit's delta by
+    central finite differences, averaged over the points."""
+    model = tiny_tower("rn", dtype=torch.float64)
+    images, labels = tiny_images(3, dtype=torch.float64)
+    site = default_sites(model)[2]
+    steps = 4
+    ig = node_effects(model, images, labels, [site], method="ig", steps=steps, rule=rule,
+                      progress=False)
+    clean = clean_activations(model, images, [site])[site]
+    eps = 1e-4
+    shift = 0.0 if rule == "left" else 0.5
+    for unit in (0, 5, 11):
+        delta = torch.zeros_like(clean)
+        delta[:, unit] = clean[:, unit]
+        total = 0.0
+        for k in range(steps):
+            point = clean * (1 - (k + shift) / steps)
+            total += (site_metric(model, images, labels, site, point + eps * delta)
+                      - site_metric(model, images, labels, site, point - eps * delta)) / (2 * eps)
+        assert float(ig.effects[site][unit]) == pytest.approx(total / steps, rel=1e-5, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- IG
@@ -262,11 +315,11 @@ def test_deterministic():
 def test_bad_input_is_named():
     model = tiny_tower("vit")
     images, labels = tiny_images(2)
-    with pytest.raises(ValueError, match="unknown node method 'sfc'.*'atp'"):
+    with pytest.raises(ValueError, match="node method must be one of .*'atp'.*got 'sfc'"):
         node_effects(model, images, labels, method="sfc")
-    with pytest.raises(ValueError, match="unknown baseline 'one'.*'zero', 'mean'"):
+    with pytest.raises(ValueError, match=r"baseline .*must be one of \['zero', 'mean'\], got 'one'"):
         node_effects(model, images, labels, baseline="one")
-    with pytest.raises(ValueError, match="unknown Riemann rule 'right'"):
+    with pytest.raises(ValueError, match="Riemann rule must be one of .*got 'right'"):
         node_effects(model, images, labels, method="ig", rule="right")
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         node_effects(model, images, labels, method="ig", steps=0)
@@ -279,3 +332,46 @@ def test_bad_input_is_named():
     model.set_head(None)
     with pytest.raises(ValueError, match="zero-shot head"):
         node_effects(model, images, labels)
+
+
+# ----------------------------------------------------------------------------- train mode
+def _bn_state(model) -> list[torch.Tensor]:
+    return [b.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
+
+
+def test_a_tower_left_in_train_mode_is_analysed_in_eval_mode():
+    """OpenCLIP towers start in train mode: node effects, edges, faithfulness, activations and
+    patching must use eval mode anyway (same numbers), leave BatchNorm's running statistics
+    untouched and give the caller's mode back."""
+    from interp.circuits.circuit import faithfulness_table
+    from interp.circuits.edges import edge_weights
+    from interp.hooked.activations import collect_activations
+    from interp.interventions.patching import activation_patching
+
+    model = tiny_tower("rn", dtype=torch.float64)
+    images, labels = tiny_images(3, dtype=torch.float64)
+    sites = default_sites(model)[:3]
+    kept = {s: [0, 1] for s in sites}
+
+    def analyses():
+        atp = node_effects(model, images, labels, sites, progress=False).effects
+        ig = node_effects(model, images, labels, sites, method="ig", steps=2, progress=False).effects
+        edges = edge_weights(model, images, labels, kept, sites, progress=False).weights
+        faith = faithfulness_table(model, images, labels, kept, reference=images, n_random=0)
+        acts = collect_activations(model, images, sites[:1], progress=False)
+        patch = activation_patching(model, images, images.flip(0), labels, sites=sites[:1],
+                                    progress=False).values
+        return ([*atp.values(), *ig.values(), *edges.values(), *acts.values(), patch],
+                faith["value"].tolist())
+
+    expected, expected_faith = analyses()
+    before = _bn_state(model)
+    model.train()
+    got, got_faith = analyses()
+    assert model.training and all(m.training for m in model.modules())
+    for a, b in zip(_bn_state(model), before, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-9, atol=1e-12)
+    assert got_faith == pytest.approx(expected_faith, rel=1e-9, nan_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import networkx as nx
 import pandas as pd
@@ -198,7 +199,7 @@ def test_signed_and_absolute_edge_ranking_differ():
     assert select_edges(edges, 1, "signed") == [("s0", 0, "s1", 5, 0.3)]
     assert select_edges(edges, 1, "abs") == [("s0", 1, "s1", 5, -0.9)]
     assert len(select_edges(edges, None, "abs")) == 3
-    with pytest.raises(ValueError, match="unknown edge rank 'weight'"):
+    with pytest.raises(ValueError, match="edge rank must be one of .*got 'weight'"):
         select_edges(edges, 1, "weight")
     with pytest.raises(ValueError, match="top_k must be an integer >= 1"):
         select_edges(edges, 0)
@@ -222,7 +223,7 @@ def test_circuit_roundtrip(tmp_path, suffix):
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="does not go forward"):
         Circuit.from_parts(["s0", "s1"], edges.kept, None, [("s1", 5, "s0", 0, 1.0)])
-    with pytest.raises(ValueError, match="unknown circuit file type '.txt'"):
+    with pytest.raises(ValueError, match="circuit file type must be one of .*got '.txt'"):
         circuit.save(tmp_path / "c.txt")
 
 
@@ -283,7 +284,7 @@ def test_wl_kernel_hand_worked():
     assert wl_kernel(g, g, h=2, **undirected) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="h \\(WL iterations\\) must be an integer >= 0"):
         wl_kernel(g, h, h=-1)
-    with pytest.raises(ValueError, match="unknown neighbours 'up'"):
+    with pytest.raises(ValueError, match="neighbours must be one of .*got 'up'"):
         wl_kernel(g, h, neighbours="up")
     # direction matters only with directed neighbourhoods: reverse G's edge
     g_rev = _labelled([("x2", "x1")], {"x1": "A", "x2": "B"})
@@ -339,6 +340,29 @@ def test_comparison_tables_and_quickdraw_exclusion():
     assert g.loc["with_quickdraw", "value"] == 0.0 and g.loc["with_quickdraw", "n_pairs"] == 2
     assert g.loc["all_pairs", "value"] == pytest.approx(1 / 3)
     assert g.loc["with_test_domain", "n_pairs"] == 2
+
+
+def test_pair_group_summary_keeps_runs_seeds_and_test_domains_apart():
+    a = _circuit([("s0", 0), ("s1", 0)], [(("s0", 0), ("s1", 0))])
+    b = _circuit([("s0", 1), ("s1", 1)], [(("s0", 1), ("s1", 1))])
+    one = {("axe", "real"): a, ("axe", "sketch"): a, ("axe", "quickdraw"): b}
+    two = {("axe", "real"): a, ("axe", "sketch"): b, ("axe", "quickdraw"): b}
+    tables = [compare_domains(one, meta={"run": "r1", "setup": "cg", "test_domain": "sketch", "seed": 0}),
+              compare_domains(two, meta={"run": "r2", "setup": "cg", "test_domain": "quickdraw", "seed": 1})]
+    summary = aggregate(pd.concat(tables, ignore_index=True), heldout=["axe"])
+    groups = pair_group_summary(summary)
+    for column in ("run", "setup", "test_domain", "seed", "class_subset", "site", "layer",
+                   "layer_index", "metric", "pair_group", "value", "spread", "n_pairs"):
+        assert column in groups.columns
+    edge = groups[(groups.metric == "edge_jaccard") & (groups.class_subset == "all")]
+    g = edge.set_index(["run", "pair_group"])
+    assert g.loc[("r1", "excluding_quickdraw"), "value"] == 1.0  # r1: real-sketch share all
+    assert g.loc[("r2", "excluding_quickdraw"), "value"] == 0.0  # r2: they share nothing
+    assert g.loc[("r1", "all_pairs"), "n_pairs"] == 3 and g.loc[("r2", "all_pairs"), "n_pairs"] == 3
+    # each run's own test domain: r1 pairs with sketch (1, 0), r2 pairs with quickdraw (0, 1)
+    assert g.loc[("r1", "with_test_domain"), "value"] == 0.5
+    assert g.loc[("r2", "with_test_domain"), "value"] == 0.5
+    assert set(g.loc["r1"]["seed"]) == {0} and set(g.loc["r2"]["test_domain"]) == {"quickdraw"}
 
 
 # ----------------------------------------------------------------------------- the command
@@ -397,16 +421,64 @@ def test_circuits_command_writes_tables_figures_and_resumes(circuit_run, tmp_pat
     assert set(pd.read_csv(out / "comparison.csv").wl_h) == {0}
 
 
+def test_circuits_cache_is_keyed_by_pixels_and_faithfulness_csv_has_a_header(circuit_run, tmp_path, monkeypatch):
+    """An image edited in place (same size and mtime) invalidates its cached circuits; without
+    --faithfulness, faithfulness.csv is a header-only table."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from domainlens.cli import main
+    from domainlens.experiments import circuits as experiment
+
+    run, root = circuit_run
+    data = tmp_path / "root"
+    shutil.copytree(root, data)
+    images = sorted((data / "clipart" / "cat").glob("*.png"))
+    for path in images:  # uncompressed: an edit of the pixels keeps the file size
+        Image.open(path).convert("RGB").save(path, compress_level=0)
+    out = tmp_path / "out"
+    argv = ["circuits", str(run), "--data", str(data), "--classes", "cat", "--domains", "clipart", "sketch",
+            "--n-images", "2", "--out", str(out), "--quiet"]
+    with torch_threads(1):
+        assert main(argv) == 0
+    faith = (out / "faithfulness.csv").read_text().splitlines()
+    assert len(faith) == 1 and faith[0].startswith("circuit,draw,metric,value,run,setup")
+    assert pd.read_csv(out / "faithfulness.csv").empty
+    computed = []
+    original = experiment.node_effects
+    monkeypatch.setattr(experiment, "node_effects",
+                        lambda *a, **k: computed.append(1) or original(*a, **k))
+    with torch_threads(1):
+        assert main(argv) == 0
+    assert computed == []  # unchanged images: from the cache
+    for path in images:
+        stat = path.stat()
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        Image.fromarray(255 - pixels).save(path, compress_level=0)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert path.stat().st_size == stat.st_size
+    with torch_threads(1):
+        assert main(argv) == 0
+    assert computed == [1]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--classes", "axe", "zebra"], "unknown class(es) ['zebra']; classes of the data root"),
     (["--domains", "photo"], "unknown domain(s) ['photo']; domains with test splits here"),
     (["--n-images", "3"], "fewer test images than the 3 requested"),
     (["--threshold", "0"], "threshold must be in (0, 1], got 0.0"),
     (["--fraction", "1.5"], "fraction must be in (0, 1], got 1.5"),
+    (["--draw-class", "cat"], "draw_class 'cat' is not among the computed classes ['axe']"),
 ])
-def test_circuits_command_bad_input(circuit_run, tmp_path, capsys, extra, message):
+def test_circuits_command_bad_input(circuit_run, tmp_path, capsys, monkeypatch, extra, message):
     from domainlens.cli import main
 
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the input was checked")
+
+    monkeypatch.setattr("domainlens.experiments.circuits.node_effects", refuse)
     run, root = circuit_run
     argv = ["circuits", str(run), "--data", str(root), "--classes", "axe", "--n-images", "2",
             "--out", str(tmp_path), "--quiet"]

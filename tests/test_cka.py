@@ -182,7 +182,7 @@ def test_bad_input_raises_clear_errors():
     assert np.isfinite(cka(x[:3], y[:3], unbiased=False))
     with pytest.raises(ValueError, match="same number of rows"):
         cka(x, y[:8])
-    with pytest.raises(ValueError, match="unknown kernel"):
+    with pytest.raises(ValueError, match="kernel must be one of"):
         cka(x, y, kernel="poly")
     with pytest.raises(ValueError, match="linear kernel only"):
         cka(x, y, kernel="rbf", method="features")
@@ -362,6 +362,8 @@ def test_figures_are_drawn_from_the_table(tmp_path):
     by_layer = save_figure(plot_cka_by_layer(table), tmp_path / "layers.png")
     heat = save_figure(plot_cka_heatmaps(table), tmp_path / "heat.png")
     assert by_layer.stat().st_size > 1000 and heat.stat().st_size > 1000
+    assert by_layer.read_bytes()[:4] == b"\x89PNG" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "heat.png", "layers.png"]  # written atomically: no temp file left
     mixed = pd.concat([table, table.assign(kernel="rbf")])
     with pytest.raises(ValueError, match="filter it"):
         plot_cka_heatmaps(mixed)

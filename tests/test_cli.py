@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 from fakedata import make_fake_domainnet
 
@@ -28,10 +30,29 @@ def test_top_level_help(capsys):
     ["data", "synth", "--help"], ["data", "check", "--help"], ["data", "info", "--help"],
 ])
 def test_every_command_has_help(argv, capsys):
+    """The help of a command is its own: usage names the full command, the command's
+    description is printed, and so is every option it accepts."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
-    assert "usage: domainlens" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    path = argv[:-1]
+    assert out.startswith(f"usage: domainlens {' '.join(path)} ")
+    parser = parser_for(path)
+    assert parser.description and " ".join(parser.description.split()[:4]) in " ".join(out.split())
+    for action in parser._actions:  # noqa: SLF001
+        for flag in action.option_strings:
+            assert flag in out, (path, flag)
+
+
+def parser_for(path: list[str]) -> argparse.ArgumentParser:
+    """The sub-parser of ``domainlens <path...>``."""
+    parser = build_parser()
+    for name in path:
+        (subparsers,) = [a for a in parser._actions  # noqa: SLF001
+                         if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+        parser = subparsers.choices[name]
+    return parser
 
 
 def test_all_registered_commands_have_help(capsys):

@@ -9,6 +9,7 @@ must hold exactly (self-patching, full patching). Models are tiny and in float64
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -112,6 +113,37 @@ def test_recovery_and_bootstrap_against_numpy():
     assert bootstrap_ci(values, n_boot=500, seed=8) != (est, low, high)
     rec = bootstrap_recovery(patched + rng.normal(0, 0.1, 30), corrupt, clean, n_boot=200, seed=0)
     assert rec.low <= rec.estimate <= rec.high
+    assert rec.nonfinite == 0.0
+
+
+def test_bootstrap_keeps_non_finite_resamples():
+    """Near a zero gap a resample's ratio of means is undefined: with many such resamples the
+    bounds are NaN (not an interval over the lucky rest), and a few widen the interval."""
+    patched, corrupted, clean = np.array([0.5, 0.5]), np.zeros(2), np.array([1.0, -1.0])
+    rec = bootstrap_recovery(patched, corrupted, clean, n_boot=400, seed=0)
+    assert 0.3 < rec.nonfinite < 0.7  # resamples (1, 1) and (-1, -1) have a zero mean gap
+    assert math.isnan(rec.low) and math.isnan(rec.high)
+
+    values = np.random.default_rng(1).normal(size=50)
+    seen = []
+
+    def mean(x):
+        seen.append(x.mean(-1))
+        return x.mean(-1)
+
+    est, low, high = bootstrap_ci(values, statistic=mean, n_boot=1000, seed=2)
+    cut = np.quantile(seen[-1], 0.995)  # the top 0.5% of the resamples become undefined
+
+    def undefined_above_cut(x):
+        m = x.mean(-1)
+        return np.where(m > cut, np.nan, m)
+
+    few = bootstrap_ci(values, statistic=undefined_above_cut, n_boot=1000, seed=2)
+    assert few.nonfinite == pytest.approx(0.005)
+    # ranked beyond both ends, not dropped: the high bound is unchanged, the low one wider
+    assert few.high == pytest.approx(high) and few.low < low < est
+    assert math.isnan(bootstrap_ci(values, statistic=undefined_above_cut, n_boot=1000, seed=2,
+                                   max_nonfinite=0.001).high)
 
 
 # --------------------------------------------------------------------------- identities
@@ -342,6 +374,34 @@ def test_cross_domain_class_mean_against_hand_computation(rn):
     assert torch.allclose(class_means({site: src}, ys, labels)[site], means)
 
 
+def test_class_mean_recovery_is_normalised_by_the_whole_site_class_mean_patch(rn):
+    """Recovery of a class-mean patch = (patched - receiver) / (reference - receiver), with the
+    reference the receiver's metric with the whole site at the class mean (hand-computed), so
+    patching the whole site recovers exactly 1 (the donor's mean metric is unreachable)."""
+    xs, ys, xt, yt = _domain_data()
+    site = "layer2.0.hook_conv3"
+    units = [(PatchUnit(site),), (PatchUnit(site, channels=tuple(range(8))),)]
+    (den,) = cross_domain_patching(rn, xs, ys, xt, yt, units, pairing="class_mean",
+                                   directions=["denoising"], progress=False)
+    keep = torch.tensor([c in (0, 1) for c in yt.tolist()])
+    labels, receiver_images = yt[keep], xt[keep]
+    src = _cache(rn, xs, [site])[site]
+    means = torch.stack([src[ys == c].mean(0) for c in labels.tolist()])
+    receiver = _metric(rn, receiver_images, labels)
+    whole = _hand_patch(rn, receiver_images, {site: means}, labels, site, (slice(None),))
+    part = _hand_patch(rn, receiver_images, {site: means}, labels, site, (slice(None), slice(0, 8)))
+    table = den.to_frame(n_boot=20)
+    rec = table[table.statistic == "recovery"]["value"].to_numpy()
+    assert rec[0] == pytest.approx(1.0, abs=1e-12)
+    hand = float((part - receiver).mean() / (whole - receiver).mean())
+    assert rec[1] == pytest.approx(hand, rel=1e-9)
+    assert np.allclose(den.recovery()[0], 1.0)
+    assert torch.allclose(den.reference, torch.stack([whole, whole]), atol=1e-10)
+    # the donor's own (per-image mean) metric is kept for the tables, but is not reached
+    donor = den.donor.double()
+    assert abs(float((whole - receiver).mean() / (donor - receiver).mean()) - 1.0) > 1e-3
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -420,20 +480,20 @@ def test_bad_input_errors_and_no_leaked_hooks(vit, batch):
                                      [PatchUnit("hook_image_embed", position=0)], progress=False),
          ValueError, r"has no positions"),
         (lambda: activation_patching(vit, clean, corrupted, labels, direction="sideways", progress=False),
-         ValueError, r"unknown direction 'sideways'.*denoising.*noising"),
+         ValueError, r"direction must be one of .*denoising.*noising.*got 'sideways'"),
         (lambda: activation_patching(vit, clean, corrupted, labels, metric="acc", progress=False),
-         ValueError, r"unknown metric 'acc'.*logit_diff"),
+         ValueError, r"metric.*must be one of.*logit_diff.*got 'acc'"),
         (lambda: activation_patching(vit, clean, corrupted, labels, sites=["hook_image_embed"],
                                      granularity="position", progress=False),
          ValueError, r"has no position axis"),
         (lambda: activation_patching(vit, clean, corrupted, labels, granularity="pixel", progress=False),
-         ValueError, r"unknown granularity 'pixel'"),
+         ValueError, r"granularity must be one of .*got 'pixel'"),
         (lambda: run_interventions(vit, corrupted[:2], cache, [PatchUnit("blocks.0.hook_resid_post")],
                                    progress=False),
          ValueError, r"'blocks\.0\.hook_resid_post' has shape \(4, 17, 32\), expected \(2, 17, 32\)"),
         (lambda: cross_domain_patching(vit, clean, labels, corrupted, labels, pairing="nearest",
                                        progress=False),
-         ValueError, r"unknown pairing 'nearest'.*paired.*class_mean"),
+         ValueError, r"pairing must be one of .*paired.*class_mean.*got 'nearest'"),
     ]
     for call, error, pattern in calls:
         with pytest.raises(error, match=pattern):

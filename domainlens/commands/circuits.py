@@ -15,9 +15,10 @@ between kept units of connected sites (gradient x activation or IG); the top-k i
 edges per node by signed weight or |weight|. Optionally the faithfulness of each circuit
 under mean ablation, against seeded random circuits of the same size per site.
 
-Results are cached per (class, domain) under <out>/cache (hash of weights, images and
+Results are cached per (class, domain) under <out>/cache (hash of weights, image pixels and
 settings), so an interrupted run resumes. Writes to <out> (default <run>/circuits):
-circuits/<class>/<domain>.json, circuit_nodes.csv, circuit_edges.csv, faithfulness.csv,
+circuits/<class>/<domain>.json, circuit_nodes.csv, circuit_edges.csv, faithfulness.csv
+(header only without --faithfulness),
 comparison.csv (per class and domain pair: node Jaccard per site, edge Jaccard, WL kernel),
 comparison_summary.csv (held-out / seen / all classes: mean, std, n), comparison_groups.csv
 (domain-pair groups; 'excluding_quickdraw' has no quickdraw pair), node_sharing.png,

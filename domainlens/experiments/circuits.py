@@ -6,14 +6,16 @@ for every requested class and domain takes ``n_images`` seeded test images and c
 effects (:mod:`interp.circuits.attribution`), edge weights between kept nodes (:mod:`interp.circuits.edges`),
 the circuit (:mod:`interp.circuits.circuit`) and optionally its faithfulness. Each (class, domain)
 result is cached under ``<out>/cache/`` in a file named by a hash of the model weights, the
-image files, the labels and the settings that affect it (written atomically), so an
+input images (a digest of the decoded, normalised pixels, so an image edited in place
+invalidates its entries), the labels and the settings that affect it (written atomically), so an
 interrupted run resumes where it stopped and a rerun with, e.g., another ``top_k`` or WL
 ``h`` recomputes nothing heavy. Outputs (``<out>`` = ``<run>/circuits`` by default):
 
 * ``circuits/<class>/<domain>.json``: the circuits (:class:`interp.circuits.circuit.Circuit`);
 * ``circuit_nodes.csv``, ``circuit_edges.csv``: kept nodes (``node_effect``) and edges
   (``edge_weight``) of every circuit, long form;
-* ``faithfulness.csv``: faithfulness / completeness of every circuit and its random controls;
+* ``faithfulness.csv``: faithfulness / completeness of every circuit and its random controls
+  (always written; with faithfulness off it holds only the header);
 * ``comparison.csv``: per class and domain pair, node Jaccard per site, edge Jaccard, WL
   kernel; ``comparison_summary.csv``: over held-out / seen / all classes (mean, std, n);
   ``comparison_groups.csv``: averaged over domain-pair groups;
@@ -22,7 +24,6 @@ interrupted run resumes where it stopped and a rerun with, e.g., another ``top_k
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +36,6 @@ from tqdm.auto import tqdm
 from interp.circuits.attribution import (
     BASELINES,
     NodeEffects,
-    atomic_torch_save,
     cache_key,
     check_node_sites,
     check_options,
@@ -52,8 +52,14 @@ from interp.circuits.circuit import (
 )
 from interp.circuits.compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
 from interp.circuits.edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
+from training.util.files import torch_save, write_csv
+from training.util.validate import check_choice
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed by the digest of the input pixels
+
+#: The first columns of ``faithfulness.csv`` (:func:`interp.circuits.circuit.faithfulness_table`'s);
+#: the run's (``run``, ``setup``, ...), ``class_name`` and ``domain`` follow.
+FAITH_COLUMNS: tuple[str, ...] = ("circuit", "draw", "metric", "value")
 
 
 @dataclass(frozen=True)
@@ -99,14 +105,10 @@ class CircuitSettings:
     def validate(self) -> CircuitSettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
         check_options(self.method, self.baseline, self.steps, self.rule)
-        if self.baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {list(BASELINES)}")
-        if self.edge_method not in EDGE_METHODS:
-            raise ValueError(f"unknown edge method {self.edge_method!r}; expected one of {list(EDGE_METHODS)}")
-        if self.edge_rank not in EDGE_RANKS:
-            raise ValueError(f"unknown edge rank {self.edge_rank!r}; expected one of {list(EDGE_RANKS)}")
-        if self.neighbours not in NEIGHBOURS:
-            raise ValueError(f"unknown neighbours {self.neighbours!r}; expected one of {list(NEIGHBOURS)}")
+        check_choice("baseline", self.baseline, BASELINES)
+        check_choice("edge method", self.edge_method, EDGE_METHODS)
+        check_choice("edge rank", self.edge_rank, EDGE_RANKS)
+        check_choice("neighbours", self.neighbours, NEIGHBOURS)
         if self.threshold is not None:
             check_fraction(self.threshold, "threshold")
         elif self.fraction is not None:
@@ -145,13 +147,6 @@ class CircuitResults:
     groups: pd.DataFrame
     circuit_files: dict[tuple[str, str], Path]
     figures: list[Path]
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
 
 
 def _load_images(paths: Sequence[str], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -212,7 +207,6 @@ def run_circuits(
     """
     from interp.hooked.activations import model_digest, select_per_class
     from interp.hooked.head import ZeroShotHead
-    from interp.hooked.images import ImageFileDataset
     from interp.hooked.runs import load_hooked_run
     from interp.interventions.units import site_label
     from interp.plots.circuits import (
@@ -220,6 +214,7 @@ def run_circuits(
         plot_node_sharing,
         plot_similarity_heatmaps,
     )
+    from interp.plots.cka import save_figure
     from training.domainnet import available_domains, load_index
     from training.evaluate import eval_spec
     from training.models import read_model_config, tokenizer_for
@@ -230,6 +225,9 @@ def run_circuits(
     spec = eval_spec(run_dir, data_root)
     classes, domains = check_classes_domains(classes, domains, spec.classes,
                                              available_domains(spec.data_root))
+    draw = draw_class if draw_class is not None else classes[0]
+    if draw not in classes:  # checked before any work, not after every circuit
+        raise ValueError(f"draw_class {draw!r} is not among the computed classes {classes}")
     out = Path(out) if out is not None else run_dir / "circuits"
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +245,7 @@ def run_circuits(
     else:
         cfg = read_model_config(run_dir)
         embeddings = class_text_embeddings(run.source, tokenizer_for(cfg), class_texts(spec.classes))
-        atomic_torch_save(embeddings, text_file)
+        torch_save(embeddings, text_file)
     model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes))
     label_of = {c: i for i, c in enumerate(spec.classes)}
 
@@ -288,19 +286,21 @@ def run_circuits(
     pairs = [(c, d) for c in classes for d in domains]
     for c, d in tqdm(pairs, desc="circuits", disable=not progress):
         rows = chosen[(c, d)]
-        identity = ImageFileDataset(rows["path"].tolist(), size, run.mean, run.std).identity()
-        key = cache_key(format=CACHE_FORMAT, model=digest, images=identity, label=label_of[c],
+        # the pixels the model sees (decoding a few small images is cheap next to the
+        # attribution), so an image edited in place, whatever its mtime, is recomputed
+        images = _load_images(rows["path"].tolist(), size, run.mean, run.std)
+        key = cache_key(format=CACHE_FORMAT, model=digest, images=tensor_digest(images), label=label_of[c],
                         classes=list(spec.classes), sites=sites, settings=settings.heavy_key(),
                         reference=settings.n_reference_per_class)
         target = cache_dir / f"{_safe(c)}__{_safe(d)}-{key}.pt"
         if target.is_file():
             payload = torch.load(target, map_location="cpu", weights_only=True)
         else:
-            payload = _compute_one(model, rows, label_of[c], size, run, sites, parents, settings,
+            payload = _compute_one(model, images, label_of[c], sites, parents, settings,
                                    reference_for(d) if (settings.baseline == "mean"
                                                         or settings.faithfulness) else None,
                                    device)
-            atomic_torch_save(payload, target)
+            torch_save(payload, target)
         effects = NodeEffects(**payload["nodes"])
         edges = EdgeWeights.from_payload(payload["edges"])
         circuit = build_circuit(effects, edges, top_k=settings.top_k, rank=settings.edge_rank,
@@ -318,7 +318,8 @@ def run_circuits(
 
     nodes_table = pd.concat(node_rows, ignore_index=True)
     edges_table = pd.concat(edge_rows, ignore_index=True)
-    faith_table = pd.concat(faith_rows, ignore_index=True) if faith_rows else pd.DataFrame()
+    faith_table = (pd.concat(faith_rows, ignore_index=True) if faith_rows
+                   else pd.DataFrame(columns=[*FAITH_COLUMNS, *meta, "class_name", "domain"]))
     comparison = compare_domains(circuits, h=settings.wl_h, neighbours=settings.neighbours,
                                  labels=labels_by_site, meta=meta)
     comparison["class_subset"] = comparison["class_name"].map(
@@ -328,30 +329,29 @@ def run_circuits(
     for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),
                         (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
                         (summary, "comparison_summary.csv"), (groups, "comparison_groups.csv")):
-        _write_csv(frame, out / name)
+        write_csv(out / name, frame)
 
     figures = []
     if len(domains) >= 2:
         fig = plot_node_sharing(summary, highlight=spec.test_domain)
         figures.append(out / "node_sharing.png")
-        fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
         fig = plot_similarity_heatmaps(summary, domains=domains)
         figures.append(out / "circuit_similarity.png")
-        fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
-    cls = draw_class if draw_class is not None else classes[0]
-    if cls not in classes:
-        raise ValueError(f"draw_class {cls!r} is not among the computed classes {classes}")
+        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
+    cls = draw
     fig = plot_circuits_for_class({d: files[(cls, d)] for d in domains}, cls)
     figures.append(out / f"circuits_{_safe(cls)}.png")
-    fig.savefig(figures[-1], dpi=120, bbox_inches="tight")
+    save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
     return CircuitResults(out, nodes_table, edges_table, faith_table, comparison, summary, groups,
                           files, figures)
 
 
-def _compute_one(model, rows, label, size, run, sites, parents, settings: CircuitSettings,
+def _compute_one(model, images, label, sites, parents, settings: CircuitSettings,
                  reference, device) -> dict[str, Any]:
-    """Node effects, edge weights and faithfulness of one (class, domain)."""
-    images = _load_images(rows["path"].tolist(), size, run.mean, run.std).to(device)
+    """Node effects, edge weights and faithfulness of one (class, domain); ``images``
+    ``(N, 3, S, S)``, the class's inputs."""
+    images = images.to(device)
     labels = torch.full((images.shape[0],), label, dtype=torch.long)
     common = dict(metric=settings.metric, baseline=settings.baseline, reference=reference,
                   batch_size=settings.batch_size, progress=False)
@@ -367,6 +367,6 @@ def _compute_one(model, rows, label, size, run, sites, parents, settings: Circui
                                    seed=settings.seed, batch_size=settings.batch_size)
         faith = faith.to_dict(orient="list")
     return {"format": CACHE_FORMAT, "nodes": effects.to_payload(), "edges": edges.to_payload(),
-            "faithfulness": faith, "images": tensor_digest(images)}
+            "faithfulness": faith}
 
 

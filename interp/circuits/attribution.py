@@ -44,9 +44,6 @@ parameters' ``.grad``, and it allows batched vector-Jacobian products for edges.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +54,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.activations import tensor_digest  # noqa: F401  (re-exported for cache keys)
+from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.metrics import MetricFn, get_metric, metric_name
+from training.util.files import digest, torch_save
+from training.util.validate import check_choice
 
 NODE_METHODS: tuple[str, ...] = ("atp", "ig", "ig_loop")
 BASELINES: tuple[str, ...] = ("zero", "mean")
@@ -122,11 +122,6 @@ def to_units(x: Tensor, layout: str) -> Tensor:
     return x.reshape(*x.shape[: 2 + extra], -1).sum(-1)
 
 
-def unit_count(layout: str, example_shape: Sequence[int]) -> int:
-    """Number of units of a site from its per-example shape."""
-    return int(example_shape[UNIT_AXIS[layout] - 1])
-
-
 def unit_selector(layout: str, ndim: int, units: Tensor) -> Tensor:
     """Reshape a ``(K, U)`` tensor to broadcast against ``(K, B, ...)`` site tensors of ``ndim``
     axes (without ``K``): the ``U`` axis lands on the layout's unit axis."""
@@ -138,15 +133,12 @@ def unit_selector(layout: str, ndim: int, units: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- validation
 def check_options(method: str, baseline: Baseline, steps: int, rule: str) -> None:
     """Raise ``ValueError`` naming a bad method, baseline, number of steps or rule."""
-    if method not in NODE_METHODS:
-        raise ValueError(f"unknown node method {method!r}; expected one of {list(NODE_METHODS)}")
-    if isinstance(baseline, str) and baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; expected one of {list(BASELINES)} "
-                         "or a {site: tensor} mapping")
+    check_choice("node method", method, NODE_METHODS)
+    if isinstance(baseline, str):
+        check_choice("baseline (or a {site: tensor} mapping)", baseline, BASELINES)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if rule not in RULES:
-        raise ValueError(f"unknown Riemann rule {rule!r}; expected one of {list(RULES)}")
+    check_choice("Riemann rule", rule, RULES)
 
 
 def alphas(steps: int, rule: str) -> list[float]:
@@ -181,11 +173,8 @@ def _device(model: HookedImageTower) -> torch.device:
     return next(model.parameters()).device
 
 
-def _dtype(model: HookedImageTower) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
 @torch.no_grad()
+@in_eval_mode
 def clean_activations(model: HookedImageTower, images: Tensor, sites: Sequence[str]) -> dict[str, Tensor]:
     """Clean activations ``{site: (B, ...)}`` of one batch (one forward, no gradients)."""
     out: dict[str, Tensor] = {}
@@ -273,7 +262,7 @@ class NodeEffects:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename)."""
-        return atomic_torch_save(self.to_payload(), path)
+        return torch_save(self.to_payload(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> NodeEffects:
@@ -282,32 +271,9 @@ class NodeEffects:
         return cls(**payload)
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file in the target folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def tensor_digest(*tensors: Tensor) -> str:
-    """Hex digest of tensors' dtypes, shapes and bytes (for cache keys)."""
-    digest = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def cache_key(**parts: Any) -> str:
-    """Short hex key of JSON-serialisable parts (sorted)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    """Short hex key of JSON-serialisable parts (:func:`training.util.files.digest`)."""
+    return digest(parts, length=24)
 
 
 # --------------------------------------------------------------------------- methods
@@ -457,6 +423,7 @@ def _ig_loop(model, images, labels, sites, base, metric, layouts, sums, cost, st
 
 
 @torch.no_grad()
+@in_eval_mode
 def clean_metric(
     model: HookedImageTower, images: Tensor, labels: Tensor, metric: str | MetricFn = "logit",
     batch_size: int = 64,
@@ -470,6 +437,7 @@ def clean_metric(
     return torch.cat(out)
 
 
+@in_eval_mode
 def node_effects(
     model: HookedImageTower,
     images: Tensor,
@@ -493,8 +461,8 @@ def node_effects(
     ``"ig_loop"``; ``steps``/``rule``: IG's Riemann sum (ignored by ``"atp"``). ``baseline``:
     ``"zero"``, ``"mean"`` (over ``reference``, default the images) or ``{site: tensor}``.
     ``batch_size``: images per pass; ``sites_per_pass`` (``"ig"`` only): sites stacked in one
-    pass (default: all). The model's train/eval mode is kept; use eval mode (batch
-    independence is assumed). Returns :class:`NodeEffects` with ``(U,)`` effects per site.
+    pass (default: all). Runs in eval mode (:func:`interp.hooked.base.eval_mode`; the model's
+    mode is restored). Returns :class:`NodeEffects` with ``(U,)`` effects per site.
     """
     check_options(method, baseline, steps, rule)
     labels = check_inputs(model, images, labels)
@@ -544,6 +512,7 @@ def node_effects(
 
 # --------------------------------------------------------------------------- completeness check
 @torch.no_grad()
+@in_eval_mode
 def site_baseline_effects(
     model: HookedImageTower,
     images: Tensor,
@@ -582,10 +551,4 @@ def site_baseline_effects(
 def effect_sums(effects: NodeEffects) -> dict[str, float]:
     """``{site: sum of its units' effects}``."""
     return {s: float(v.sum()) for s, v in effects.effects.items()}
-
-
-def summarize_cost(cost: Mapping[str, int]) -> str:
-    """One line: passes and image-forwards."""
-    return (f"{cost.get('fwd_bwd', 0)} fwd+bwd, {cost.get('fwd', 0)} fwd, "
-            f"{cost.get('images', 0)} image-forwards")
 

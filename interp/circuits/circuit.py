@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,12 @@ from torch import Tensor
 
 from interp.circuits.attribution import NodeEffects
 from interp.circuits.edges import EdgeWeights
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.interventions.units import PatchUnit
 from interp.metrics import MetricFn, evaluate_metric, faithfulness
+from training.util.files import atomic_path, write_text
+from training.util.seeding import seeded_rng
+from training.util.validate import check_choice
 
 EDGE_RANKS: tuple[str, ...] = ("abs", "signed")
 FORMATS: tuple[str, ...] = (".json", ".graphml")
@@ -106,8 +108,7 @@ def select_edges(
     ``rank``: ``"abs"`` (largest ``|weight|``) or ``"signed"`` (largest weight); ``top_k=None``
     keeps all. Ties are broken by (upstream site order, unit index) for determinism.
     """
-    if rank not in EDGE_RANKS:
-        raise ValueError(f"unknown edge rank {rank!r}; expected one of {list(EDGE_RANKS)}")
+    check_choice("edge rank", rank, EDGE_RANKS)
     if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
     incoming: dict[tuple[str, int], list[tuple[float, int, str, int, float]]] = {}
@@ -224,26 +225,21 @@ class Circuit:
     def save(self, path: str | Path) -> Path:
         """Write as JSON (node-link) or GraphML, chosen by the suffix; atomic."""
         path = Path(path)
-        if path.suffix not in FORMATS:
-            raise ValueError(f"unknown circuit file type {path.suffix!r}; expected one of {list(FORMATS)}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        check_choice("circuit file type", path.suffix, FORMATS)
         if path.suffix == ".json":
             data = nx.node_link_data(self.graph, edges="edges")
-            tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
-        else:
-            graph = self.graph.copy()
-            graph.graph = {k: json.dumps(v, default=_jsonable) for k, v in self.graph.graph.items()}
+            return write_text(path, json.dumps(data, indent=1, default=_jsonable))
+        graph = self.graph.copy()
+        graph.graph = {k: json.dumps(v, default=_jsonable) for k, v in self.graph.graph.items()}
+        with atomic_path(path) as tmp:
             nx.write_graphml(graph, tmp)
-        tmp.replace(path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Circuit:
         """Read what :meth:`save` wrote."""
         path = Path(path)
-        if path.suffix not in FORMATS:
-            raise ValueError(f"unknown circuit file type {path.suffix!r}; expected one of {list(FORMATS)}")
+        check_choice("circuit file type", path.suffix, FORMATS)
         if path.suffix == ".json":
             graph = nx.node_link_graph(json.loads(path.read_text()), directed=True, edges="edges")
         else:
@@ -342,7 +338,7 @@ def random_circuits(
 ) -> list[dict[str, list[int]]]:
     """``n`` random unit sets with ``len(kept[site])`` of ``sizes[site]`` units per site, from a
     generator seeded with ``seed`` (the same seed gives the same circuits)."""
-    rng = np.random.default_rng(seed)
+    rng = seeded_rng(seed)
     out = []
     for _ in range(n):
         out.append({s: sorted(rng.choice(sizes[s], size=len(kept.get(s, [])), replace=False).tolist())
@@ -362,6 +358,7 @@ def _ablated_metric(model, images, labels, units, values, metric, batch_size) ->
     return torch.cat(out)
 
 
+@in_eval_mode
 def faithfulness_table(
     model: HookedImageTower,
     images: Tensor,

@@ -39,10 +39,13 @@ import numpy as np
 import pandas as pd
 
 from interp.circuits.circuit import Circuit
+from training.util.validate import check_choice
 
 NEIGHBOURS: tuple[str, ...] = ("undirected", "in", "out", "both")
 CLASS_SUBSETS: tuple[str, ...] = ("heldout", "seen", "all")
 PAIR_GROUPS: tuple[str, ...] = ("all_pairs", "excluding_quickdraw", "with_quickdraw", "with_test_domain")
+#: Columns that name one trained run; summaries never pool rows that differ in them.
+RUN_KEYS: tuple[str, ...] = ("run", "setup", "test_domain", "seed")
 COLUMNS: tuple[str, ...] = (
     "run", "setup", "test_domain", "seed", "class_name", "domain_a", "domain_b", "site", "layer",
     "layer_index", "metric", "value",
@@ -89,8 +92,7 @@ def wl_features(g: Circuit | nx.Graph, h: int, neighbours: str = "out") -> list[
     """
     if isinstance(h, bool) or not isinstance(h, int) or h < 0:
         raise ValueError(f"h (WL iterations) must be an integer >= 0, got {h!r}")
-    if neighbours not in NEIGHBOURS:
-        raise ValueError(f"unknown neighbours {neighbours!r}; expected one of {list(NEIGHBOURS)}")
+    check_choice("neighbours", neighbours, NEIGHBOURS)
     graph = _graph(g)
     directed = graph.is_directed()
     labels = {v: _compress(("init", _initial_label(graph, v))) for v in graph.nodes}
@@ -233,15 +235,21 @@ def pair_groups(domain_a: str, domain_b: str, test_domain: str | None) -> list[s
 def pair_group_summary(summary: pd.DataFrame, test_domain: str | None = None) -> pd.DataFrame:
     """Average the per-pair class means of :func:`aggregate` over each domain-pair group.
 
-    Returns rows per (class_subset, site, metric, pair_group) with ``value`` = mean over the
-    group's pairs of the class-mean, ``spread`` = std over those pairs, ``n_pairs``.
-    "excluding_quickdraw" only averages pairs without quickdraw.
+    Returns rows per (run, setup, test_domain, seed; those of these columns the table has,
+    so runs, seeds and test domains are never pooled) x (class_subset, site, metric,
+    pair_group) with ``value`` = mean over the group's pairs of the class-mean, ``spread`` =
+    std over those pairs, ``n_pairs``. "excluding_quickdraw" only averages pairs without
+    quickdraw. "with_test_domain" uses ``test_domain``, default each row's ``test_domain``.
     """
     means = summary[summary["statistic"] == "mean"]
     rows = []
-    keys = [c for c in ("class_subset", "site", "layer", "layer_index", "metric") if c in means.columns]
+    keys = [c for c in (*RUN_KEYS, "class_subset", "site", "layer", "layer_index", "metric")
+            if c in means.columns]
     for key, group in means.groupby(keys, dropna=False, sort=False):
-        membership = [pair_groups(a, b, test_domain)
+        common = dict(zip(keys, key, strict=True))
+        test = test_domain if test_domain is not None else common.get("test_domain")
+        test = test if isinstance(test, str) else None
+        membership = [pair_groups(a, b, test)
                       for a, b in zip(group["domain_a"], group["domain_b"], strict=True)]
         for name in PAIR_GROUPS:
             mask = np.array([name in m for m in membership], dtype=bool)
@@ -249,7 +257,7 @@ def pair_group_summary(summary: pd.DataFrame, test_domain: str | None = None) ->
             vals = vals[np.isfinite(vals)]
             if vals.size == 0:
                 continue
-            rows.append({**dict(zip(keys, key, strict=True)), "pair_group": name,
+            rows.append({**common, "pair_group": name,
                          "value": float(vals.mean()),
                          "spread": float(vals.std(ddof=1)) if vals.size > 1 else float("nan"),
                          "n_pairs": int(vals.size)})

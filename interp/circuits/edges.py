@@ -49,7 +49,6 @@ from interp.circuits.attribution import (
     UNIT_AXIS,
     Baseline,
     alphas,
-    atomic_torch_save,
     batches,
     check_inputs,
     check_node_sites,
@@ -60,8 +59,11 @@ from interp.circuits.attribution import (
     to_units,
     unit_selector,
 )
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
 from interp.metrics import MetricFn, get_metric
+from training.util.files import torch_save
+from training.util.seeding import torch_generator
+from training.util.validate import check_choice
 
 EDGE_METHODS: tuple[str, ...] = ("gxa", "ig")
 
@@ -103,6 +105,7 @@ def _cut_forward(
     return computed, leaves
 
 
+@in_eval_mode
 def site_parents(model: HookedImageTower, sites: Sequence[str] | None = None) -> dict[str, list[str]]:
     """``{site: [parent sites]}``: the chosen sites each site reads directly (forward order).
 
@@ -112,7 +115,7 @@ def site_parents(model: HookedImageTower, sites: Sequence[str] | None = None) ->
     sites = check_node_sites(model, sites)
     height, width = model.cfg.image_size
     param = next(model.parameters())
-    probe = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    probe = torch.randn(1, 3, height, width, generator=torch_generator(0))
     with torch.enable_grad():
         computed, leaves = _cut_forward(model, probe.to(param), sites, None)
         parents: dict[str, list[str]] = {}
@@ -170,7 +173,7 @@ class EdgeWeights:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (``torch.save``)."""
-        return atomic_torch_save(self.to_payload(), path)
+        return torch_save(self.to_payload(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> EdgeWeights:
@@ -193,6 +196,7 @@ def _check_kept(model: HookedImageTower, kept: Mapping[str, Sequence[int]], site
     return out
 
 
+@in_eval_mode
 def edge_weights(
     model: HookedImageTower,
     images: Tensor,
@@ -217,10 +221,10 @@ def edge_weights(
     cut sites, default :func:`interp.circuits.attribution.default_sites` (cutting defines the edge set,
     so pass the same sites as for the nodes). ``method``: ``"gxa"`` or ``"ig"`` (``steps``,
     ``rule``); ``baseline``/``reference``: as for node effects. ``parents``: a precomputed
-    :func:`site_parents`. Returns :class:`EdgeWeights` (means over images).
+    :func:`site_parents`. Runs in eval mode (the model's mode is restored). Returns
+    :class:`EdgeWeights` (means over images).
     """
-    if method not in EDGE_METHODS:
-        raise ValueError(f"unknown edge method {method!r}; expected one of {list(EDGE_METHODS)}")
+    check_choice("edge method", method, EDGE_METHODS)
     check_options("ig", baseline, steps, rule)
     if vjp_chunk < 1:
         raise ValueError(f"vjp_chunk must be >= 1, got {vjp_chunk}")

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import os
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +32,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.hooked.images import DEFAULT_MEAN, DEFAULT_STD, ImageFileDataset
+from training.util.files import digest, torch_save
+from training.util.seeding import seeded_rng
+from training.util.validate import check_choice
 
 POOLINGS: tuple[str, ...] = ("mean", "patch_mean", "cls")
 CACHE_FORMAT = 1
@@ -51,8 +51,7 @@ class _StopForward(Exception):
 
 def check_pooling(model: HookedImageTower, sites: Sequence[str], pooling: str) -> None:
     """Raise ``ValueError`` if ``pooling`` is unknown or undefined for one of ``sites``."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; expected one of {list(POOLINGS)}")
+    check_choice("pooling", pooling, POOLINGS)
     if pooling == "cls":
         bad = [s for s in sites if model.site_layout(s) in _NO_CLASS_TOKEN]
         if bad:
@@ -71,8 +70,7 @@ def pool_activation(x: Tensor, layout: str, pooling: str) -> Tensor:
     ``spatial`` ``(B, C, H, W)`` -> ``(B, C)``; ``sequence`` ``(B, L, D)`` -> ``(B, D)``;
     per-image layouts are flattened.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; expected one of {list(POOLINGS)}")
+    check_choice("pooling", pooling, POOLINGS)
     if layout in _PER_IMAGE:
         return x.flatten(1)
     if layout == "spatial":
@@ -91,24 +89,29 @@ def pool_activation(x: Tensor, layout: str, pooling: str) -> Tensor:
     return x.mean(dim=axis).flatten(1)
 
 
+def tensor_digest(*tensors: Tensor) -> str:
+    """Hex sha256 of tensors' dtypes, shapes and bytes: the one content digest of tensors (cache
+    keys of activations, circuits and models)."""
+    sha = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        sha.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
+        sha.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()
+
+
 def model_digest(model: torch.nn.Module) -> str:
     """Hex digest of a model's class and state dict (names, dtypes, shapes, bytes)."""
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    state = sorted(model.state_dict().items())
+    return digest(type(model).__qualname__, [(name, tensor_digest(t)) for name, t in state],
+                  length=64)
 
 
 def _data_identity(images: Tensor | Dataset, data_key: str | None) -> str:
     if data_key is not None:
         return f"key:{data_key}"
     if isinstance(images, Tensor):
-        t = images.detach().cpu().contiguous()
-        digest = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return f"tensor:{digest.hexdigest()}"
+        return f"tensor:{tensor_digest(images)}"
     identity = getattr(images, "identity", None)
     if callable(identity):
         return f"{type(images).__qualname__}:{identity()}"
@@ -127,7 +130,7 @@ def activation_cache_file(
     data_key: str | None = None,
 ) -> Path:
     """Where :func:`collect_activations` caches these activations."""
-    key = json.dumps(
+    key = digest(
         {
             "format": CACHE_FORMAT,
             "model": model_digest(model),
@@ -135,10 +138,9 @@ def activation_cache_file(
             "sites": sorted(sites),
             "pooling": pooling,
         },
-        sort_keys=True,
+        length=24,
     )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"activations-{digest}.pt"
+    return Path(cache_dir) / f"activations-{key}.pt"
 
 
 def _batches(
@@ -208,28 +210,17 @@ def collect_activations(
         if hook.name == last_site:
             raise _StopForward
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), model.hooks(fwd_hooks=[(s, store) for s in sites]):
-            for batch in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress):
-                state["stop"] = state["start"] + batch.shape[0]
-                with contextlib.suppress(_StopForward):
-                    model(batch.to(device))
-                state["start"] = state["stop"]
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode(), model.hooks(fwd_hooks=[(s, store) for s in sites]):
+        for batch in tqdm(batches, total=-(-n // batch_size), desc=desc, disable=not progress):
+            state["stop"] = state["start"] + batch.shape[0]
+            with contextlib.suppress(_StopForward):
+                model(batch.to(device))
+            state["start"] = state["stop"]
     if state["start"] != n:
         raise RuntimeError(f"expected {n} images, the data yielded {state['start']}")
 
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        try:
-            torch.save({"format": CACHE_FORMAT, "sites": sites, "pooling": pooling, "acts": out}, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        torch_save({"format": CACHE_FORMAT, "sites": sites, "pooling": pooling, "acts": out}, target)
     return {s: out[s] for s in sites}
 
 
@@ -250,10 +241,6 @@ class DomainActivations:
         return self.index["class_name"].to_numpy()
 
 
-def _stable_seed(*parts: Any) -> list[int]:
-    return [zlib.crc32(str(p).encode()) for p in parts]
-
-
 def select_per_class(index: pd.DataFrame, max_per_class: int | None, seed: int = 0) -> pd.DataFrame:
     """At most ``max_per_class`` rows per (domain, class), drawn reproducibly for ``seed``.
 
@@ -268,7 +255,7 @@ def select_per_class(index: pd.DataFrame, max_per_class: int | None, seed: int =
     for (domain, cls), rows in index.groupby(["domain", "class_name"], sort=False):
         positions = np.arange(len(rows))
         if len(rows) > max_per_class:
-            rng = np.random.default_rng(_stable_seed(seed, domain, cls))
+            rng = seeded_rng(int(seed), str(domain), str(cls))
             positions = np.sort(rng.choice(len(rows), size=max_per_class, replace=False))
         keep.append(rows.index.to_numpy()[positions])
     kept = np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)

@@ -17,6 +17,7 @@ exception inside the context leaves no hook behind.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import torch
 from torch import Tensor, nn
 from transformer_lens import ActivationCache, HookedRootModule
 from transformer_lens.hook_points import HookPoint
+
+from training.util.validate import check_choice
 
 #: How each site's activation is laid out (B = batch):
 #:
@@ -49,8 +52,7 @@ ReturnType = Literal["embed", "logits"]
 
 def hook_point(layout: str) -> HookPoint:
     """A TransformerLens ``HookPoint`` tagged with the layout of the activation it sees."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+    check_choice("layout", layout, LAYOUTS)
     point = HookPoint()
     point.layout = layout
     return point
@@ -135,8 +137,7 @@ class HookedImageTower(HookedRootModule):
         """
         if return_type is None:
             return_type = "logits" if self.head is not None else "embed"
-        if return_type not in ("embed", "logits"):
-            raise ValueError(f"unknown return_type {return_type!r}; expected 'embed' or 'logits'")
+        check_choice("return_type", return_type, ("embed", "logits"))
         embed = self.embed_image(images)
         if return_type == "embed":
             return embed
@@ -214,6 +215,35 @@ class HookedImageTower(HookedRootModule):
             names_filter = self.check_sites(names_filter)
         output, cache = super().run_with_cache(*model_args, names_filter=names_filter, **kwargs)
         return output, ActivationCache(cache, self)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the body, then restore its previous train/eval mode.
+
+    Every analysis runs in eval mode: an OpenCLIP tower starts in train mode, where BatchNorm
+    (ResNet) would normalise with batch statistics, so an image's result would depend on its
+    batch, and would update its running statistics, changing the model. The previous mode of
+    every submodule is restored (also when the body raises).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def in_eval_mode(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run ``fn(model, ...)`` inside :func:`eval_mode` of its first argument."""
+
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        with eval_mode(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
 
 
 def layer_scale(x: Tensor, module: nn.Module) -> Tensor:

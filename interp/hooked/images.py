@@ -8,7 +8,6 @@ the model's mean/std normalisation. :meth:`ImageFileDataset.identity` fingerprin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -62,7 +61,7 @@ class ImageFileDataset(Dataset):
     def identity(self) -> str:
         """Hex digest of the files (path, byte size, mtime) and the preprocessing."""
         from training.imagecache import cache_key
+        from training.util.files import digest
 
-        digest = hashlib.sha256(cache_key(self.paths, self.image_size).encode())
-        digest.update(f"mean={self.mean} std={self.std} n={len(self.paths)}".encode())
-        return digest.hexdigest()
+        return digest(cache_key(self.paths, self.image_size), self.mean, self.std, len(self.paths),
+                      length=64)

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.interventions.intervene import Intervention, as_units, intervene, run_interventions
 from interp.interventions.units import (
     CIRCUIT_AXIS,
@@ -48,6 +48,8 @@ from interp.interventions.units import (
     site_shapes,
 )
 from interp.metrics import MetricFn, bootstrap_ci, evaluate_metric, metric_name
+from training.util.seeding import torch_generator
+from training.util.validate import check_choice
 
 #: Ablation methods (see the module docstring).
 ABLATION_METHODS: tuple[str, ...] = ("zero", "mean", "resample")
@@ -55,8 +57,7 @@ ABLATION_METHODS: tuple[str, ...] = ("zero", "mean", "resample")
 
 def check_method(method: str) -> str:
     """Return ``method`` or raise ``ValueError`` listing :data:`ABLATION_METHODS`."""
-    if method not in ABLATION_METHODS:
-        raise ValueError(f"unknown ablation method {method!r}; expected one of {list(ABLATION_METHODS)}")
+    check_choice("ablation method", method, ABLATION_METHODS)
     return method
 
 
@@ -74,16 +75,11 @@ def reference_activations(
         raise ValueError(f"reference images must be (N, 3, H, W) with N >= 1, got {tuple(reference.shape)}")
     sites = model.check_sites(list(dict.fromkeys(sites)))
     chunks: dict[str, list[Tensor]] = {s: [] for s in sites}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, reference.shape[0], batch_size):
-                _, cache = model.run_with_cache(reference[start : start + batch_size], names_filter=sites)
-                for s in sites:
-                    chunks[s].append(cache[s].clone())
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, reference.shape[0], batch_size):
+            _, cache = model.run_with_cache(reference[start : start + batch_size], names_filter=sites)
+            for s in sites:
+                chunks[s].append(cache[s].clone())
     return {s: torch.cat(chunks[s]) for s in sites}
 
 
@@ -131,7 +127,7 @@ def ablation_values(
     if batch is None or batch < 1:
         raise ValueError(f"resample ablation needs batch >= 1 (the ablated run's batch size), got {batch}")
     n = int(next(iter(acts.values())).shape[0])
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch_generator(int(seed))
     rows = torch.randint(0, n, (int(batch),), generator=generator)
     return {s: a[rows.to(a.device)] for s, a in acts.items()}
 
@@ -265,13 +261,8 @@ def ablation_sweep(
     groups = [as_units(i) for i in interventions]
     if not groups:
         raise ValueError("no interventions given")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            clean = evaluate_metric(metric, model(images), labels)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        clean = evaluate_metric(metric, model(images), labels)
     patched = run_interventions(
         model, images, values, groups, metric=metric, labels=labels, max_batch=max_batch,
         share_prefix=share_prefix, progress=progress, desc=f"{method} ablation",

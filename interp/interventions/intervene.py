@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.hooked.resnet import HookedResNet
 from interp.hooked.vit import HookedViT
 from interp.interventions.units import PatchUnit, site_shapes, unit_index
@@ -226,33 +226,28 @@ def run_interventions(
     per_chunk = max(1, max_batch // max(batch, 1))
     results: list[Tensor | None] = [None] * len(groups)
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), tqdm(
-            total=len(groups), desc=desc, disable=not progress, leave=False
-        ) as bar:
-            for start in range(0, len(ranked), per_chunk):
-                chunk = ranked[start : start + per_chunk]
-                expand = None
-                earliest = first[chunk[0]]
-                for name in checkpoints:
-                    if order[name] <= earliest:
-                        expand = name
-                out = _run_chunk(
-                    model, inputs, replacements, [groups[i] for i in chunk], indices, expand,
-                    return_type,
-                )
-                if metric is not None:
-                    values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
-                    out = values.view(len(chunk), batch)
-                else:
-                    out = out.reshape(len(chunk), batch, *out.shape[1:])
-                for j, i in enumerate(chunk):
-                    results[i] = out[j]
-                bar.update(len(chunk))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), tqdm(
+        total=len(groups), desc=desc, disable=not progress, leave=False
+    ) as bar:
+        for start in range(0, len(ranked), per_chunk):
+            chunk = ranked[start : start + per_chunk]
+            expand = None
+            earliest = first[chunk[0]]
+            for name in checkpoints:
+                if order[name] <= earliest:
+                    expand = name
+            out = _run_chunk(
+                model, inputs, replacements, [groups[i] for i in chunk], indices, expand,
+                return_type,
+            )
+            if metric is not None:
+                values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
+                out = values.view(len(chunk), batch)
+            else:
+                out = out.reshape(len(chunk), batch, *out.shape[1:])
+            for j, i in enumerate(chunk):
+                results[i] = out[j]
+            bar.update(len(chunk))
     return torch.stack(results)  # type: ignore[arg-type]
 
 

@@ -20,6 +20,11 @@ Cross-domain patching (:func:`cross_domain_patching`) pairs images by class: eit
 ``"paired"`` (image ``i`` of class ``c`` in domain A with image ``i`` of class ``c`` in domain
 B, after a seeded shuffle) or ``"class_mean"`` (every image of class ``c`` in B receives the
 mean activation of class ``c`` in A; the donor metric is then A's mean metric over the class).
+A class mean is not an image: no patch can move the receiver to A's mean metric (the network
+is not linear), so class-mean recovery is normalised by the same class-mean quantity, the
+receiver's metric with the *whole* site(s) of the intervention set to the class mean
+(``PatchingResult.reference``): ``(patched - receiver) / (reference - receiver)``, exactly 1
+for a whole-site patch.
 Note that patching a *whole* residual-stream site with a paired image reproduces the donor
 exactly (recovery 1 at every layer); the informative site-level questions are the components
 (attention / MLP outputs, ResNet branches), class means, and positions or heads.
@@ -39,7 +44,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, eval_mode
 from interp.interventions.ablation import reference_activations
 from interp.interventions.intervene import Intervention, as_units, run_interventions
 from interp.interventions.units import (
@@ -57,6 +62,8 @@ from interp.metrics import (
     metric_name,
     normalized_recovery,
 )
+from training.util.seeding import seeded_rng
+from training.util.validate import check_choice
 
 #: Patching directions (see the module docstring).
 DIRECTIONS: tuple[str, ...] = ("denoising", "noising")
@@ -66,9 +73,7 @@ PAIRINGS: tuple[str, ...] = ("paired", "class_mean")
 
 
 def _check_choice(value: str, allowed: Sequence[str], what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {list(allowed)}")
-    return value
+    return check_choice(what, value, allowed)
 
 
 @dataclass
@@ -79,7 +84,10 @@ class PatchingResult:
     ``receiver``: ``(B,)`` unpatched metric of the receiver run; ``donor``: ``(B,)`` metric of
     the donor run (``None`` if unknown); ``interventions``: ``U`` tuples of units;
     ``labels``: ``(B,)`` true classes; ``class_names``: name per label index (optional);
-    ``meta``: constant columns for tables (run, setup, test_domain, seed, domains, ...).
+    ``meta``: constant columns for tables (run, setup, test_domain, seed, domains, ...);
+    ``reference``: ``(U, B)`` metric of the receiver run with the whole site(s) of intervention
+    ``u`` patched (class-mean pairing), the normaliser of recovery instead of ``donor`` when
+    given.
     """
 
     values: Tensor
@@ -94,17 +102,23 @@ class PatchingResult:
     site_kinds: dict[str, str] = field(default_factory=dict)
     class_names: Sequence[str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    reference: Tensor | None = None
 
     @property
     def effect(self) -> Tensor:
         """``values - receiver``: the change each patch makes, ``(U, B)``."""
         return self.values - self.receiver[None]
 
+    def _target(self) -> Tensor | None:
+        """What recovery is normalised by, ``(U, B)`` or ``(B,)``: ``reference`` if given, else
+        the donor run's metric."""
+        return self.reference if self.reference is not None else self.donor
+
     def recovery(self) -> np.ndarray:
         """Per-example normalised recovery ``(U, B)`` (NaN where the gap is ~0)."""
-        if self.donor is None:
+        if self._target() is None:
             raise ValueError("recovery needs the donor run's metric; it was not given")
-        return normalized_recovery(self.values, self.receiver, self.donor)
+        return normalized_recovery(self.values, self.receiver, self._target())
 
     def _classes(self) -> np.ndarray:
         labels = self.labels.cpu().numpy()
@@ -134,12 +148,15 @@ class PatchingResult:
 
         Statistics (``statistic`` column): ``patched`` (mean patched metric), ``effect``
         (mean ``patched - receiver``) and, with a donor, ``recovery`` (ratio of mean
-        differences); each with a seeded percentile-bootstrap interval over examples
+        differences, normalised by ``reference`` when given); each with a seeded
+        percentile-bootstrap interval over examples
         (``ci_low``, ``ci_high``) and ``n`` examples. ``class_name`` is ``"all"``, plus one
         block per class if ``per_class``. Also ``receiver_mean`` and ``donor_mean`` columns.
         """
         receiver = self.receiver.cpu().numpy().astype(np.float64)
         donor = None if self.donor is None else self.donor.cpu().numpy().astype(np.float64)
+        target = self._target()
+        target = None if target is None else target.cpu().numpy().astype(np.float64)
         classes = self._classes()
         subsets: list[tuple[str, np.ndarray]] = [("all", np.ones(len(classes), dtype=bool))]
         if per_class:
@@ -156,9 +173,10 @@ class PatchingResult:
                     est, low, high = bootstrap_ci(data[mask], n_boot=n_boot, level=level, seed=seed)
                     rows.append({**base, **extra, "statistic": statistic, "value": est,
                                  "ci_low": low, "ci_high": high})
-                if donor is not None:
+                if target is not None:
+                    goal = target[u] if target.ndim == 2 else target
                     est, low, high = bootstrap_recovery(
-                        patched[mask], receiver[mask], donor[mask], n_boot=n_boot, level=level, seed=seed
+                        patched[mask], receiver[mask], goal[mask], n_boot=n_boot, level=level, seed=seed
                     )
                     rows.append({**base, **extra, "statistic": "recovery", "value": est,
                                  "ci_low": low, "ci_high": high})
@@ -168,7 +186,7 @@ class PatchingResult:
         """Per-example table: one row per (intervention, example) with ``patched``,
         ``receiver``, ``donor`` and ``recovery`` (NaN where undefined) columns."""
         n_units, batch = self.values.shape
-        recovery = self.recovery() if self.donor is not None else np.full((n_units, batch), np.nan)
+        recovery = self.recovery() if self._target() is not None else np.full((n_units, batch), np.nan)
         classes = self._classes()
         frames = []
         for u in range(n_units):
@@ -215,16 +233,11 @@ def component_sites(model: HookedImageTower) -> list[str]:
 def _metric_of(model: HookedImageTower, images: Tensor, labels: Tensor, metric: str | MetricFn,
                batch_size: int) -> Tensor:
     """Unpatched metric ``(N,)`` of ``images`` in eval mode without gradients."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            chunks = [
-                evaluate_metric(metric, model(images[i : i + batch_size]), labels[i : i + batch_size])
-                for i in range(0, images.shape[0], batch_size)
-            ]
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        chunks = [
+            evaluate_metric(metric, model(images[i : i + batch_size]), labels[i : i + batch_size])
+            for i in range(0, images.shape[0], batch_size)
+        ]
     return torch.cat(chunks)
 
 
@@ -270,13 +283,16 @@ def patch_activations(
     max_batch: int = 256,
     share_prefix: bool = True,
     progress: bool = True,
+    whole_site_reference: bool = False,
 ) -> PatchingResult:
     """Patch given donor activations into the receiver run, one intervention at a time.
 
     ``receiver_images``: ``(B, 3, H, W)``; ``donor_acts``: ``{site: (B, *shape)}`` (row ``i``
     goes into example ``i``; ``(1, *shape)`` broadcasts), e.g. class means; ``labels``:
     ``(B,)``; ``donor_metric``: ``(B,)`` the donor's metric per row, for recovery (optional).
-    Returns a :class:`PatchingResult`.
+    ``whole_site_reference``: also patch each intervention's whole site(s) and normalise
+    recovery by that (``PatchingResult.reference``), for donor activations that are not one
+    image's (class means). Returns a :class:`PatchingResult`.
     """
     _check_choice(direction, DIRECTIONS, "direction")
     groups = [as_units(i) for i in interventions]
@@ -291,6 +307,16 @@ def patch_activations(
         model, receiver_images, donor_acts, groups, metric=metric, labels=labels,
         max_batch=max_batch, share_prefix=share_prefix, progress=progress, desc=direction,
     )
+    reference = None
+    if whole_site_reference:
+        wholes = [tuple(PatchUnit(site) for site in dict.fromkeys(u.site for u in g)) for g in groups]
+        distinct = list(dict.fromkeys(wholes))
+        whole_values = run_interventions(
+            model, receiver_images, donor_acts, distinct, metric=metric, labels=labels,
+            max_batch=max_batch, share_prefix=share_prefix, progress=False,
+        )
+        index = {w: i for i, w in enumerate(distinct)}
+        reference = whole_values[[index[w] for w in wholes]].cpu()
     site_labels, site_order = _site_info(model, groups)
     return PatchingResult(
         values=values.cpu(), receiver=receiver.cpu(),
@@ -298,6 +324,7 @@ def patch_activations(
         interventions=groups, labels=labels.cpu(), direction=direction,
         metric=metric_name(metric), site_labels=site_labels, site_order=site_order,
         site_kinds={s: site_kind(model, s) for s in site_labels}, class_names=class_names, meta=dict(meta or {}),
+        reference=reference,
     )
 
 
@@ -369,7 +396,7 @@ def pair_by_class(
     b = np.asarray(torch.as_tensor(labels_b).cpu())
     rows_a, rows_b = [], []
     for label in sorted(set(a.tolist()) & set(b.tolist())):
-        rng = np.random.default_rng([int(seed), int(label)])
+        rng = seeded_rng(int(seed), int(label))
         ia = rng.permutation(np.flatnonzero(a == label))
         ib = rng.permutation(np.flatnonzero(b == label))
         n = min(len(ia), len(ib))
@@ -438,7 +465,8 @@ def cross_domain_patching(
     ``directions``: ``"denoising"`` = A's activations into B's run (receiver B, donor A),
     ``"noising"`` = B's into A's run. Returns one :class:`PatchingResult` per direction, with
     ``source_domain``, ``target_domain`` and ``pairing`` in its ``meta``; recovery is the
-    fraction of the receiver-donor gap closed.
+    fraction of the receiver-donor gap closed (class means: of the gap to the whole-site
+    class-mean patch, see the module docstring).
     """
     _check_choice(pairing, PAIRINGS, "pairing")
     for d in directions:
@@ -492,7 +520,7 @@ def cross_domain_patching(
             model, images[receiver][keep.to(images[receiver].device)], donor_acts, receiver_labels,
             groups, donor_metric=donor_metric, metric=metric, direction=direction,
             class_names=class_names, meta=base, max_batch=max_batch, share_prefix=share_prefix,
-            progress=progress,
+            progress=progress, whole_site_reference=True,
         ))
     return results
 

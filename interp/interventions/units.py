@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.hooked.base import HookedImageTower
+from interp.hooked.base import HookedImageTower, in_eval_mode
+from training.util.validate import check_choice
 
 #: Granularities of a sweep (see :func:`sweep_units`).
 GRANULARITIES: tuple[str, ...] = ("site", "position", "head", "channel_group")
@@ -141,8 +142,7 @@ def unit_index(unit: PatchUnit, layout: str, shape: Sequence[int]) -> tuple[Any,
     ``ValueError`` for a field the layout does not have and ``IndexError`` (naming the
     allowed range) for an out-of-range position, head or channel.
     """
-    if layout not in _AXES:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {list(_AXES)}")
+    check_choice("layout", layout, _AXES)
     pos_axis, head_axis, chan_axis = _AXES[layout]
     index: list[Any] = [slice(None)] * len(shape)
     if unit.position is not None:
@@ -201,13 +201,14 @@ def n_channels(layout: str, shape: Sequence[int]) -> int:
     return 0 if chan_axis is None else int(shape[chan_axis])
 
 
+@in_eval_mode
 def site_shapes(
     model: HookedImageTower, sites: Iterable[str] | None = None
 ) -> dict[str, tuple[int, ...]]:
     """Per-example activation shape of each site (default: all), from one probe forward.
 
-    The probe is a single zero image at the model's input size, run without gradients;
-    the model's train/eval mode is left as it is.
+    The probe is a single zero image at the model's input size, run without gradients in
+    eval mode (so BatchNorm statistics are untouched; the model's mode is restored).
     """
     names = model.site_names() if sites is None else model.check_sites(list(sites))
     shapes: dict[str, tuple[int, ...]] = {}
@@ -249,8 +250,7 @@ def sweep_units(
     site), ``"head"`` (every head), ``"channel_group"`` (``n_groups`` contiguous channel
     groups). A site whose layout lacks the axis raises ``ValueError`` naming it.
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"unknown granularity {granularity!r}; expected one of {list(GRANULARITIES)}")
+    check_choice("granularity", granularity, GRANULARITIES)
     sites = model.check_sites(list(sites))
     if not sites:
         raise ValueError("no sites given")

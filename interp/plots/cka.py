@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,9 +166,12 @@ def plot_cka_heatmaps(
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write ``fig`` to ``path`` (PNG/PDF/SVG by suffix), creating folders; returns the path."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = 150, **kwargs: Any) -> Path:
+    """Write ``fig`` to ``path`` (PNG/PDF/SVG by suffix, default PNG) atomically, creating
+    folders; ``kwargs`` go to ``savefig``; returns the path."""
+    from training.util.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png", **kwargs)
     return path

@@ -21,6 +21,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from training.util.validate import check_choice
+
 _REQUIRED = ("layer", "site_order", "granularity", "statistic", "value", "direction")
 _AXIS_COLUMN = {"position": "position", "head": "head", "channel_group": "channel_start"}
 
@@ -48,8 +50,9 @@ def _select(table: pd.DataFrame, granularity: str, statistic: str) -> pd.DataFra
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        from interp.plots.cka import save_figure
+
+        save_figure(fig, path, dpi=130, bbox_inches="tight")
     return fig
 
 
@@ -125,8 +128,7 @@ def plot_layer_heatmap(
     """Layer x ``granularity`` heatmap of ``statistic`` (``position``, ``head`` or
     ``channel_group``); one panel per (domain pair, pairing, direction). Missing cells (e.g.
     ResNet stages with fewer positions) are blank; the colour scale is symmetric around 0."""
-    if granularity not in _AXIS_COLUMN:
-        raise ValueError(f"unknown heatmap granularity {granularity!r}; expected one of {list(_AXIS_COLUMN)}")
+    check_choice("heatmap granularity", granularity, _AXIS_COLUMN)
     rows = _select(table, granularity, statistic)
     column = _AXIS_COLUMN[granularity]
     panels = list(rows.groupby(["pair", "pairing", "direction"], sort=True).groups)

@@ -38,6 +38,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from training.util.seeding import torch_generator
+from training.util.validate import check_choice
+
 Kernel = Literal["linear", "rbf"]
 KERNELS: tuple[str, ...] = ("linear", "rbf")
 #: Above this many rows the feature-space form never falls back to Gram matrices.
@@ -80,8 +83,7 @@ def _check_pair(x: Tensor | np.ndarray, y: Tensor | np.ndarray, unbiased: bool) 
 
 
 def _check_kernel(kernel: str) -> None:
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; expected one of {list(KERNELS)}")
+    check_choice("kernel", kernel, KERNELS)
 
 
 # --------------------------------------------------------------------------- Gram matrices
@@ -292,7 +294,7 @@ def minibatch_cka(
     n_batches = n // batch_size
     if n_batches == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the number of rows {n}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generator = torch_generator(int(seed))
     order = torch.randperm(n, generator=generator).to(x.device)
     xy = xx = yy = 0.0
     for b in range(n_batches):

@@ -17,7 +17,6 @@ matrices built for every pair), for benchmarks and cross-checks.
 from __future__ import annotations
 
 import itertools
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -39,6 +38,8 @@ from interp.similarity.cka import (
     min_rows,
     minibatch_cka,
 )
+from training.util.seeding import seeded_rng
+from training.util.validate import check_choice
 
 MODES: tuple[str, ...] = ("class_mean", "per_sample")
 METHODS: tuple[str, ...] = ("fast", "reference")
@@ -80,7 +81,7 @@ def class_means(
 
 
 def _stable_rng(seed: int, *parts: Any) -> np.random.Generator:
-    return np.random.default_rng([int(seed), *(zlib.crc32(str(p).encode()) for p in parts)])
+    return seeded_rng(int(seed), *(p if isinstance(p, int) else str(p) for p in parts))
 
 
 class _Domain:
@@ -280,14 +281,10 @@ def cross_domain_cka(
     Returns one row per (site, domain pair) with columns :data:`CROSS_DOMAIN_COLUMNS` plus any
     extra ``meta`` keys.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; expected one of {list(KERNELS)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {list(METHODS)}")
-    if missing not in ("error", "intersect"):
-        raise ValueError(f"missing must be 'error' or 'intersect', got {missing!r}")
+    check_choice("mode", mode, MODES)
+    check_choice("kernel", kernel, KERNELS)
+    check_choice("method", method, METHODS)
+    check_choice("missing", missing, ("error", "intersect"))
     every = _unpack(activations, labels)
     names = list(every) if domains is None else list(domains)
     unknown = [d for d in names if d not in every]
@@ -386,8 +383,7 @@ def model_vs_model_cka(
     are class means (over ``classes``, default all) instead of images. ``names`` fill the
     ``model_a``/``model_b`` columns. Returns columns :data:`MODEL_PAIR_COLUMNS` plus ``meta``.
     """
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; expected one of {list(KERNELS)}")
+    check_choice("kernel", kernel, KERNELS)
     sites_a = list(acts_a) if sites_a is None else list(sites_a)
     sites_b = list(acts_b) if sites_b is None else list(sites_b)
     for which, acts, sites in (("A", acts_a, sites_a), ("B", acts_b, sites_b)):

@@ -78,12 +78,6 @@ def ellipse(cx: float, cy: float, rx: float, ry: float | None = None, n: int = 2
     return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], axis=1)
 
 
-def regular(cx: float, cy: float, r: float, k: int, rot: float = 0.0) -> np.ndarray:
-    """Regular ``k``-gon of circumradius ``r`` -> ``(k, 2)`` points."""
-    a = rot + np.arange(k) * 2 * np.pi / k
-    return np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], axis=1)
-
-
 def star(cx: float, cy: float, r_out: float, r_in: float, k: int = 5,
          rot: float = -np.pi / 2) -> np.ndarray:
     """``k``-pointed star -> ``(2k, 2)`` points."""
