@@ -137,8 +137,8 @@ def test_table_is_tidy_and_consistent(trained_run, evaluated):
     one = evaluated[(evaluated["epoch"] == 20) & (evaluated["eval_domain"] == "sketch")]
     per_class = one[one["metric"] == "class_top1"].set_index("class_name")
     assert sorted(per_class.index) == sorted(SHAPE_CLASSES)
-    assert set(per_class.loc[list(SHAPE_HELDOUT), "class_subset"]) == {"heldout"}
-    for subset, n in (("heldout", 12), ("seen", 24), ("all", 36)):
+    assert set(per_class.loc[list(SHAPE_HELDOUT), "class_subset"]) == {"held-out"}
+    for subset, n in (("held-out", 12), ("seen", 24), ("all", 36)):
         rows = one[(one["class_subset"] == subset) & (one["class_name"].isna()
                                                        | (one["class_name"] == ""))]
         values = rows.set_index("metric")["value"]

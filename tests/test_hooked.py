@@ -384,6 +384,7 @@ def test_load_hooked_run(tmp_path, images):
         })
     spec = {"setup": "cg-high", "test_domain": "sketch", "seed": 2, "data_root": "/data"}
     (run / "mixture.json").write_text(json.dumps({"name": run.name, "spec": spec}))
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 2}}))
     loaded = load_hooked_run(run)
     assert loaded.epoch == 1 and not loaded.model.training
     assert loaded.meta() == {"run": run.name, "setup": "cg-high", "test_domain": "sketch", "seed": 2, "epoch": 1}

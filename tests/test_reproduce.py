@@ -211,7 +211,7 @@ def test_headline_numbers_match_the_evaluation_table(smoke_run):
     out, _ = smoke_run
     raw = pd.read_csv(out / "runs" / "quickdraw" / "lso-real-only-s0" / "eval" / "zero_shot.csv")
     rows = raw[(raw["epoch"] == 2) & (raw["eval_domain"] == "quickdraw")
-               & (raw["class_subset"] == "heldout") & (raw["metric"] == "class_top1")]
+               & (raw["class_subset"] == "held-out") & (raw["metric"] == "class_top1")]
     # top-1 over images = per-class accuracies weighted by image counts
     expected = float((rows["value"] * rows["n_images"]).sum() / rows["n_images"].sum())
     head = pd.read_csv(out / "results" / "headline.csv").set_index(["test_domain", "setup"])
@@ -289,7 +289,7 @@ def _accuracy_rows(values: dict[tuple[str, str, int], tuple[float, float]]) -> p
     for (domain, setup, seed), (held, seen) in values.items():
         for epoch in (0, 3):
             scale = 1.0 if epoch == 3 else 0.0
-            for subset, v in (("heldout", held), ("seen", seen)):
+            for subset, v in (("held-out", held), ("seen", seen)):
                 common = dict(run=f"{domain}-{setup}-s{seed}", setup=setup, test_domain=domain,
                               seed=seed, epoch=epoch, class_subset=subset, class_name="*",
                               metric="top1", n_images=10)

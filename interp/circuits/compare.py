@@ -39,7 +39,7 @@ import pandas as pd
 from interp.circuits.circuit import Circuit
 
 NEIGHBOURS: tuple[str, ...] = ("undirected", "in", "out", "both")
-CLASS_SUBSETS: tuple[str, ...] = ("heldout", "seen", "all")
+CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
 PAIR_GROUPS: tuple[str, ...] = ("all_pairs", "excluding_quickdraw", "with_quickdraw", "with_test_domain")
 COLUMNS: tuple[str, ...] = (
     "run", "setup", "test_domain", "seed", "class_name", "domain_a", "domain_b", "site", "layer",
@@ -188,9 +188,9 @@ def compare_domains(
 
 
 def class_subset_of(classes: Iterable[str], heldout: Iterable[str]) -> dict[str, str]:
-    """``{class: "heldout" | "seen"}``."""
+    """``{class: "held-out" | "seen"}``."""
     held = set(heldout)
-    return {c: "heldout" if c in held else "seen" for c in classes}
+    return {c: "held-out" if c in held else "seen" for c in classes}
 
 
 def aggregate(table: pd.DataFrame, heldout: Iterable[str]) -> pd.DataFrame:
