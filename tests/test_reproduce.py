@@ -141,6 +141,43 @@ def test_plan_keys_change_only_downstream_of_a_changed_setting(tmp_path):
     assert {i for i in before if before[i] == after[i]} == {"data", "mixtures"}
 
 
+def test_plan_keys_follow_analysis_defaults_and_code(tmp_path, monkeypatch):
+    """An analysis step reruns when a default of its settings dataclass or its code changes,
+    not only when one of the config's fields does."""
+    import dataclasses
+
+    from domainlens import steps as steps_module
+    from domainlens.experiments import cka
+
+    config = load_config("smoke", out=tmp_path)
+    before = {s.id: s.key for s in pipeline.plan(config)}
+    changed_default = dataclasses.make_dataclass(
+        "CKASettings", [("pooling", str, dataclasses.field(default="cls"))],
+        bases=(cka.CKASettings,), frozen=True)
+    monkeypatch.setattr(cka, "CKASettings", changed_default)
+    after = {s.id: s.key for s in pipeline.plan(config)}
+    assert {i for i in before if before[i] != after[i]} == {"cka/quickdraw/cg-high/s0", "report"}
+    monkeypatch.undo()
+    real = steps_module.code_digest
+    monkeypatch.setattr(steps_module, "code_digest", lambda modules: real(modules) + (
+        "-edited" if "interp.circuits" in modules else ""))
+    after = {s.id: s.key for s in pipeline.plan(config)}
+    assert {i for i in before if before[i] != after[i]} == {"circuits/quickdraw/cg-high/s0", "report"}
+
+
+def test_claim_run_dir_never_deletes_a_stale_run(tmp_path):
+    """Each settings change moves the previous run aside to a fresh name (.stale, .stale-2,
+    ...); no earlier run is deleted."""
+    run = tmp_path / "runs" / "lso-real-only-s0"
+    for i, key in enumerate(("k1", "k2", "k3", "k3")):
+        pipeline._claim_run_dir(run, key)
+        (run / "trained.txt").write_text(key if i < 3 else "resumed")
+    assert (run / "trained.txt").read_text() == "resumed"
+    assert (run.with_name(run.name + ".stale") / "trained.txt").read_text() == "k1"
+    assert (run.with_name(run.name + ".stale-2") / "trained.txt").read_text() == "k2"
+    assert not run.with_name(run.name + ".stale-3").exists()
+
+
 def test_measure_throughput_times_the_model():
     train, infer = pipeline.measure_throughput("micro-vit", batch_size=8)
     assert 0 < train < infer
