@@ -357,6 +357,44 @@ def test_headline_and_findings_by_hand():
     assert quick["holds"].item() and quick["a"].item() == pytest.approx(0.03)
 
 
+def test_headline_tables_have_no_empty_column_and_honest_headings():
+    """report.html's accuracy tables: no empty ``setup`` column from the pivot, and the
+    heading says "mean ± std over seeds" only when a cell averages several seeds."""
+    from domainlens.report import headline_display, headline_title
+
+    one = {("sketch", "natural-only", 0): (0.1, 0.5), ("sketch", "cg-high", 0): (0.3, 0.6)}
+    head = headline(run_accuracy(_accuracy_rows(one)))
+    for subset in ("held-out", "seen"):
+        shown = headline_display(head, subset)
+        html = shown.to_html(index=False)
+        assert "<th>setup</th>" not in html and "<th></th>" not in html
+        assert list(shown.columns) == ["test domain", "natural-only", "CG high-div."]
+        assert "±" not in headline_title(head, subset) and "one seed" in headline_title(head, subset)
+    assert "±" not in headline_display(head).iloc[0, 1]
+    two = {**one, ("sketch", "natural-only", 1): (0.2, 0.5)}
+    head = headline(run_accuracy(_accuracy_rows(two)))
+    assert "mean ± std over seeds" in headline_title(head)
+    assert "mean over seeds" in headline_title(head, "seen")
+
+
+def test_contact_sheet_table_holds_paths_relative_to_the_data_root(tmp_path):
+    from fakedata import make_fake_domainnet
+
+    from domainlens.report import contact_sheet_table
+
+    root = make_fake_domainnet(tmp_path / "data", with_images=False)
+    table = contact_sheet_table(root, n=3)
+    assert len(table) == 6 * 3 and list(table.columns) == ["domain", "class_name", "path"]
+    assert not any(p.startswith("/") or str(tmp_path) in p for p in table["path"])
+    assert all((root / p).parent.is_dir() for p in table["path"])
+    assert table["path"].iloc[0] == "clipart/aircraft_carrier/clipart_train_000_0000.png"
+
+
+def test_committed_contact_sheet_has_relative_paths():
+    table = pd.read_csv(Path(__file__).parent.parent / "figures" / "contact_sheet.csv")
+    assert not table["path"].str.startswith("/").any()
+
+
 def test_mechanism_findings_by_hand():
     """Pairs with the test domain (sketch) at 0.3, other quickdraw pairs at 0.2, the rest 0.8
     in the intermediate layers; first and last layers (all 1.0) are left out."""
