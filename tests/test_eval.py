@@ -15,6 +15,7 @@ from PIL import Image
 from shapes import SHAPE_CLASSES, SHAPE_HELDOUT, write_mixture
 
 from domainlens.cli import main
+from interp.hooked.head import ZeroShotHead
 from training import checkpoints as ckpt
 from training.evaluate import EVAL_COLUMNS, evaluate_run
 from training.models import create_clip, tokenizer_for
@@ -23,7 +24,6 @@ from training.train import TrainConfig, train_clip
 from training.zeroshot import (
     DEFAULT_TEMPLATES,
     class_text_embeddings,
-    zero_shot_classifier,
     zero_shot_logits,
 )
 
@@ -70,10 +70,11 @@ def test_class_text_embeddings_average_normalised_prompts():
     assert not torch.allclose(weights[1], raw.mean(0) / raw.mean(0).norm(), atol=1e-4)
     with pytest.raises(ValueError, match="exactly one"):
         class_text_embeddings(model, tokenizer, ["cat"], ["no slot"])
-    head = zero_shot_classifier(model, tokenizer, ["cat", "traffic light"], templates)
+    # the one zero-shot head (interp.hooked.head.ZeroShotHead) uses the same ensemble
+    head = ZeroShotHead.from_texts(model, tokenizer, ["cat", "traffic_light"], templates)
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(head(images),
+        torch.testing.assert_close(head(model.encode_image(images)),
                                    zero_shot_logits(model.encode_image(images), weights))
 
 
