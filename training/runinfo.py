@@ -23,15 +23,8 @@ from typing import Any
 
 from .domains import check_domains, display_name
 
-#: Class subsets of a run's classes, as spelled in every table and on the command line.
+#: Class subsets of a run's classes, spelled so in every table, config and option.
 CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
-#: Accepted on input only (older tables and configs) and normalised to ``held-out``.
-_SUBSET_ALIASES = {"heldout": "held-out"}
-
-
-def normalise_subset(name: str) -> str:
-    """``name`` as spelled in tables (``heldout`` -> ``held-out``); others unchanged."""
-    return _SUBSET_ALIASES.get(name, name)
 
 
 def _default_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -108,7 +101,7 @@ class RunInfo:
         """Class folder names of the subset ``held-out``, ``seen`` or ``all``."""
         from .util.validate import check_choice
 
-        name = check_choice("class subset", normalise_subset(name), CLASS_SUBSETS)
+        name = check_choice("class subset", name, CLASS_SUBSETS)
         self.require_data()
         return {"held-out": self.heldout, "seen": self.seen, "all": self.classes}[name]
 
@@ -204,4 +197,4 @@ def read_run_info(run_dir: str | Path, data_root: str | Path | None = None) -> R
     )
 
 
-__all__ = ["CLASS_SUBSETS", "RunInfo", "normalise_subset", "read_run_info", "resolve_heldout"]
+__all__ = ["CLASS_SUBSETS", "RunInfo", "read_run_info", "resolve_heldout"]

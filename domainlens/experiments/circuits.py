@@ -222,7 +222,9 @@ def run_circuits(
     spec.require_data()
     classes, domains = check_classes_domains(classes, domains, spec.classes,
                                              available_domains(spec.data_root))
-    out = Path(out) if out is not None else run_dir / "circuits"
+    from domainlens import layout
+
+    out = Path(out) if out is not None else run_dir / layout.CIRCUITS_DIR
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
 

@@ -40,16 +40,17 @@ class CKASettings:
 
     def validate(self) -> CKASettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
-        for values, allowed, what in ((self.classes, CLASS_SUBSETS, "class subsets"),
-                                      (self.kernels, KERNELS, "kernels"),
-                                      ([self.mode], MODES, "mode"),
-                                      ([self.missing], ("error", "intersect"), "missing"),
-                                      ([self.split], ("train", "test"), "split")):
-            bad = [v for v in values if v not in allowed]
-            if bad or not values:
-                raise ValueError(f"{what} {list(values)} invalid; choose from {list(allowed)}")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise ValueError(f"max_per_class must be >= 1, got {self.max_per_class}")
+        from training.util.validate import check_choice, check_choices, check_number
+
+        for name, values, allowed in (("class subsets", self.classes, CLASS_SUBSETS),
+                                      ("kernels", self.kernels, KERNELS)):
+            if not check_choices(name, values, allowed):
+                raise ValueError(f"{name}: none given; expected values from {list(allowed)}")
+        check_choice("mode", self.mode, MODES)
+        check_choice("missing", self.missing, ("error", "intersect"))
+        check_choice("split", self.split, ("train", "test"))
+        if self.max_per_class is not None:
+            check_number("max_per_class", self.max_per_class, low=1, integer=True)
         return self
 
 
