@@ -220,3 +220,51 @@ def test_checkpoint_listing_ignores_partial_files(tmp_path):
     (tmp_path / "checkpoints" / "epoch_3.pt").write_bytes(b"x")
     (tmp_path / "checkpoints" / ".epoch_4.pt.tmp-123").write_bytes(b"x")
     assert list(ckpt.list_checkpoints(tmp_path)) == [3]
+
+
+# ----------------------------------------------------------------------------------------------
+# run metadata: one reader
+
+
+def test_run_info_reads_seeds_and_held_out_classes_once(tmp_path, shapes_root, trained_run):
+    """read_run_info: training seed from run.json, mixture seed from the manifest, held-out
+    classes from the manifest (display names resolved), the root's list only as a fallback."""
+    import json
+    import shutil
+
+    from shapes import SHAPE_HELDOUT
+
+    from training.domains import display_name
+    from training.runinfo import read_run_info
+
+    info = read_run_info(trained_run)
+    assert info.kind == "clip" and info.setup == "toy" and info.test_domain == "sketch"
+    assert info.seed == ckpt.read_run_json(trained_run)["settings"]["seed"]
+    assert info.mixture_seed == 0
+    assert info.heldout == tuple(sorted(SHAPE_HELDOUT)) and info.classes == tuple(SHAPE_CLASSES)
+    assert set(info.seen) | set(info.heldout) == set(SHAPE_CLASSES)
+    assert list(info.checkpoints) == list(range(21)) and info.image_size == 32
+    assert info.meta(4) == {"run": trained_run.name, "setup": "toy", "test_domain": "sketch",
+                            "seed": info.seed, "mixture_seed": 0, "epoch": 4}
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    manifest = json.loads((run / "mixture.json").read_text())
+    others = [c for c in SHAPE_CLASSES if c not in SHAPE_HELDOUT][:2]
+    manifest["spec"]["heldout"] = [display_name(c) for c in others]
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    assert read_run_info(run).heldout == tuple(sorted(others))
+    manifest["spec"]["heldout"] = []
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    assert read_run_info(run).heldout == tuple(sorted(SHAPE_HELDOUT))  # the root's file
+    manifest["spec"]["heldout"] = ["unicorn"]
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="unicorn"):
+        read_run_info(run)
+    del manifest["spec"]["data_root"]
+    manifest["spec"]["heldout"] = list(SHAPE_HELDOUT)
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    bare = read_run_info(run)
+    assert bare.classes == () and bare.data_root is None
+    with pytest.raises(ValueError, match="no data root .* pass one"):
+        bare.require_data()
+    assert read_run_info(run, shapes_root).heldout == tuple(sorted(SHAPE_HELDOUT))

@@ -396,3 +396,8 @@ def test_load_hooked_run(tmp_path, images):
         load_hooked_run(run, epoch=5)
     head = loaded.zero_shot_head(["axe", "traffic_light"], templates=["a {}."])
     assert head.class_embeddings.shape == (2, 24) and head.class_names == ("axe", "traffic_light")
+    # the training seed (run.json) and the mixture seed (manifest) are told apart
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 5}}))
+    reloaded = load_hooked_run(run)
+    assert (reloaded.seed, reloaded.mixture_seed, reloaded.meta()["seed"]) == (5, 2, 5)
+    assert reloaded.info.run_dir == run and reloaded.mean == loaded.info.mean
