@@ -11,13 +11,12 @@ written under the config's output folder, laid out as :mod:`domainlens.layout` d
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from training.domains import DOMAINS
-from training.util.files import write_json, write_text
+from training.util.files import digest, file_sha256, write_json, write_text
 
 from . import layout
 from .config import ExperimentConfig
@@ -95,11 +94,8 @@ def check_domainnet_root(root: Path, base_tsv: Path) -> dict[str, int]:
 
 def data_fingerprint(root: Path, base_tsv: Path) -> str:
     """sha256 over the split files and the base TSV: what a real data root's steps depend on."""
-    digest = hashlib.sha256()
-    for path in sorted(root.glob("*_t*.txt")) + [base_tsv]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    files = sorted(root.glob("*_t*.txt")) + [base_tsv]
+    return digest([(path.name, file_sha256(path)) for path in files], length=64)
 
 
 def synth_counts(config: ExperimentConfig) -> dict[str, int]:
