@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import importlib.util
 import json
 import time
@@ -66,7 +65,7 @@ def _file_digest(path: Path, mtime_ns: int) -> str:
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
                 and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+    return digest(ast.dump(tree), length=64)
 
 
 def code_digest(modules: Sequence[str]) -> str:
