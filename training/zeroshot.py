@@ -1,4 +1,8 @@
-"""Zero-shot classification heads from a prompt ensemble.
+"""Zero-shot class text embeddings from a prompt ensemble (what evaluation needs).
+
+The classifier module built on them, for analyses, is ``interp.hooked.head.ZeroShotHead``
+(``ZeroShotHead.from_texts`` uses :func:`class_text_embeddings`); this module has no second
+one.
 
 The paper's ensemble (and its official code's): OpenAI's 80 ImageNet templates, which
 OpenCLIP ships, plus six domain templates. Each prompt is embedded and normalised, the
