@@ -5,34 +5,22 @@
 (test domain, setup, seed), CKA / patching / circuits per analysed run, and the report), each
 keyed by a hash of its inputs; :func:`reproduce` runs them, skipping those whose outputs exist
 for the same inputs, so an interrupted experiment resumes where it stopped. Everything is
-written under the config's output folder::
-
-    <out>/config.json               the resolved config
-    <out>/data/                     generated images (source = "synth")
-    <out>/mixtures/<D>/<name>.tsv   one mixture per (test domain D, setup)
-    <out>/runs/<D>/<name>-s<seed>/  one training run each (checkpoints, eval/zero_shot.csv)
-    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits}/
-    <out>/results/                  the tidy tables and the figures drawn from them
-    <out>/report.md, report.html    results tables, figures and per-step timings
-    <out>/.state/                   one record per finished step (key, outputs, seconds)
+written under the config's output folder, laid out as :mod:`domainlens.layout` describes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from training.domains import DOMAINS
+from training.util.files import digest, file_sha256, write_json, write_text
 
+from . import layout
 from .config import ExperimentConfig
+from .layout import RunPlan, analysed_runs, run_plans
 from .steps import Step, assign_keys, is_done, run_steps
 
 # Time estimates: model speeds are measured by timing a few steps of the configured model
@@ -40,26 +28,26 @@ from .steps import Step, assign_keys, is_done, run_steps
 SYNTH_IMAGES_PER_SECOND = 1800.0  # generator on 2 workers
 CIRCUIT_PASSES_PER_IMAGE = 3.0    # attribution + edges + faithfulness, in training-step units
 PATCH_FORWARDS = 400.0            # patched forwards of one patching experiment, per image
-STATE_DIR = ".state"
 
-
-@dataclass(frozen=True)
-class RunPlan:
-    """One training run of the experiment."""
-
-    test_domain: str
-    setup: str
-    seed: int
-    mixture: Path       # the mixture TSV
-    run_dir: Path
-
-    @property
-    def id(self) -> str:
-        return f"{self.test_domain}/{self.setup}/s{self.seed}"
-
-    @property
-    def analysis_dir(self) -> Path:
-        return self.run_dir.parent.parent.parent / "analyses" / self.test_domain / self.run_dir.name
+#: Modules whose code produces each kind of step's outputs: part of the step's key
+#: (:func:`domainlens.steps.code_digest`), so a code change reruns the step.
+STEP_CODE: dict[str, tuple[str, ...]] = {
+    "data": ("training.synth",),
+    "mixtures": ("training.mixtures", "training.captions", "training.domainnet",
+                 "training.domains"),
+    "train": ("training.train", "training.models", "training.trainset", "training.supervised",
+              "training.imagecache", "training.checkpoints", "training.util"),
+    "eval": ("training.evaluate", "training.zeroshot", "training.runinfo",
+             "training.imagecache", "training.domainnet"),
+    "cka": ("domainlens.experiments.cka", "interp.similarity", "interp.hooked",
+            "interp.plots", "training.runinfo"),
+    "patching": ("domainlens.experiments.patching", "interp.interventions", "interp.hooked",
+                 "interp.metrics", "interp.plots", "training.zeroshot", "training.runinfo"),
+    "circuits": ("domainlens.experiments.circuits", "interp.circuits", "interp.interventions",
+                 "interp.hooked", "interp.metrics", "interp.plots", "training.zeroshot",
+                 "training.runinfo"),
+    "report": ("domainlens.report", "domainlens.layout", "interp.plots"),
+}
 
 
 @contextlib.contextmanager
@@ -74,31 +62,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def mixture_names(config: ExperimentConfig) -> dict[tuple[str, str], str]:
-    """Paper file name of each (test domain, setup) mixture."""
-    from training.mixtures import MixtureSpec
-
-    return {(d, s): MixtureSpec(setup=s, test_domain=d, data_root=str(config.data_root),
-                                captions=config.mixtures.captions).name
-            for d in config.mixtures.test_domains for s in config.mixtures.setups}
-
-
-def run_plans(config: ExperimentConfig) -> list[RunPlan]:
-    """Every training run, ordered by test domain, setup, seed."""
-    out = config.out_dir
-    return [RunPlan(d, s, seed, out / "mixtures" / d / f"{name}.tsv",
-                    out / "runs" / d / f"{name}-s{seed}")
-            for (d, s), name in mixture_names(config).items() for seed in config.train.seeds]
-
-
-def analysed_runs(config: ExperimentConfig) -> list[RunPlan]:
-    """The runs the mechanistic analyses look at."""
-    an = config.analyses
-    return [r for r in run_plans(config)
-            if r.setup in config.analysed_setups and r.test_domain in config.analysed_test_domains
-            and r.seed in an.seeds]
 
 
 # ---------------------------------------------------------------- data checks and sizes
@@ -131,11 +94,8 @@ def check_domainnet_root(root: Path, base_tsv: Path) -> dict[str, int]:
 
 def data_fingerprint(root: Path, base_tsv: Path) -> str:
     """sha256 over the split files and the base TSV: what a real data root's steps depend on."""
-    digest = hashlib.sha256()
-    for path in sorted(root.glob("*_t*.txt")) + [base_tsv]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    files = sorted(root.glob("*_t*.txt")) + [base_tsv]
+    return digest([(path.name, file_sha256(path)) for path in files], length=64)
 
 
 def synth_counts(config: ExperimentConfig) -> dict[str, int]:
@@ -181,7 +141,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
         data_step = Step(
             id="data", params={"source": "synth", **_asdict(data), "generator": _generator_version()},
             run=lambda: _generate(config, progress), outputs=[config.data_root / "synth.json"],
-            estimate=sum(counts.values()) / SYNTH_IMAGES_PER_SECOND + 2,
+            estimate=sum(counts.values()) / SYNTH_IMAGES_PER_SECOND + 2, code=STEP_CODE["data"],
         )
     else:
         counts = check_domainnet_root(config.data_root, config.base_tsv)
@@ -197,7 +157,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     steps.append(Step(
         id="mixtures", params={**_asdict(config.mixtures), "version": 2}, depends=["data"],
         run=lambda: _build_mixtures(config, progress), outputs=mixtures,
-        estimate=2.0 * len(mixtures),
+        estimate=2.0 * len(mixtures), code=STEP_CODE["mixtures"],
     ))
 
     throughput, inference = measure_throughput(train.model, train.device, train.threads,
@@ -207,18 +167,23 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     train_params = {k: v for k, v in _asdict(train).items() if k not in ("seeds", "threads")}
     for r in runs:
         rows = estimated_rows(counts, r.setup, r.test_domain)
+        settings = _train_config(config, r, progress)
+        # the full training settings, defaults included (not the paths or the progress flag)
+        identity = {k: v for k, v in _asdict(settings).items()
+                    if k not in ("mixture", "out", "progress")}
         train_step = Step(
-            id=f"train/{r.id}", params={**train_params, "seed": r.seed, "mixture": r.mixture.name},
+            id=f"train/{r.id}", params={**train_params, "seed": r.seed, "mixture": r.mixture.name,
+                                        "settings": identity},
             depends=["mixtures"], run=lambda: None,
             outputs=[r.run_dir / "checkpoints" / f"epoch_{train.epochs}.pt"],
-            estimate=rows * train.epochs / throughput + 5,
+            estimate=rows * train.epochs / throughput + 5, code=STEP_CODE["train"],
         )
-        train_step.run = _bind(_train, config, r, progress, train_step)  # reads its key late
+        train_step.run = _bind(_train, settings, train.threads, train_step)  # reads its key late
         steps.append(train_step)
         steps.append(Step(
             id=f"eval/{r.id}", params=_asdict(config.eval), depends=[f"train/{r.id}"],
-            run=_bind(_evaluate, config, r, progress), outputs=[r.run_dir / "eval" / "zero_shot.csv"],
-            estimate=test_images * n_eval_epochs / inference + 3,
+            run=_bind(_evaluate, config, r, progress), outputs=[r.eval_table],
+            estimate=test_images * n_eval_epochs / inference + 3, code=STEP_CODE["eval"],
         ))
 
     an = config.analyses
@@ -226,42 +191,50 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     n_subset = {"held-out": n_heldout, "seen": n_classes - n_heldout, "all": n_classes}[an.classes]
     per_class = min(an.max_images_per_class, counts["test_per_class"])
     n_domains = len(DOMAINS)
+    cka_settings, patch_settings, circuit_settings = _analysis_settings(config, counts, progress)
+    # each analysis is keyed by its full settings dataclass (defaults included)
     params = {
-        "cka": {"max_images_per_class": an.max_images_per_class},
+        "cka": {"max_images_per_class": an.max_images_per_class,
+                "settings": _asdict(cka_settings, drop=("progress",))},
         "patching": {"classes": an.classes, "max_images_per_class": an.max_images_per_class,
-                     "patch_source": an.patch_source},
+                     "patch_source": an.patch_source,
+                     "settings": _asdict(patch_settings, drop=("progress",))},
         "circuits": {"classes": an.classes, "circuit_classes": an.circuit_classes,
                      "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction,
-                     "circuit_method": an.circuit_method, "circuit_edge_method": an.circuit_edge_method},
+                     "settings": _asdict(circuit_settings)},
     }
     for r in analysed_runs(config):
         if an.cka:
             steps.append(Step(
                 id=f"cka/{r.id}", params=params["cka"], depends=[f"train/{r.id}"],
-                run=_bind(_cka, config, r, progress), outputs=[r.analysis_dir / "cka" / "cka.csv"],
-                estimate=n_domains * n_classes * per_class / inference + 10,
+                run=_bind(_cka, config, r, cka_settings),
+                outputs=[r.analysis_dir / layout.CKA_DIR / layout.CKA_TABLE],
+                estimate=n_domains * n_classes * per_class / inference + 10, code=STEP_CODE["cka"],
             ))
         if an.patching:
             steps.append(Step(
                 id=f"patching/{r.id}", params=params["patching"], depends=[f"train/{r.id}"],
-                run=_bind(_patch, config, r, progress),
+                run=_bind(_patch, config, r, patch_settings),
                 outputs=[_patch_summary(config, r)],
                 estimate=PATCH_FORWARDS * n_subset * per_class / inference + 10,
+                code=STEP_CODE["patching"],
             ))
         if an.circuits:
             k = min(an.circuit_classes or n_subset, n_subset)
             steps.append(Step(
                 id=f"circuits/{r.id}", params=params["circuits"], depends=[f"train/{r.id}"],
-                run=_bind(_circuits, config, r, progress),
-                outputs=[r.analysis_dir / "circuits" / "comparison_summary.csv"],
+                run=_bind(_circuits, config, r, circuit_settings, progress),
+                outputs=[r.analysis_dir / layout.CIRCUITS_DIR / layout.COMPARISON_SUMMARY],
                 estimate=k * n_domains * an.circuit_images * CIRCUIT_PASSES_PER_IMAGE / throughput
-                + 10,
+                + 10, code=STEP_CODE["circuits"],
             ))
 
     analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "cka", "patching", "circuits")]
     steps.append(Step(
-        id="report", params={"config": config.to_dict(), "version": 3}, depends=analysis_ids,
-        run=lambda: _report(config), outputs=[out / "report.md", out / "report.html"], estimate=20.0,
+        id="report", params={"config": config.to_dict()}, depends=analysis_ids,
+        run=lambda: _report(config),
+        outputs=[out / layout.REPORT_MD, out / layout.REPORT_HTML], estimate=20.0,
+        code=STEP_CODE["report"],
     ))
     assign_keys(steps)
     return steps
@@ -308,7 +281,7 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
 
 def format_plan(config: ExperimentConfig, steps: list[Step]) -> str:
     """The plan as text: one line per step with its state and estimated time, and a total."""
-    state_dir = config.out_dir / STATE_DIR
+    state_dir = config.out_dir / layout.STATE_DIR
     lines = [f"experiment {config.name!r} -> {config.out_dir}: {len(steps)} steps"]
     todo = 0.0
     for i, step in enumerate(steps, 1):
@@ -335,10 +308,10 @@ def reproduce(
         log(format_plan(config, steps))
         return {s.id: "planned" for s in steps}
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(config.out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    write_json(config.out_dir / layout.CONFIG_FILE, config.to_dict())
     log(f"experiment {config.name!r}: {len(steps)} steps, output in {config.out_dir}")
-    status = run_steps(steps, config.out_dir / STATE_DIR, log=log)
-    log(f"report: {config.out_dir / 'report.md'}")
+    status = run_steps(steps, config.out_dir / layout.STATE_DIR, log=log)
+    log(f"report: {config.out_dir / layout.REPORT_MD}")
     return status
 
 
@@ -366,31 +339,47 @@ def _build_mixtures(config: ExperimentConfig, progress: bool) -> None:
                    test_domains=mix.test_domains, progress=progress, **options)
 
 
-def _train(config: ExperimentConfig, run: RunPlan, progress: bool, step: Step) -> None:
-    from training.train import TrainConfig, train_clip
+def _train_config(config: ExperimentConfig, run: RunPlan, progress: bool):
+    """The :class:`training.train.TrainConfig` of one run of the experiment."""
+    from training.train import TrainConfig
 
     train = config.train
-    _claim_run_dir(run.run_dir, step.key)
-    with torch_threads(train.threads):
-        train_clip(TrainConfig(
-            mixture=run.mixture, out=run.run_dir, model=train.model, epochs=train.epochs,
-            batch_size=train.batch_size, lr=train.lr, wd=train.weight_decay,
-            warmup_steps=train.warmup_steps or None, seed=run.seed, device=train.device,
-            progress=progress,
-        ))
+    return TrainConfig(
+        mixture=run.mixture, out=run.run_dir, model=train.model, epochs=train.epochs,
+        batch_size=train.batch_size, lr=train.lr, wd=train.weight_decay,
+        warmup_steps=train.warmup_steps or None, seed=run.seed, device=train.device,
+        progress=progress,
+    )
+
+
+def _train(settings, threads: int, step: Step) -> None:
+    from training.train import train_clip
+
+    _claim_run_dir(Path(settings.out), step.key)
+    with torch_threads(threads):
+        train_clip(settings)
 
 
 def _claim_run_dir(run_dir: Path, key: str) -> None:
     """Mark ``run_dir`` as this step's before training. A run the pipeline trained for other
-    inputs (its step key changed) is moved aside to ``<run>.stale`` rather than deleted, so
-    the new run starts clean; a run of the same key resumes where it stopped."""
-    marker = run_dir / "pipeline_step.key"
+    inputs (its step key changed) is moved aside to the first free ``<run>.stale``,
+    ``<run>.stale-2``, ... and never deleted, so the new run starts clean and every earlier
+    run is kept; a run of the same key resumes where it stopped."""
+    marker = run_dir / layout.RUN_KEY_FILE
     if marker.is_file() and marker.read_text() != key:
-        stale = run_dir.with_name(run_dir.name + ".stale")
-        shutil.rmtree(stale, ignore_errors=True)
-        run_dir.rename(stale)
+        run_dir.rename(stale_name(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(marker, key)
+    write_text(marker, key)
+
+
+def stale_name(run_dir: Path) -> Path:
+    """The first of ``<run>.stale``, ``<run>.stale-2``, ``<run>.stale-3``, ... that is free."""
+    candidate = run_dir.with_name(run_dir.name + layout.STALE_SUFFIX)
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = run_dir.with_name(f"{run_dir.name}{layout.STALE_SUFFIX}-{n}")
+    return candidate
 
 
 def _evaluate(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
@@ -411,61 +400,66 @@ def analysis_device(config: ExperimentConfig) -> str:
     return config.train.device
 
 
-def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:
-    from training.domainnet import class_names, heldout_classes
-
-    heldout = list(heldout_classes(config.data_root))
-    if config.analyses.classes == "held-out":
-        return heldout
-    if config.analyses.classes == "seen":
-        return [c for c in class_names(config.data_root) if c not in set(heldout)]
-    return list(class_names(config.data_root))
-
-
-def _cka(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
-    from domainlens.experiments.cka import CKASettings, cka_run
-    from training.domainnet import class_names, heldout_classes
+def _analysis_settings(config: ExperimentConfig, counts: dict[str, int], progress: bool):
+    """The settings of the CKA, patching and circuits experiments (built once at plan time:
+    the steps are keyed by them, defaults included)."""
+    from domainlens.experiments.circuits import CircuitSettings
+    from domainlens.experiments.cka import CKASettings
+    from domainlens.experiments.patching import PatchSettings
 
     an = config.analyses
-    n_heldout, n_all = len(heldout_classes(config.data_root)), len(class_names(config.data_root))
+    n_heldout, n_all = counts["heldout_classes"], counts["classes"]
     sizes = {"held-out": n_heldout, "seen": n_all - n_heldout, "all": n_all}
     # unbiased HSIC needs at least 4 rows (classes); smaller subsets are left out
     subsets = tuple(s for s in ("held-out", "seen", "all") if sizes[s] >= 4)
-    settings = CKASettings(classes=subsets, kernels=("linear", "rbf"),
-                           max_per_class=an.max_images_per_class, seed=0, progress=progress)
-    with torch_threads(an.threads):
-        cka_run(run.run_dir, settings=settings, out=run.analysis_dir / "cka",
-                cache_dir=run.analysis_dir / "cache", device=analysis_device(config))
+    cka = CKASettings(classes=subsets, kernels=("linear", "rbf"),
+                      max_per_class=an.max_images_per_class, seed=0, progress=progress)
+    patch = PatchSettings(classes=an.classes, max_per_class=an.max_images_per_class,
+                          progress=progress)
+    circuits = CircuitSettings(n_images=an.circuit_images, fraction=an.circuit_fraction,
+                               method=an.circuit_method, edge_method=an.circuit_edge_method)
+    return cka, patch, circuits
+
+
+def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:
+    """The run's classes of the configured subset, from its own metadata (RunInfo)."""
+    from training.runinfo import read_run_info
+
+    return list(read_run_info(run.run_dir).subset(config.analyses.classes))
+
+
+def _cka(config: ExperimentConfig, run: RunPlan, settings) -> None:
+    from domainlens.experiments.cka import cka_run
+
+    with torch_threads(config.analyses.threads):
+        cka_run(run.run_dir, settings=settings, out=run.analysis_dir / layout.CKA_DIR,
+                cache_dir=run.analysis_dir / layout.ACTIVATION_CACHE,
+                device=analysis_device(config))
 
 
 def _patch_summary(config: ExperimentConfig, run: RunPlan) -> Path:
-    source, target = config.analyses.patch_source, run.test_domain
-    return run.analysis_dir / "patching" / f"patching_{source}_to_{target}.csv"
+    return (run.analysis_dir / layout.PATCHING_DIR
+            / layout.patching_summary(config.analyses.patch_source, run.test_domain))
 
 
-def _patch(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
-    from domainlens.experiments.patching import PatchSettings, patch_run
+def _patch(config: ExperimentConfig, run: RunPlan, settings) -> None:
+    from domainlens.experiments.patching import patch_run
 
-    an = config.analyses
-    settings = PatchSettings(classes=an.classes, max_per_class=an.max_images_per_class,
-                             progress=progress)
-    with torch_threads(an.threads):
-        patch_run(run.run_dir, an.patch_source, run.test_domain, settings=settings,
-                  out=run.analysis_dir / "patching", device=analysis_device(config))
+    with torch_threads(config.analyses.threads):
+        patch_run(run.run_dir, config.analyses.patch_source, run.test_domain, settings=settings,
+                  out=run.analysis_dir / layout.PATCHING_DIR, device=analysis_device(config))
 
 
-def _circuits(config: ExperimentConfig, run: RunPlan, progress: bool) -> None:
-    from domainlens.experiments.circuits import CircuitSettings, run_circuits
+def _circuits(config: ExperimentConfig, run: RunPlan, settings, progress: bool) -> None:
+    from domainlens.experiments.circuits import run_circuits
 
     an = config.analyses
     classes = _analysis_classes(config, run)
     if an.circuit_classes:
         classes = classes[: an.circuit_classes]
-    settings = CircuitSettings(n_images=an.circuit_images, fraction=an.circuit_fraction,
-                               method=an.circuit_method, edge_method=an.circuit_edge_method)
     with torch_threads(an.threads):
         run_circuits(run.run_dir, classes=classes, settings=settings,
-                     out=run.analysis_dir / "circuits", device=analysis_device(config),
+                     out=run.analysis_dir / layout.CIRCUITS_DIR, device=analysis_device(config),
                      progress=progress)
 
 
@@ -482,24 +476,17 @@ def _bind(fn: Callable[..., None], *args: object) -> Callable[[], None]:
     return lambda: fn(*args)
 
 
-def _asdict(section: object) -> dict:
+def _asdict(section: object, drop: tuple[str, ...] = ()) -> dict:
     from dataclasses import asdict
 
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(section).items()}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(section).items()
+            if k not in drop}
 
 
 def _generator_version() -> int:
     from training.synth import GENERATOR_VERSION
 
     return GENERATOR_VERSION
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def _duration(seconds: float) -> str:

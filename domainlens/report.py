@@ -10,23 +10,21 @@ only, so they can be redrawn without recomputation.
 from __future__ import annotations
 
 import html
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from training.util.files import atomic_path, write_bytes
+
+from . import layout
 from .config import ExperimentConfig
+from .layout import RESULTS_DIR, RunPlan, analysed_runs, run_plans
 
-if TYPE_CHECKING:
-    from .pipeline import RunPlan
-
-RESULTS_DIR = "results"
 SETUP_ORDER = ("natural-only", "cg-low", "cg-high", "leave-out-domain", "upper-low", "upper-high")
 SETUP_LABELS = {"natural-only": "natural-only", "cg-low": "CG low-div.", "cg-high": "CG high-div.",
                 "leave-out-domain": "leave-out-domain", "upper-low": "upper bound low",
@@ -37,17 +35,23 @@ SETUP_LABELS = {"natural-only": "natural-only", "cg-low": "CG low-div.", "cg-hig
 
 
 def run_id(run: RunPlan) -> str:
-    """A run's name in the experiment's tables, ``<test domain>/<run dir>``: run directory
-    names repeat across test domains (``lso-real-only-s0``)."""
-    return f"{run.test_domain}/{run.run_dir.name}"
+    """A run's name in the experiment's tables (:attr:`~domainlens.layout.RunPlan.table_id`)."""
+    return run.table_id
 
 
 def _concat(items: Iterable[tuple[RunPlan, Path]]) -> pd.DataFrame:
-    """Concatenate per-run tables of ``(RunPlan, csv path)`` items that exist, setting run,
-    setup, test_domain and seed from the plan (some tables lack them)."""
-    frames = [pd.read_csv(path).assign(run=run_id(r), setup=r.setup, test_domain=r.test_domain,
-                                       seed=r.seed)
-              for r, path in items if path.is_file()]
+    """Concatenate per-run tables of ``(RunPlan, csv path)`` items that exist. ``run`` becomes
+    :func:`run_id` (directory names repeat across test domains); setup and test domain are
+    the plan's; ``seed`` is the table's own (the run's training seed, from its RunInfo), filled
+    from the plan only where a table has none."""
+    frames = []
+    for r, path in items:
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path).assign(run=run_id(r), setup=r.setup, test_domain=r.test_domain)
+        if "seed" not in frame.columns:
+            frame["seed"] = r.seed
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -55,8 +59,6 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
     """Long tables of the whole experiment: ``accuracy`` (every run's zero-shot table),
     ``cka``, ``patching``, ``circuit_summary``, ``circuit_groups``, ``circuit_nodes``; the
     ``run`` column is :func:`run_id`."""
-    from .pipeline import analysed_runs, run_plans
-
     runs = run_plans(config)
     analysed = analysed_runs(config)
     source = config.analyses.patch_source
@@ -64,13 +66,15 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
     def per_analysed(path: str) -> pd.DataFrame:
         return _concat([(r, r.analysis_dir / path.format(target=r.test_domain)) for r in analysed])
 
+    circuits = layout.CIRCUITS_DIR
     return {
-        "accuracy": _concat([(r, r.run_dir / "eval" / "zero_shot.csv") for r in runs]),
-        "cka": per_analysed("cka/cka.csv"),
-        "patching": per_analysed(f"patching/patching_{source}_to_{{target}}.csv"),
-        "circuit_summary": per_analysed("circuits/comparison_summary.csv"),
-        "circuit_groups": per_analysed("circuits/comparison_groups.csv"),
-        "circuit_nodes": per_analysed("circuits/circuit_nodes.csv"),
+        "accuracy": _concat([(r, r.eval_table) for r in runs]),
+        "cka": per_analysed(f"{layout.CKA_DIR}/{layout.CKA_TABLE}"),
+        "patching": per_analysed(f"{layout.PATCHING_DIR}/"
+                                 + layout.patching_summary(source, "{target}")),
+        "circuit_summary": per_analysed(f"{circuits}/{layout.COMPARISON_SUMMARY}"),
+        "circuit_groups": per_analysed(f"{circuits}/{layout.COMPARISON_GROUPS}"),
+        "circuit_nodes": per_analysed(f"{circuits}/{layout.CIRCUIT_NODES}"),
     }
 
 
@@ -83,8 +87,9 @@ def run_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
     last = top[top["epoch"] == top.groupby("run")["epoch"].transform("max")]
     wide = last.pivot_table(index=["test_domain", "setup", "seed", "run", "epoch"],
                             columns="class_subset", values="value").reset_index()
-    counts = last[last["class_subset"] == "heldout"].set_index("run")["n_images"]
-    wide = wide.rename(columns={"heldout": "heldout_top1", "seen": "seen_top1"})
+    counts = last[last["class_subset"] == "held-out"].set_index("run")["n_images"]
+    wide = wide.rename(columns={"held-out": "heldout_top1", "seen": "seen_top1"})
+    wide.columns.name = None  # the pivot's "class_subset" header is no column of the table
     wide["n_heldout_images"] = wide["run"].map(counts).astype("Int64")
     keep = ["test_domain", "setup", "seed", "run", "epoch", "heldout_top1", "seen_top1",
             "n_heldout_images"]
@@ -140,8 +145,7 @@ def _pair_values(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) ->
         out["CKA"] = cka[(cka["kernel"] == "linear") & (cka["class_subset"] == subset)]
     if not summary.empty:
         part = summary[(summary["metric"] == "node_jaccard") & (summary["statistic"] == "mean")]
-        subset = "heldout" if class_subset == "held-out" else class_subset
-        subset = subset if subset in set(part["class_subset"]) else "all"
+        subset = class_subset if class_subset in set(part["class_subset"]) else "all"
         out["node Jaccard"] = part[part["class_subset"] == subset]
     keep = ["run", "test_domain", "domain_a", "domain_b", "layer_index", "value"]
     return {k: v[keep].dropna(subset=["value"]) for k, v in out.items() if not v.empty}
@@ -219,8 +223,7 @@ def node_sharing_by_layer(groups: pd.DataFrame, class_subset: str) -> pd.DataFra
     and over the domain pairs with the test domain, without quickdraw, and all pairs."""
     if groups.empty:
         return groups
-    subset = "heldout" if class_subset == "held-out" else class_subset
-    subset = subset if subset in set(groups["class_subset"]) else "all"
+    subset = class_subset if class_subset in set(groups["class_subset"]) else "all"
     rows = groups[(groups["metric"] == "node_jaccard") & (groups["class_subset"] == subset)
                   & groups["pair_group"].isin(["with_test_domain", "excluding_quickdraw", "all_pairs"])]
     keys = ["run", "setup", "test_domain", "seed", "layer_index", "layer", "site", "class_subset",
@@ -234,7 +237,7 @@ def circuit_similarity(summary: pd.DataFrame, metric: str = "wl_kernel") -> pd.D
     if summary.empty:
         return summary
     part = summary[(summary["metric"] == metric) & (summary["statistic"] == "mean")]
-    subset = "heldout" if "heldout" in set(part["class_subset"]) else "all"
+    subset = "held-out" if "held-out" in set(part["class_subset"]) else "all"
     part = part[part["class_subset"] == subset]
     keep = ["run", "setup", "test_domain", "seed", "domain_a", "domain_b", "metric",
             "class_subset", "value"]
@@ -402,12 +405,10 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
 
 def _circuit_drawing(config: ExperimentConfig, nodes: pd.DataFrame, out: Path):
     """Copy the first analysed run's circuit drawing beside the node table it draws."""
-    from .pipeline import analysed_runs
-
-    runs = [r for r in analysed_runs(config) if (r.analysis_dir / "circuits").is_dir()]
+    runs = [r for r in analysed_runs(config) if (r.analysis_dir / layout.CIRCUITS_DIR).is_dir()]
     if not runs or nodes.empty:
         return None
-    pngs = sorted((runs[0].analysis_dir / "circuits").glob("circuits_*.png"))
+    pngs = sorted((runs[0].analysis_dir / layout.CIRCUITS_DIR).glob(layout.circuit_drawing("*")))
     if not pngs:
         return None
     cls = pngs[0].stem.removeprefix("circuits_")
@@ -421,20 +422,39 @@ def _circuit_drawing(config: ExperimentConfig, nodes: pd.DataFrame, out: Path):
         "strongest incoming edges.")
 
 
-def _contact_sheet(config: ExperimentConfig, out: Path) -> tuple[Path, str]:
+def contact_sheet_table(root: Path, n: int = 12) -> pd.DataFrame:
+    """The images the contact sheet shows: the first training image of each of the first ``n``
+    classes in each domain. Columns domain, class_name, path; ``path`` is relative to ``root``
+    (a shared table holds no path of the machine that made it)."""
     from training.domainnet import load_index
-    from training.synth import contact_sheet
 
-    n = 12
-    stem = out / "contact_sheet"
-    _atomic(stem.with_suffix(".png"), lambda p: contact_sheet(config.data_root, p, n_classes=n))
-    index = load_index(config.data_root, splits=("train",))
+    root = Path(root).resolve()
+    index = load_index(root, splits=("train",))
     classes = sorted(index["class_name"].unique())[:n]
     shown = (index[index["class_name"].isin(classes)].sort_values("path")
              .groupby(["domain", "class_name"], sort=True).head(1)[["domain", "class_name", "path"]])
+    shown = shown.assign(path=[Path(p).resolve().relative_to(root).as_posix() for p in shown["path"]])
+    return shown.reset_index(drop=True)
+
+
+def _contact_sheet(config: ExperimentConfig, out: Path) -> tuple[Path, str]:
+    from training.synth import contact_sheet
+
+    n = 12
+    stem = out / layout.CONTACT_SHEET
+    # the generator picks the image format from the file name, so draw into a .png temp file
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        drawn = contact_sheet(config.data_root, Path(tmp) / "sheet.png", n_classes=n)
+        write_bytes(stem.with_suffix(".png"), Path(drawn).read_bytes())
+    shown = contact_sheet_table(config.data_root, n)
     _atomic(stem.with_suffix(".csv"), lambda p: shown.to_csv(p, index=False))
+    try:
+        root = Path(config.data_root).resolve().relative_to(config.out_dir.resolve()).as_posix()
+    except ValueError:
+        root = Path(config.data_root).name
     return stem.with_suffix(".png"), (
-        "The generated data: the first training image of the first classes in each domain.")
+        "The generated data: the first training image of the first classes in each domain "
+        f"(image paths relative to the data root, {root}/).")
 
 
 # ---------------------------------------------------------------- report
@@ -442,10 +462,9 @@ def _contact_sheet(config: ExperimentConfig, out: Path) -> tuple[Path, str]:
 
 def step_times(config: ExperimentConfig) -> pd.DataFrame:
     """Seconds per finished step (from the step records), with the step kind."""
-    from .pipeline import STATE_DIR
     from .steps import read_seconds
 
-    state = config.out_dir / STATE_DIR
+    state = config.out_dir / layout.STATE_DIR
     seconds = read_seconds(state) if state.is_dir() else {}
     table = pd.DataFrame({"step": list(seconds), "seconds": list(seconds.values())})
     table["kind"] = table["step"].str.split("/").str[0]
@@ -464,7 +483,7 @@ def _md_table(table: pd.DataFrame, floats: str = "{:.3f}") -> str:
     return "\n".join([head, rule, *body])
 
 
-def headline_display(table: pd.DataFrame, subset: str = "heldout") -> pd.DataFrame:
+def headline_display(table: pd.DataFrame, subset: str = "held-out") -> pd.DataFrame:
     """The headline table as text cells, ``mean ± std`` over seeds of held-out (or, with
     ``subset="seen"``, the mean of seen-class) top-1, per test domain (rows) and setup
     (columns)."""
@@ -478,7 +497,19 @@ def headline_display(table: pd.DataFrame, subset: str = "heldout") -> pd.DataFra
     wide = cells.pivot(index="test_domain", columns="setup", values="cell")
     setups = [s for s in SETUP_ORDER if s in wide.columns]
     wide = wide[setups].rename(columns=SETUP_LABELS).reset_index()
+    wide.columns.name = None  # else to_html draws the pivot's "setup" as an empty column
     return wide.rename(columns={"test_domain": "test domain"})
+
+
+def headline_title(table: pd.DataFrame, subset: str = "held-out") -> str:
+    """Heading of a headline table: says "mean ± std over seeds" only when some cell averages
+    more than one seed (and so shows a ± for the held-out table)."""
+    seeds = int(table["n_seeds"].max()) if len(table) else 0
+    if subset == "seen":
+        return ("Seen-class top-1 on the test domain"
+                + (" (mean over seeds)" if seeds > 1 else " (one seed)"))
+    return ("Held-out-class top-1 on the test domain"
+            + (" (mean ± std over seeds)" if seeds > 1 else " (one seed)"))
 
 
 def write_report(config: ExperimentConfig) -> dict[str, Path]:
@@ -511,9 +542,9 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
               f"{config.train.model}, {config.train.epochs} epochs, seeds "
               f"{list(config.train.seeds)}, test domains {list(config.mixtures.test_domains)}. "
               f"Config: config.json. Chance: {1 / n_classes:.3f}."),
-        ("h2", "Held-out-class top-1 on the test domain (mean ± std over seeds)"),
+        ("h2", headline_title(head)),
         ("table", headline_display(head)),
-        ("h2", "Seen-class top-1 on the test domain (mean over seeds)"),
+        ("h2", headline_title(head, "seen")),
         ("table", headline_display(head, "seen")),
         ("p", "Per run: results/accuracy_by_setup.csv; every domain, subset and epoch: "
               "results/accuracy.csv."),
@@ -539,9 +570,9 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
                    ("p", f"Total {times['seconds'].sum():.0f} s of recorded step time; every "
                          "step: results/step_times.csv."),
                    ("table", per_kind.round(1))]
-    _atomic(out / "report.md", lambda p: Path(p).write_text(_markdown(blocks)))
-    _atomic(out / "report.html", lambda p: Path(p).write_text(_html(blocks, config.name)))
-    return {"markdown": out / "report.md", "html": out / "report.html",
+    _atomic(out / layout.REPORT_MD, lambda p: Path(p).write_text(_markdown(blocks)))
+    _atomic(out / layout.REPORT_HTML, lambda p: Path(p).write_text(_html(blocks, config.name)))
+    return {"markdown": out / layout.REPORT_MD, "html": out / layout.REPORT_HTML,
             **{k: v[0] for k, v in figures.figures.items()}}
 
 
@@ -580,16 +611,10 @@ def _html(blocks: list[tuple[str, object]], title: str) -> str:
 
 
 def _atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place
+    (:func:`training.util.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_findings(out: Path) -> pd.DataFrame:

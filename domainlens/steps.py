@@ -1,32 +1,37 @@
 """Resumable steps: run a function once per distinct input, skip it when its outputs exist.
 
 A :class:`Step` has an id, a JSON-serialisable description of its inputs (``params``), the ids
-of the steps it depends on, the paths it writes and a function that writes them. Its *key* is
-the sha256 of its params and its dependencies' keys, so a change anywhere upstream reruns
-everything downstream and nothing else. A finished step leaves a small record in
+of the steps it depends on, the modules whose code produces its outputs (``code``), the paths
+it writes and a function that writes them. Its *key* is the sha256 of its params, a digest of
+its code (:func:`code_digest`: the source of those modules, docstrings and comments left out)
+and its dependencies' keys, so a change of an input, a default or the code anywhere upstream
+reruns everything downstream and nothing else; no version constant has to be bumped by hand. A finished step leaves a small record in
 ``<state_dir>/<id>.json`` (key, outputs, seconds), written atomically after the outputs, so an
 interrupted pipeline resumes at the first step without a matching record.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ast
+import functools
+import importlib.util
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.util.files import digest, write_json
+
 
 @dataclass
 class Step:
     """One unit of pipeline work.
 
-    ``run`` takes no arguments and writes ``outputs``; ``estimate`` is the expected seconds on
-    2 CPU cores, for ``--dry-run``.
+    ``run`` takes no arguments and writes ``outputs``; ``code``: dotted names of the modules
+    or packages whose code determines the outputs (their digest is part of the key);
+    ``estimate`` is the expected seconds on 2 CPU cores, for ``--dry-run``.
     """
 
     id: str
@@ -35,7 +40,41 @@ class Step:
     outputs: Sequence[Path] = ()
     depends: Sequence[str] = ()
     estimate: float = 0.0
+    code: Sequence[str] = ()
     key: str = field(default="", init=False)
+
+
+def _source_files(module: str) -> list[Path]:
+    """The ``.py`` files of a module, or of every module of a package (sorted)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"step code {module!r} is not an importable module")
+    origin = Path(spec.origin)
+    if spec.submodule_search_locations:  # a package: all of its modules
+        return sorted(p for p in origin.parent.rglob("*.py") if "__pycache__" not in p.parts)
+    return [origin]
+
+
+@functools.cache
+def _file_digest(path: Path, mtime_ns: int) -> str:
+    """Digest of a Python file's code: its AST without docstrings (comments never reach the
+    AST), so editing documentation does not rerun a step but any code change does."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return digest(ast.dump(tree), length=64)
+
+
+def code_digest(modules: Sequence[str]) -> str:
+    """One digest of the code of ``modules`` (dotted module or package names)."""
+    parts = []
+    for module in sorted(set(modules)):
+        for path in _source_files(module):
+            parts.append((module, path.name, _file_digest(path, path.stat().st_mtime_ns)))
+    return digest(parts, length=64)
 
 
 def state_path(state_dir: Path, step_id: str) -> Path:
@@ -44,16 +83,16 @@ def state_path(state_dir: Path, step_id: str) -> Path:
 
 
 def assign_keys(steps: Sequence[Step]) -> None:
-    """Compute every step's key from its params and its dependencies' keys (in plan order)."""
+    """Compute every step's key from its params, its code and its dependencies' keys (in plan
+    order)."""
     keys: dict[str, str] = {}
     for step in steps:
         missing = [d for d in step.depends if d not in keys]
         if missing:
             raise ValueError(f"step {step.id!r} depends on {missing}, not planned before it")
-        blob = json.dumps({"id": step.id, "params": step.params,
-                           "depends": [keys[d] for d in step.depends]},
-                          sort_keys=True, default=str)
-        step.key = hashlib.sha256(blob.encode()).hexdigest()
+        step.key = digest({"id": step.id, "params": step.params,
+                           "code": code_digest(step.code) if step.code else "",
+                           "depends": [keys[d] for d in step.depends]}, length=64)
         keys[step.id] = step.key
 
 
@@ -71,13 +110,10 @@ def is_done(step: Step, state_dir: Path) -> bool:
 
 def write_record(step: Step, state_dir: Path, seconds: float) -> None:
     """Record a finished step atomically (temp file + rename)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
     record = {"id": step.id, "key": step.key, "seconds": round(seconds, 3),
-              "outputs": [str(p) for p in step.outputs], "params": step.params}
-    fd, tmp = tempfile.mkstemp(dir=state_dir, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2, default=str)
-    os.replace(tmp, state_path(state_dir, step.id))
+              "outputs": [str(p) for p in step.outputs], "params": step.params,
+              "code": list(step.code)}
+    write_json(state_path(state_dir, step.id), record)
 
 
 def read_seconds(state_dir: Path) -> dict[str, float]:

@@ -327,7 +327,7 @@ def test_comparison_tables_and_quickdraw_exclusion():
     assert edge[("cat", "sketch", "quickdraw")] == 1.0
     summary = aggregate(table, heldout=["axe"])
     mean = summary[(summary.statistic == "mean") & (summary.metric == "edge_jaccard")]
-    held = mean[mean.class_subset == "heldout"].set_index(["domain_a", "domain_b"]).value
+    held = mean[mean.class_subset == "held-out"].set_index(["domain_a", "domain_b"]).value
     assert held[("real", "sketch")] == 1.0
     every = mean[mean.class_subset == "all"].set_index(["domain_a", "domain_b"]).value
     assert every[("real", "sketch")] == 0.5 and every[("sketch", "quickdraw")] == 0.5
@@ -335,7 +335,7 @@ def test_comparison_tables_and_quickdraw_exclusion():
                   & (summary.class_subset == "all")].set_index(["domain_a", "domain_b"]).value
     assert std[("real", "sketch")] == pytest.approx(math.sqrt(0.5))
     groups = pair_group_summary(summary, test_domain="sketch")
-    g = groups[(groups.metric == "edge_jaccard") & (groups.class_subset == "heldout")].set_index("pair_group")
+    g = groups[(groups.metric == "edge_jaccard") & (groups.class_subset == "held-out")].set_index("pair_group")
     assert g.loc["excluding_quickdraw", "value"] == 1.0 and g.loc["excluding_quickdraw", "n_pairs"] == 1
     assert g.loc["with_quickdraw", "value"] == 0.0 and g.loc["with_quickdraw", "n_pairs"] == 2
     assert g.loc["all_pairs", "value"] == pytest.approx(1 / 3)
@@ -402,7 +402,7 @@ def test_circuits_command_writes_tables_figures_and_resumes(circuit_run, tmp_pat
                                        "domain_b", "site", "layer", "metric", "value"}
     assert len(comparison) == 2 * 3 * (6 + 2)  # classes x pairs x (sites + edge + WL)
     summary = pd.read_csv(out / "comparison_summary.csv")
-    assert set(summary.class_subset) == {"heldout", "seen", "all"}  # axe is held out
+    assert set(summary.class_subset) == {"held-out", "seen", "all"}  # axe is held out
     faith = pd.read_csv(out / "faithfulness.csv")
     assert set(faith.domain) == {"clipart", "quickdraw", "sketch"}
     for name in ("circuit_nodes.csv", "circuit_edges.csv", "comparison_groups.csv",

@@ -380,3 +380,60 @@ def test_rbf_bandwidth_is_the_lower_median():
     torch.testing.assert_close(gram_rbf(x), torch.exp(-d2 / 18.0))
     # a repeated point adds a zero distance, which is left out: 1, 4, 9, 16, 16, 36, 36, 49, 49
     assert median_bandwidth(squared_distances(np.array([[0.0], [1.0], [3.0], [7.0], [7.0]]))) == 4.0
+
+
+# ----------------------------------------------------------------------------- cka_run metadata
+def _tiny_run(tmp_path, data_root, heldout, train_seed=3, mixture_seed=0):
+    """A one-checkpoint tiny ViT run whose manifest names its own held-out classes and whose
+    training seed differs from its mixture seed."""
+    import json
+
+    import torch
+
+    from training.models import build_clip
+
+    cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+    }
+    run = tmp_path / "runs" / "lso-rs-nosketchclasses-s3"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model_config.json").write_text(json.dumps(cfg))
+    torch.manual_seed(0)
+    torch.save({"epoch": 0, "name": run.name, "state_dict": build_clip(cfg).state_dict()},
+               run / "checkpoints" / "epoch_0.pt")
+    (run / "mixture.json").write_text(json.dumps({
+        "name": "lso-rs-nosketchclasses",
+        "spec": {"setup": "cg-low", "test_domain": "sketch", "seed": mixture_seed,
+                 "data_root": str(data_root), "heldout": list(heldout)},
+    }))
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": train_seed}}))
+    return run
+
+
+def test_cka_run_uses_the_runs_training_seed_and_held_out_classes(tmp_path):
+    """cka.csv's seed is the training seed (run.json), not the mixture's, and its held-out
+    subset is the run's manifest's classes, not the data root's heldout_classes.txt."""
+    from fakedata import make_fake_domainnet
+
+    from domainlens.experiments.cka import CKASettings, cka_run
+    from training.runinfo import read_run_info
+
+    root = make_fake_domainnet(tmp_path / "data")
+    heldout = ("banana", "cat", "dog", "the_eiffel_tower", "aircraft_carrier")
+    run = _tiny_run(tmp_path, root, heldout)
+    info = read_run_info(run)
+    assert (info.seed, info.mixture_seed) == (3, 0)
+    assert info.heldout == tuple(sorted(heldout))
+    assert set(info.seen) == {"axe", "bed", "traffic_light"}
+    settings = CKASettings(classes=("held-out", "all"), kernels=("linear",), unbiased=False,
+                           progress=False)
+    written = cka_run(run, domains=["real", "sketch"], settings=settings, cache_dir="",
+                      out=tmp_path / "cka")
+    table = pd.read_csv(written["table"])
+    assert set(table["seed"]) == {3}
+    assert set(table["mixture_seed"]) == {0}
+    held = table[table["class_subset"] == "held-out"]
+    assert set(held["n_classes"]) == {len(heldout)}
+    assert set(table[table["class_subset"] == "all"]["n_classes"]) == {8}

@@ -15,6 +15,7 @@ from PIL import Image
 from shapes import SHAPE_CLASSES, SHAPE_HELDOUT, write_mixture
 
 from domainlens.cli import main
+from interp.hooked.head import ZeroShotHead
 from training import checkpoints as ckpt
 from training.evaluate import EVAL_COLUMNS, evaluate_run
 from training.models import create_clip, tokenizer_for
@@ -23,7 +24,6 @@ from training.train import TrainConfig, train_clip
 from training.zeroshot import (
     DEFAULT_TEMPLATES,
     class_text_embeddings,
-    zero_shot_classifier,
     zero_shot_logits,
 )
 
@@ -70,10 +70,11 @@ def test_class_text_embeddings_average_normalised_prompts():
     assert not torch.allclose(weights[1], raw.mean(0) / raw.mean(0).norm(), atol=1e-4)
     with pytest.raises(ValueError, match="exactly one"):
         class_text_embeddings(model, tokenizer, ["cat"], ["no slot"])
-    head = zero_shot_classifier(model, tokenizer, ["cat", "traffic light"], templates)
+    # the one zero-shot head (interp.hooked.head.ZeroShotHead) uses the same ensemble
+    head = ZeroShotHead.from_texts(model, tokenizer, ["cat", "traffic_light"], templates)
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(head(images),
+        torch.testing.assert_close(head(model.encode_image(images)),
                                    zero_shot_logits(model.encode_image(images), weights))
 
 
@@ -137,8 +138,8 @@ def test_table_is_tidy_and_consistent(trained_run, evaluated):
     one = evaluated[(evaluated["epoch"] == 20) & (evaluated["eval_domain"] == "sketch")]
     per_class = one[one["metric"] == "class_top1"].set_index("class_name")
     assert sorted(per_class.index) == sorted(SHAPE_CLASSES)
-    assert set(per_class.loc[list(SHAPE_HELDOUT), "class_subset"]) == {"heldout"}
-    for subset, n in (("heldout", 12), ("seen", 24), ("all", 36)):
+    assert set(per_class.loc[list(SHAPE_HELDOUT), "class_subset"]) == {"held-out"}
+    for subset, n in (("held-out", 12), ("seen", 24), ("all", 36)):
         rows = one[(one["class_subset"] == subset) & (one["class_name"].isna()
                                                        | (one["class_name"] == ""))]
         values = rows.set_index("metric")["value"]
@@ -219,3 +220,51 @@ def test_checkpoint_listing_ignores_partial_files(tmp_path):
     (tmp_path / "checkpoints" / "epoch_3.pt").write_bytes(b"x")
     (tmp_path / "checkpoints" / ".epoch_4.pt.tmp-123").write_bytes(b"x")
     assert list(ckpt.list_checkpoints(tmp_path)) == [3]
+
+
+# ----------------------------------------------------------------------------------------------
+# run metadata: one reader
+
+
+def test_run_info_reads_seeds_and_held_out_classes_once(tmp_path, shapes_root, trained_run):
+    """read_run_info: training seed from run.json, mixture seed from the manifest, held-out
+    classes from the manifest (display names resolved), the root's list only as a fallback."""
+    import json
+    import shutil
+
+    from shapes import SHAPE_HELDOUT
+
+    from training.domains import display_name
+    from training.runinfo import read_run_info
+
+    info = read_run_info(trained_run)
+    assert info.kind == "clip" and info.setup == "toy" and info.test_domain == "sketch"
+    assert info.seed == ckpt.read_run_json(trained_run)["settings"]["seed"]
+    assert info.mixture_seed == 0
+    assert info.heldout == tuple(sorted(SHAPE_HELDOUT)) and info.classes == tuple(SHAPE_CLASSES)
+    assert set(info.seen) | set(info.heldout) == set(SHAPE_CLASSES)
+    assert list(info.checkpoints) == list(range(21)) and info.image_size == 32
+    assert info.meta(4) == {"run": trained_run.name, "setup": "toy", "test_domain": "sketch",
+                            "seed": info.seed, "mixture_seed": 0, "epoch": 4}
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    manifest = json.loads((run / "mixture.json").read_text())
+    others = [c for c in SHAPE_CLASSES if c not in SHAPE_HELDOUT][:2]
+    manifest["spec"]["heldout"] = [display_name(c) for c in others]
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    assert read_run_info(run).heldout == tuple(sorted(others))
+    manifest["spec"]["heldout"] = []
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    assert read_run_info(run).heldout == tuple(sorted(SHAPE_HELDOUT))  # the root's file
+    manifest["spec"]["heldout"] = ["unicorn"]
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="unicorn"):
+        read_run_info(run)
+    del manifest["spec"]["data_root"]
+    manifest["spec"]["heldout"] = list(SHAPE_HELDOUT)
+    (run / "mixture.json").write_text(json.dumps(manifest))
+    bare = read_run_info(run)
+    assert bare.classes == () and bare.data_root is None
+    with pytest.raises(ValueError, match="no data root .* pass one"):
+        bare.require_data()
+    assert read_run_info(run, shapes_root).heldout == tuple(sorted(SHAPE_HELDOUT))

@@ -384,6 +384,7 @@ def test_load_hooked_run(tmp_path, images):
         })
     spec = {"setup": "cg-high", "test_domain": "sketch", "seed": 2, "data_root": "/data"}
     (run / "mixture.json").write_text(json.dumps({"name": run.name, "spec": spec}))
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 2}}))
     loaded = load_hooked_run(run)
     assert loaded.epoch == 1 and not loaded.model.training
     assert loaded.meta() == {"run": run.name, "setup": "cg-high", "test_domain": "sketch", "seed": 2, "epoch": 1}
@@ -395,3 +396,8 @@ def test_load_hooked_run(tmp_path, images):
         load_hooked_run(run, epoch=5)
     head = loaded.zero_shot_head(["axe", "traffic_light"], templates=["a {}."])
     assert head.class_embeddings.shape == (2, 24) and head.class_names == ("axe", "traffic_light")
+    # the training seed (run.json) and the mixture seed (manifest) are told apart
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 5}}))
+    reloaded = load_hooked_run(run)
+    assert (reloaded.seed, reloaded.mixture_seed, reloaded.meta()["seed"]) == (5, 2, 5)
+    assert reloaded.info.run_dir == run and reloaded.mean == loaded.info.mean

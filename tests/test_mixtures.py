@@ -21,9 +21,9 @@ from training.mixtures import (
     build_mixture,
     build_mixtures,
     match_size,
+    read_mixture,
     write_mixture,
 )
-from training.trainset import read_mixture
 
 LABEL = {c: i for i, c in enumerate(sorted(CLASSES))}
 HELDOUT_LABELS = {LABEL[c] for c in HELDOUT}
@@ -146,7 +146,7 @@ def test_manifest_counts_equal_tsv(root, tmp_path):
     for domain, by_subset in counts["by_domain"].items():
         sub = rows[rows["domain"] == domain]
         assert sum(by_subset.values()) == len(sub)
-        assert by_subset.get("heldout", 0) == sub["label"].isin(HELDOUT_LABELS).sum()
+        assert by_subset.get("held-out", 0) == sub["label"].isin(HELDOUT_LABELS).sum()
     assert manifest["spec"]["heldout"] == sorted(HELDOUT)
     assert json.loads(tsv.with_suffix(".json").read_text()) == manifest
 
@@ -256,3 +256,24 @@ def test_empty_or_missing_mixture_file(tmp_path):
     (tmp_path / "empty.tsv").write_text("filepath\ttitle\tdomain\tlabel\n")
     with pytest.raises(ValueError, match="no rows"):
         read_mixture(tmp_path / "empty.tsv")
+
+
+def test_one_mixture_type_is_built_written_and_read(root, tmp_path):
+    """build_mixture, write_mixture and read_mixture share one Mixture type; what is read back
+    is what was written (rows, manifest, hash)."""
+    import hashlib
+
+    from training import trainset
+    from training.mixtures import Mixture
+
+    assert trainset.Mixture is Mixture and trainset.read_mixture is read_mixture
+    built = build_mixture(spec(root, "cg-low"))
+    assert isinstance(built, Mixture) and built.tsv is None
+    tsv = write_mixture(built, tmp_path)
+    loaded = read_mixture(tsv)
+    assert type(loaded) is type(built)
+    assert loaded.name == built.name and loaded.spec == built.spec
+    assert loaded.sha256 == built.sha256 == hashlib.sha256(tsv.read_bytes()).hexdigest()
+    assert loaded.manifest["content_hash"] == loaded.sha256 and loaded.tsv == built.tsv
+    assert loaded.rows["label"].tolist() == built.rows["label"].tolist()
+    assert not list(tmp_path.rglob(".*tmp*"))

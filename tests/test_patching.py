@@ -534,6 +534,7 @@ def _tiny_run(tmp_path, data_root):
         "spec": {"setup": "cg_high", "test_domain": "quickdraw", "seed": 2,
                  "data_root": str(data_root), "heldout": ["axe", "traffic_light"]},
     }))
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 2}}))
     return run
 
 

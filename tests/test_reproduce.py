@@ -141,6 +141,43 @@ def test_plan_keys_change_only_downstream_of_a_changed_setting(tmp_path):
     assert {i for i in before if before[i] == after[i]} == {"data", "mixtures"}
 
 
+def test_plan_keys_follow_analysis_defaults_and_code(tmp_path, monkeypatch):
+    """An analysis step reruns when a default of its settings dataclass or its code changes,
+    not only when one of the config's fields does."""
+    import dataclasses
+
+    from domainlens import steps as steps_module
+    from domainlens.experiments import cka
+
+    config = load_config("smoke", out=tmp_path)
+    before = {s.id: s.key for s in pipeline.plan(config)}
+    changed_default = dataclasses.make_dataclass(
+        "CKASettings", [("pooling", str, dataclasses.field(default="cls"))],
+        bases=(cka.CKASettings,), frozen=True)
+    monkeypatch.setattr(cka, "CKASettings", changed_default)
+    after = {s.id: s.key for s in pipeline.plan(config)}
+    assert {i for i in before if before[i] != after[i]} == {"cka/quickdraw/cg-high/s0", "report"}
+    monkeypatch.undo()
+    real = steps_module.code_digest
+    monkeypatch.setattr(steps_module, "code_digest", lambda modules: real(modules) + (
+        "-edited" if "interp.circuits" in modules else ""))
+    after = {s.id: s.key for s in pipeline.plan(config)}
+    assert {i for i in before if before[i] != after[i]} == {"circuits/quickdraw/cg-high/s0", "report"}
+
+
+def test_claim_run_dir_never_deletes_a_stale_run(tmp_path):
+    """Each settings change moves the previous run aside to a fresh name (.stale, .stale-2,
+    ...); no earlier run is deleted."""
+    run = tmp_path / "runs" / "lso-real-only-s0"
+    for i, key in enumerate(("k1", "k2", "k3", "k3")):
+        pipeline._claim_run_dir(run, key)
+        (run / "trained.txt").write_text(key if i < 3 else "resumed")
+    assert (run / "trained.txt").read_text() == "resumed"
+    assert (run.with_name(run.name + ".stale") / "trained.txt").read_text() == "k1"
+    assert (run.with_name(run.name + ".stale-2") / "trained.txt").read_text() == "k2"
+    assert not run.with_name(run.name + ".stale-3").exists()
+
+
 def test_measure_throughput_times_the_model():
     train, infer = pipeline.measure_throughput("micro-vit", batch_size=8)
     assert 0 < train < infer
@@ -211,7 +248,7 @@ def test_headline_numbers_match_the_evaluation_table(smoke_run):
     out, _ = smoke_run
     raw = pd.read_csv(out / "runs" / "quickdraw" / "lso-real-only-s0" / "eval" / "zero_shot.csv")
     rows = raw[(raw["epoch"] == 2) & (raw["eval_domain"] == "quickdraw")
-               & (raw["class_subset"] == "heldout") & (raw["metric"] == "class_top1")]
+               & (raw["class_subset"] == "held-out") & (raw["metric"] == "class_top1")]
     # top-1 over images = per-class accuracies weighted by image counts
     expected = float((rows["value"] * rows["n_images"]).sum() / rows["n_images"].sum())
     head = pd.read_csv(out / "results" / "headline.csv").set_index(["test_domain", "setup"])
@@ -289,7 +326,7 @@ def _accuracy_rows(values: dict[tuple[str, str, int], tuple[float, float]]) -> p
     for (domain, setup, seed), (held, seen) in values.items():
         for epoch in (0, 3):
             scale = 1.0 if epoch == 3 else 0.0
-            for subset, v in (("heldout", held), ("seen", seen)):
+            for subset, v in (("held-out", held), ("seen", seen)):
                 common = dict(run=f"{domain}-{setup}-s{seed}", setup=setup, test_domain=domain,
                               seed=seed, epoch=epoch, class_subset=subset, class_name="*",
                               metric="top1", n_images=10)
@@ -318,6 +355,44 @@ def test_headline_and_findings_by_hand():
     assert not found.loc[("CG trails leave-out-domain", "sketch"), "holds"]
     quick = found.xs("quickdraw is hardest (lowest mean held-out top-1 over setups)", level=0)
     assert quick["holds"].item() and quick["a"].item() == pytest.approx(0.03)
+
+
+def test_headline_tables_have_no_empty_column_and_honest_headings():
+    """report.html's accuracy tables: no empty ``setup`` column from the pivot, and the
+    heading says "mean ± std over seeds" only when a cell averages several seeds."""
+    from domainlens.report import headline_display, headline_title
+
+    one = {("sketch", "natural-only", 0): (0.1, 0.5), ("sketch", "cg-high", 0): (0.3, 0.6)}
+    head = headline(run_accuracy(_accuracy_rows(one)))
+    for subset in ("held-out", "seen"):
+        shown = headline_display(head, subset)
+        html = shown.to_html(index=False)
+        assert "<th>setup</th>" not in html and "<th></th>" not in html
+        assert list(shown.columns) == ["test domain", "natural-only", "CG high-div."]
+        assert "±" not in headline_title(head, subset) and "one seed" in headline_title(head, subset)
+    assert "±" not in headline_display(head).iloc[0, 1]
+    two = {**one, ("sketch", "natural-only", 1): (0.2, 0.5)}
+    head = headline(run_accuracy(_accuracy_rows(two)))
+    assert "mean ± std over seeds" in headline_title(head)
+    assert "mean over seeds" in headline_title(head, "seen")
+
+
+def test_contact_sheet_table_holds_paths_relative_to_the_data_root(tmp_path):
+    from fakedata import make_fake_domainnet
+
+    from domainlens.report import contact_sheet_table
+
+    root = make_fake_domainnet(tmp_path / "data", with_images=False)
+    table = contact_sheet_table(root, n=3)
+    assert len(table) == 6 * 3 and list(table.columns) == ["domain", "class_name", "path"]
+    assert not any(p.startswith("/") or str(tmp_path) in p for p in table["path"])
+    assert all((root / p).parent.is_dir() for p in table["path"])
+    assert table["path"].iloc[0] == "clipart/aircraft_carrier/clipart_train_000_0000.png"
+
+
+def test_committed_contact_sheet_has_relative_paths():
+    table = pd.read_csv(Path(__file__).parent.parent / "figures" / "contact_sheet.csv")
+    assert not table["path"].str.startswith("/").any()
 
 
 def test_mechanism_findings_by_hand():

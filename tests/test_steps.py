@@ -76,3 +76,44 @@ def test_missing_output_and_bad_dependency_are_errors(tmp_path):
     orphan = Step("orphan", {}, lambda: None, depends=["ghost"])
     with pytest.raises(ValueError, match="depends on \\['ghost'\\]"):
         run_steps([orphan], tmp_path / "state", log=lambda _: None)
+
+
+def test_changed_code_reruns_the_step(tmp_path, monkeypatch):
+    """A step is keyed by the code of the modules it names: editing their code (not only a
+    version constant) reruns it; editing a docstring or comment does not."""
+    import sys
+
+    from domainlens.steps import assign_keys
+
+    package = tmp_path / "stepcode_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    module = package / "analysis.py"
+    module.write_text('"""Doc."""\nDEFAULT = 1\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("stepcode_pkg", None)
+
+    def key() -> str:
+        step = Step("a", {"p": 1}, lambda: None, code=["stepcode_pkg.analysis"])
+        assign_keys([step])
+        return step.key
+
+    before = key()
+    module.write_text('"""Other words."""\n# a comment\nDEFAULT = 1\n')
+    assert key() == before
+    module.write_text('"""Doc."""\nDEFAULT = 2\n')
+    assert key() != before
+    calls = []
+    state = tmp_path / "state"
+    out = tmp_path / "a.txt"
+
+    def run():
+        calls.append(1)
+        out.write_text("x")
+
+    run_steps([Step("a", {}, run, [out], code=["stepcode_pkg"])], state, log=lambda _: None)
+    run_steps([Step("a", {}, run, [out], code=["stepcode_pkg"])], state, log=lambda _: None)
+    assert calls == [1]
+    module.write_text('"""Doc."""\nDEFAULT = 3\n')
+    run_steps([Step("a", {}, run, [out], code=["stepcode_pkg"])], state, log=lambda _: None)
+    assert calls == [1, 1]

@@ -20,7 +20,6 @@ older ones are stripped to weights and metadata once a newer one is safely on di
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from .models import ImageClassifier, build_clip, read_model_config
+from .util.files import atomic_open
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
@@ -68,19 +68,9 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` with ``torch.save`` atomically: temp file in the same folder, fsync,
     rename. A failure (disk full, interrupt) leaves no file at ``path`` and no temp file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    with atomic_open(path, "wb") as handle:  # a handle: torch writes through our fsync'd file
+        torch.save(payload, handle)
+    return Path(path)
 
 
 #: Checkpoint entries needed only to resume training (see :func:`strip_resume_state`).
@@ -115,8 +105,9 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return payload
 
 
-def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """``run.json`` of a run (``{"kind": "clip"}`` if absent, e.g. for open_clip_train runs)."""
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run as written (``{"kind": "clip"}`` if absent, e.g. for
+    open_clip_train runs). Analyses read :func:`training.runinfo.read_run_info` instead."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         return {"kind": "clip"}
@@ -124,7 +115,8 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_mixture_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """The run's copy of its mixture manifest (``{}`` if absent)."""
+    """The run's copy of its mixture manifest as written (``{}`` if absent); see
+    :func:`training.runinfo.read_run_info` for its meaning."""
     path = Path(run_dir) / MIXTURE_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -154,7 +146,7 @@ def resolve_epochs(run_dir: str | Path, epochs: int | list[int] | tuple[int, ...
 def build_run_model(run_dir: str | Path, info: dict[str, Any] | None = None) -> nn.Module:
     """The run's model with random weights: a CLIP, or the supervised ImageClassifier."""
     cfg = read_model_config(run_dir)
-    info = read_run_info(run_dir) if info is None else info
+    info = read_run_json(run_dir) if info is None else info
     with torch.random.fork_rng(devices=[]):
         if info.get("kind", "clip") == "supervised":
             return ImageClassifier(cfg, int(info["num_classes"]))
@@ -193,7 +185,7 @@ class LoadedModel:
         kind: ``"clip"`` or ``"supervised"``.
         model_config: the OpenCLIP model config.
         path: the checkpoint file.
-        run_info: the run's ``run.json``.
+        run_json: the run's ``run.json``.
     """
 
     model: nn.Module
@@ -201,7 +193,7 @@ class LoadedModel:
     kind: str
     model_config: dict
     path: Path
-    run_info: dict
+    run_json: dict
 
 
 def load_run_model(
@@ -218,7 +210,7 @@ def load_run_model(
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
     (epoch,) = resolve_epochs(run_dir, -1 if epoch is None else epoch)
     path = checkpoint_path(run_dir, epoch)
-    info = read_run_info(run_dir)
+    info = read_run_json(run_dir)
     model = build_run_model(run_dir, info)
     payload = read_checkpoint(path)
     state_dict = payload["state_dict"]
@@ -233,5 +225,5 @@ def load_run_model(
         kind=info.get("kind", "clip"),
         model_config=read_model_config(run_dir),
         path=path,
-        run_info=info,
+        run_json=info,
     )

@@ -5,12 +5,12 @@ prompt ensemble of :mod:`training.zeroshot`; the supervised baseline by its line
 the same classes. The result is one tidy table (``<run>/eval/zero_shot.csv``), one row per
 measurement, columns :data:`EVAL_COLUMNS`:
 
-* ``class_subset`` ``heldout`` (the run's held-out classes C2), ``seen`` (C1) or ``all``;
+* ``class_subset`` ``held-out`` (the run's held-out classes C2), ``seen`` (C1) or ``all``;
 * ``metric`` ``top1`` (over images), ``top1_balanced`` (mean of per-class accuracies) or
   ``class_top1`` (one class's accuracy; ``class_name`` names it);
 * ``n_images`` the number of test images the value is computed on.
 
-The paper's headline is ``top1`` on ``heldout`` where ``eval_domain == test_domain``.
+The paper's headline is ``top1`` on ``held-out`` where ``eval_domain == test_domain``.
 A learning-curve figure (``<run>/eval/learning_curve.png``) is drawn from that table only.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +26,11 @@ import pandas as pd
 import torch
 
 from . import checkpoints as ckpt
-from .domainnet import class_names as root_class_names
 from .domainnet import load_index
-from .domains import DOMAINS, check_domains, display_name
+from .domains import DOMAINS
 from .imagecache import TensorTransform, load_images
 from .models import image_size, preprocess_stats, tokenizer_for
+from .runinfo import read_run_info
 from .zeroshot import DEFAULT_TEMPLATES, class_text_embeddings, class_texts, zero_shot_logits
 
 EVAL_COLUMNS: tuple[str, ...] = (
@@ -42,64 +41,6 @@ EVAL_DIR = "eval"
 TABLE_FILE = "zero_shot.csv"
 FIGURE_FILE = "learning_curve.png"
 PREDICTIONS_FILE = "predictions.csv"
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    """What a run is evaluated on, from its mixture manifest (or overrides).
-
-    Attributes:
-        data_root: DomainNet-format root whose test splits are scored.
-        classes: all class folder names of the root (sorted; label = index).
-        heldout: the held-out class folder names (C2).
-        test_domain: the mixture's test domain (``None`` if the manifest names none).
-        setup: the mixture's setup name (``""`` if unknown).
-        seed: the training seed.
-    """
-
-    data_root: Path
-    classes: tuple[str, ...]
-    heldout: tuple[str, ...]
-    test_domain: str | None
-    setup: str
-    seed: int | None
-
-
-def eval_spec(run_dir: str | Path, data_root: str | Path | None = None) -> EvalSpec:
-    """Read data root, test domain and held-out classes from the run's ``mixture.json``.
-
-    ``data_root`` overrides the manifest's ``spec.data_root``; held-out classes are the
-    manifest's ``spec.heldout`` (folder or display names), else the root's declared ones.
-    """
-    from .domainnet import heldout_classes
-
-    manifest = ckpt.read_mixture_manifest(run_dir)
-    spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
-    root = data_root or spec.get("data_root")
-    if not root:
-        raise ValueError(
-            f"no data root for {run_dir}: its mixture manifest names none; pass one (--data)"
-        )
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"data root {str(root)!r} is not a directory")
-    classes = root_class_names(root)
-    if spec.get("heldout"):
-        by_display = {display_name(c): c for c in classes}
-        heldout, unknown = [], []
-        for name in spec["heldout"]:
-            folder = name if name in classes else by_display.get(name)
-            (heldout if folder else unknown).append(folder or name)
-        if unknown:
-            raise ValueError(f"held-out classes {unknown} of the manifest are not classes of {root}")
-        heldout = tuple(sorted(heldout))
-    else:
-        heldout = heldout_classes(root)
-    test_domain = spec.get("test_domain") or None
-    if test_domain is not None:
-        check_domains([test_domain])
-    seed = ckpt.read_run_info(run_dir).get("settings", {}).get("seed")
-    return EvalSpec(root, tuple(classes), heldout, test_domain, str(spec.get("setup") or ""), seed)
 
 
 def _text_cache_key(path: Path, texts: Sequence[str], templates: Sequence[str]) -> str:
@@ -173,14 +114,14 @@ def score(
         mask = labels == label
         per_class[int(label)] = float((preds[mask] == label).mean())
         rows.append({
-            "class_subset": "heldout" if int(label) in held else "seen",
+            "class_subset": "held-out" if int(label) in held else "seen",
             "class_name": classes[int(label)], "metric": "class_top1",
             "value": per_class[int(label)], "n_images": int(mask.sum()),
         })
-    for subset in ("heldout", "seen", "all"):
+    for subset in ("held-out", "seen", "all"):
         if subset == "all":
             chosen = set(per_class)
-        elif subset == "heldout":
+        elif subset == "held-out":
             chosen = {c for c in per_class if c in held}
         else:
             chosen = {c for c in per_class if c not in held}
@@ -240,8 +181,9 @@ def evaluate_run(
     chosen = ckpt.resolve_epochs(run_dir, epochs)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    spec = eval_spec(run_dir, data_root)
-    info = ckpt.read_run_info(run_dir)
+    spec = read_run_info(run_dir, data_root)
+    spec.require_data()
+    info = spec.run_json
     trained_on = info.get("class_names") if info.get("kind") == "supervised" else None
     if trained_on and list(trained_on) != list(spec.classes):
         raise ValueError(
@@ -305,7 +247,7 @@ def plot_learning_curve(
     from matplotlib.ticker import MaxNLocator
 
     data = table[(table["metric"] == "top1") & (table["class_subset"] != "all")]
-    subsets = [s for s in ("heldout", "seen") if s in set(data["class_subset"])]
+    subsets = [s for s in ("held-out", "seen") if s in set(data["class_subset"])]
     fig, axes = plt.subplots(1, max(1, len(subsets)), figsize=(5 * max(1, len(subsets)), 3.6),
                              sharey=True, squeeze=False)
     test_domain = str(table["test_domain"].iloc[0]) if len(table) else ""

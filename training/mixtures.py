@@ -50,10 +50,10 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,7 @@ import pandas as pd
 from .captions import CAPTION_STYLES, make_captions
 from .domainnet import class_names, heldout_classes, load_index
 from .domains import DOMAIN_LETTERS, DOMAINS, check_domains, display_name
+from .util.files import write_bytes, write_json
 from .util.seeding import seeded_rng
 from .util.validate import check_choice, check_number
 
@@ -78,6 +79,8 @@ SWEEP_ORDER: tuple[str, ...] = ("real", "quickdraw", "painting", "sketch", "info
                                 "clipart")
 SELECTIONS: tuple[str, ...] = ("first", "random")
 TSV_COLUMNS: tuple[str, ...] = ("filepath", "title", "domain", "label")
+#: Columns a mixture TSV must have to be read (any OpenCLIP-style TSV has them).
+REQUIRED_COLUMNS: tuple[str, ...] = ("filepath", "title")
 BASE_DOMAIN = "base"
 
 
@@ -194,15 +197,33 @@ def split_entries(paths: Iterable[str], data_root: str | Path) -> list[str]:
 
 @dataclass
 class Mixture:
-    """A resolved mixture: rows (columns :data:`TSV_COLUMNS`) and its manifest."""
+    """A mixture: its rows and its manifest, as built (:func:`build_mixture`) or read from
+    disk (:func:`read_mixture`); :func:`write_mixture` writes it.
 
-    spec: MixtureSpec
+    Attributes:
+        rows: one row per image-text pair, columns ``filepath``, ``title`` and (always when
+            built, if present in the TSV when read) ``domain`` and ``label`` (int).
+        manifest: ``name``, ``spec`` (the resolved :class:`MixtureSpec` as a dict), classes,
+            counts, ...; ``{"name": <stem>}`` for a TSV read without a manifest.
+        tsv: the TSV's absolute path (``None`` until written).
+        sha256: hash of the TSV's bytes (``""`` until written; a resumed run checks it).
+    """
+
     rows: pd.DataFrame
-    manifest: dict = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    tsv: Path | None = None
+    sha256: str = ""
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        """The mixture's name (manifest ``name``, else the TSV's stem)."""
+        return str(self.manifest.get("name") or (self.tsv.stem if self.tsv else ""))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The manifest's ``spec`` (``{}`` if absent)."""
+        spec = self.manifest.get("spec")
+        return dict(spec) if isinstance(spec, dict) else {}
 
 
 def _order(rows: pd.DataFrame, selection: str, seed: int) -> pd.DataFrame:
@@ -411,19 +432,19 @@ def build_mixture(
     resolved = replace(spec, heldout=heldout)
     manifest = {
         "name": spec.name,
-        "spec": asdict(resolved),
+        "spec": json.loads(json.dumps(asdict(resolved))),  # as read back: lists, not tuples
         "classes": list(classes),
         "size_target": int(target),
         "size_matched": bool(len(rendition) == target),
         "counts": mixture_counts(table, heldout, classes),
     }
-    return Mixture(resolved, table, manifest)
+    return Mixture(rows=table, manifest=manifest)
 
 
 def mixture_counts(rows: pd.DataFrame, heldout: Iterable[str], classes: Sequence[str]) -> dict:
-    """Counts per domain and class subset (``seen``/``heldout``), from the rows themselves."""
+    """Counts per domain and class subset (``seen``/``held-out``), from the rows themselves."""
     heldout_labels = {classes.index(c) for c in heldout}
-    subset = np.where(rows["label"].isin(heldout_labels), "heldout",
+    subset = np.where(rows["label"].isin(heldout_labels), "held-out",
                       np.where(rows["label"] >= 0, "seen", "other"))
     table = pd.crosstab(rows["domain"], subset)
     by_domain = {d: {k: int(v) for k, v in table.loc[d].items() if v} for d in table.index}
@@ -432,37 +453,85 @@ def mixture_counts(rows: pd.DataFrame, heldout: Iterable[str], classes: Sequence
             "by_domain": by_domain}
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def manifest_path(tsv: str | Path) -> Path:
+    """``<dir>/<stem>.json`` beside the TSV."""
+    return Path(tsv).with_suffix(".json")
 
 
 def write_mixture(mixture: Mixture, out_dir: str | Path) -> Path:
     """Write ``<out_dir>/<test_domain>/<name>.tsv`` and its ``.json`` manifest, atomically.
 
     The TSV is what OpenCLIP's ``CsvDataset`` reads (``filepath``/``title`` columns, absolute
-    paths, tab-separated); the manifest adds the spec, counts and the TSV's sha256. Returns
+    paths, tab-separated); the manifest adds the spec, counts and the TSV's sha256. Sets
+    ``mixture.tsv``, ``mixture.sha256`` and the manifest's ``tsv``/``content_hash``; returns
     the TSV path.
     """
-    tsv = Path(out_dir) / mixture.spec.test_domain / f"{mixture.name}.tsv"
+    test_domain = mixture.spec.get("test_domain")
+    if not test_domain:
+        raise ValueError(f"mixture {mixture.name!r} has no spec.test_domain to file it under")
+    tsv = Path(out_dir) / test_domain / f"{mixture.name}.tsv"
     rows = mixture.rows.assign(title=mixture.rows["title"].str.replace(r"[\t\n\r]", " ",
                                                                        regex=True))
     data = rows.to_csv(sep="\t", index=False, quoting=csv.QUOTE_NONE,
                        lineterminator="\n").encode()
-    manifest = dict(mixture.manifest, tsv=str(tsv.resolve()),
-                    content_hash=hashlib.sha256(data).hexdigest())
-    _atomic_write_bytes(tsv, data)
-    _atomic_write_bytes(tsv.with_suffix(".json"),
-                        (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    mixture.manifest = manifest
+    sha = hashlib.sha256(data).hexdigest()
+    manifest = dict(mixture.manifest, tsv=str(tsv.resolve()), content_hash=sha)
+    write_bytes(tsv, data)
+    write_json(manifest_path(tsv), manifest)
+    mixture.manifest, mixture.tsv, mixture.sha256 = manifest, tsv.resolve(), sha
     return tsv
+
+
+def read_mixture(tsv: str | Path) -> Mixture:
+    """Read a mixture TSV and its manifest, validating both.
+
+    Only ``filepath`` and ``title`` are required, so any OpenCLIP-style TSV trains; the
+    supervised baseline also needs ``label``. Raises ``FileNotFoundError`` if the TSV is
+    missing and ``ValueError`` if it is empty, lacks a required column, has empty paths or
+    non-integer labels, or if the manifest is not valid JSON.
+    """
+    tsv = Path(tsv).expanduser().resolve()
+    if not tsv.is_file():
+        raise FileNotFoundError(f"mixture TSV {str(tsv)!r} does not exist")
+    raw = tsv.read_bytes()
+    if not raw.strip():
+        raise ValueError(f"mixture {str(tsv)!r} is empty")
+    try:
+        rows = pd.read_csv(
+            tsv, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+        )
+    except pd.errors.ParserError as error:
+        raise ValueError(f"mixture {str(tsv)!r} is not a valid TSV: {error}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(
+            f"mixture {str(tsv)!r} lacks column(s) {missing}; header is {list(rows.columns)}, "
+            f"expected {list(REQUIRED_COLUMNS)} (plus optional 'domain', 'label')"
+        )
+    if len(rows) == 0:
+        raise ValueError(f"mixture {str(tsv)!r} has a header but no rows")
+    empty = rows["filepath"].str.strip() == ""
+    if empty.any():
+        raise ValueError(f"mixture {str(tsv)!r}: empty filepath on data line {int(empty.idxmax()) + 1}")
+    if "label" in rows.columns:
+        ok = rows["label"].str.fullmatch(r"-?\d+")
+        if not ok.all():
+            i = int((~ok).idxmax())
+            raise ValueError(
+                f"mixture {str(tsv)!r}: label {rows['label'].iloc[i]!r} on data line {i + 1} "
+                "is not an integer"
+            )
+        rows["label"] = rows["label"].astype("int64")
+    manifest: dict[str, Any] = {"name": tsv.stem}
+    mpath = manifest_path(tsv)
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"mixture manifest {mpath} is not valid JSON: {error}") from None
+        if not isinstance(manifest, dict):
+            raise ValueError(f"mixture manifest {mpath} must hold a JSON object")
+    return Mixture(rows=rows, manifest=manifest, tsv=tsv, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def build_mixtures(
@@ -499,7 +568,8 @@ def build_mixtures(
 
 __all__ = [
     "SETUPS", "STANDARD_SETUPS", "TEST_DOMAINS", "SIZE_RULES", "SELECTIONS", "TSV_COLUMNS",
-    "MixtureSpec", "Mixture", "build_mixture", "build_mixtures", "write_mixture",
+    "MixtureSpec", "Mixture", "build_mixture", "build_mixtures", "write_mixture", "read_mixture",
+    "manifest_path",
     "read_base_tsv", "match_size", "mixture_counts", "rendition_domains",
     "select_rendition", "split_entries", "SWEEP_ORDER",
 ]

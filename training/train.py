@@ -376,7 +376,7 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 def _check_resumable(run_dir: Path, info: dict[str, Any]) -> None:
     """Raise ``ValueError`` if ``run_dir`` holds a different run than ``info`` describes."""
-    old = ckpt.read_run_info(run_dir) if (run_dir / ckpt.RUN_FILE).is_file() else None
+    old = ckpt.read_run_json(run_dir) if (run_dir / ckpt.RUN_FILE).is_file() else None
     if old is None:
         if ckpt.list_checkpoints(run_dir):
             raise ValueError(f"{run_dir} holds checkpoints but no {ckpt.RUN_FILE}: not our run")

@@ -1,4 +1,8 @@
-"""Zero-shot classification heads from a prompt ensemble.
+"""Zero-shot class text embeddings from a prompt ensemble (what evaluation needs).
+
+The classifier module built on them, for analyses, is ``interp.hooked.head.ZeroShotHead``
+(``ZeroShotHead.from_texts`` uses :func:`class_text_embeddings`); this module has no second
+one.
 
 The paper's ensemble (and its official code's): OpenAI's 80 ImageNet templates, which
 OpenCLIP ships, plus six domain templates. Each prompt is embedded and normalised, the
@@ -116,37 +120,3 @@ def zero_shot_logits(
     """
     image_features = F.normalize(image_features.float(), dim=-1)
     return scale * image_features @ class_embeddings.to(image_features.device).T
-
-
-class ZeroShotClassifier(nn.Module):
-    """An image tower turned into a classifier by fixed class text embeddings.
-
-    ``forward`` maps ``(B, 3, S, S)`` normalised images to ``(B, C)`` logits (cosines times
-    ``scale``); gradients flow into the image tower, so it can serve as an analysis metric.
-
-    Args:
-        visual: the image tower (``model.visual`` of an OpenCLIP CLIP).
-        class_embeddings: ``(C, D)`` unit-norm class embeddings (stored as a buffer).
-        scale: logit multiplier (1.0: cosine similarity).
-    """
-
-    def __init__(self, visual: nn.Module, class_embeddings: torch.Tensor, scale: float = 1.0):
-        super().__init__()
-        self.visual = visual
-        self.register_buffer("class_embeddings", class_embeddings.detach().clone())
-        self.scale = float(scale)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return zero_shot_logits(self.visual(images), self.class_embeddings, self.scale)
-
-
-def zero_shot_classifier(
-    model: nn.Module,
-    tokenizer: Callable[[list[str]], torch.Tensor],
-    class_texts: Sequence[str],
-    templates: Sequence[str] = DEFAULT_TEMPLATES,
-    scale: float = 1.0,
-) -> ZeroShotClassifier:
-    """:class:`ZeroShotClassifier` over ``model.visual`` with the ensemble's class embeddings."""
-    weights = class_text_embeddings(model, tokenizer, class_texts, templates)
-    return ZeroShotClassifier(model.visual, weights, scale)

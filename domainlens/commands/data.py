@@ -85,7 +85,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     index = load_index(args.root)
     heldout = set(heldout_classes(args.root))
-    index["subset"] = index["class_name"].map(lambda c: "heldout" if c in heldout else "seen")
+    index["subset"] = index["class_name"].map(lambda c: "held-out" if c in heldout else "seen")
     classes = index.attrs["classes"]
     print(f"{len(classes)} classes, {len(heldout)} held out: {', '.join(sorted(heldout))}")
     with pd.option_context("display.width", 120):

@@ -12,9 +12,9 @@ head for supervised runs. Data root, test domain and held-out classes come from 
 mixture.json (--data overrides the root).
 
 Writes <run>/eval/zero_shot.csv, a tidy table with columns run, setup, test_domain, seed,
-epoch, eval_domain, class_subset (heldout | seen | all), class_name, metric (top1 |
+epoch, eval_domain, class_subset (held-out | seen | all), class_name, metric (top1 |
 top1_balanced | class_top1), value, n_images; and <run>/eval/learning_curve.png. The headline
-is top1 on heldout classes where eval_domain == test_domain."""
+is top1 on held-out classes where eval_domain == test_domain."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             domains=args.domains, cache_dir=args.cache_dir, device=args.device,
             predictions=args.predictions, progress=not args.quiet,
         )
-        head = table[(table["metric"] == "top1") & (table["class_subset"] == "heldout")]
+        head = table[(table["metric"] == "top1") & (table["class_subset"] == "held-out")]
         test = head[head["eval_domain"] == head["test_domain"]]
         last = (test if len(test) else head).sort_values("epoch").tail(1)
         summary = ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.runinfo import CLASS_SUBSETS
+
 _PAIRINGS = ("paired", "class_mean")
 _DIRECTIONS = ("denoising", "noising")
 _GRANULARITIES = ("position", "head", "channel_group")
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", required=True, help="domain whose activations are patched in (e.g. real)")
     parser.add_argument("--target", required=True, help="domain that receives them (e.g. quickdraw)")
     parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
-    parser.add_argument("--classes", choices=("held-out", "seen", "all"), default="held-out",
+    parser.add_argument("--classes", choices=CLASS_SUBSETS, default="held-out",
                         help="class subset: held-out (C2, default), seen (C1) or all")
     parser.add_argument("--max-per-class", type=int, default=8,
                         help="test images per domain and class (seeded subsample; default 8)")

@@ -216,35 +216,37 @@ def run_circuits(
     )
     from interp.plots.cka import save_figure
     from training.domainnet import available_domains, load_index
-    from training.evaluate import eval_spec
-    from training.models import read_model_config, tokenizer_for
+    from training.models import tokenizer_for
+    from training.runinfo import read_run_info
     from training.zeroshot import class_text_embeddings, class_texts
 
     settings = (settings or CircuitSettings()).validate()
     run_dir = Path(run_dir)
-    spec = eval_spec(run_dir, data_root)
+    spec = read_run_info(run_dir, data_root)  # classes, held-out classes, seeds, data root
+    spec.require_data()
     classes, domains = check_classes_domains(classes, domains, spec.classes,
                                              available_domains(spec.data_root))
+    from domainlens import layout
+
     draw = draw_class if draw_class is not None else classes[0]
     if draw not in classes:  # checked before any work, not after every circuit
         raise ValueError(f"draw_class {draw!r} is not among the computed classes {classes}")
-    out = Path(out) if out is not None else run_dir / "circuits"
+    out = Path(out) if out is not None else run_dir / layout.CIRCUITS_DIR
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
     if run.kind != "clip":
         raise ValueError(f"circuits need a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
     model = run.model.eval()
-    meta = {"run": run.name, "setup": spec.setup or run.setup, "test_domain": spec.test_domain,
-            "seed": spec.seed if spec.seed is not None else run.seed}
+    meta = spec.meta()
     digest = model_digest(model)
     text_file = cache_dir / f"text-{cache_key(model=digest, classes=list(spec.classes))}.pt"
     if text_file.is_file():
         embeddings = torch.load(text_file, weights_only=True)
     else:
-        cfg = read_model_config(run_dir)
-        embeddings = class_text_embeddings(run.source, tokenizer_for(cfg), class_texts(spec.classes))
+        embeddings = class_text_embeddings(run.source, tokenizer_for(spec.model_config),
+                                           class_texts(spec.classes))
         torch_save(embeddings, text_file)
     model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes))
     label_of = {c: i for i, c in enumerate(spec.classes)}
@@ -322,8 +324,7 @@ def run_circuits(
                    else pd.DataFrame(columns=[*FAITH_COLUMNS, *meta, "class_name", "domain"]))
     comparison = compare_domains(circuits, h=settings.wl_h, neighbours=settings.neighbours,
                                  labels=labels_by_site, meta=meta)
-    comparison["class_subset"] = comparison["class_name"].map(
-        lambda x: "heldout" if x in set(spec.heldout) else "seen")
+    comparison["class_subset"] = comparison["class_name"].map(spec.class_subset)
     summary = aggregate(comparison.drop(columns=["class_subset"]), spec.heldout)
     groups = pair_group_summary(summary, spec.test_domain)
     for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),

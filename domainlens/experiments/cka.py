@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Class subsets: held-out classes (C2), seen classes (C1), all.
-CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
+from domainlens import layout
+from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
+
 KERNELS: tuple[str, ...] = ("linear", "rbf")
 MODES: tuple[str, ...] = ("class_mean", "per_sample")
 
@@ -39,16 +40,17 @@ class CKASettings:
 
     def validate(self) -> CKASettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
-        for values, allowed, what in ((self.classes, CLASS_SUBSETS, "class subsets"),
-                                      (self.kernels, KERNELS, "kernels"),
-                                      ([self.mode], MODES, "mode"),
-                                      ([self.missing], ("error", "intersect"), "missing"),
-                                      ([self.split], ("train", "test"), "split")):
-            bad = [v for v in values if v not in allowed]
-            if bad or not values:
-                raise ValueError(f"{what} {list(values)} invalid; choose from {list(allowed)}")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise ValueError(f"max_per_class must be >= 1, got {self.max_per_class}")
+        from training.util.validate import check_choice, check_choices, check_number
+
+        for name, values, allowed in (("class subsets", self.classes, CLASS_SUBSETS),
+                                      ("kernels", self.kernels, KERNELS)):
+            if not check_choices(name, values, allowed):
+                raise ValueError(f"{name}: none given; expected values from {list(allowed)}")
+        check_choice("mode", self.mode, MODES)
+        check_choice("missing", self.missing, ("error", "intersect"))
+        check_choice("split", self.split, ("train", "test"))
+        if self.max_per_class is not None:
+            check_number("max_per_class", self.max_per_class, low=1, integer=True)
         return self
 
 
@@ -75,30 +77,26 @@ def cka_run(
     from interp.hooked.runs import load_hooked_run
     from interp.plots.cka import plot_cka_by_layer, plot_cka_heatmaps, save_figure
     from interp.similarity.cross_domain import cross_domain_cka
-    from training.domainnet import available_domains, class_names, heldout_classes
+    from training.domainnet import available_domains
     from training.domains import check_domains
+    from training.util.files import write_csv
 
     settings = (settings or CKASettings()).validate()
     run_dir = Path(run_dir)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device)
-    data = data_root or run.data_root
-    if data is None:
-        raise ValueError(f"no data root given and run {str(run_dir)!r} names none in mixture.json")
+    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
+    info = run.info
+    data = info.require_data()
     domains = list(check_domains(domains)) if domains else list(available_domains(data))
     if len(domains) < 2:
         raise ValueError(f"need at least two domains, got {domains}")
     model = run.model
     layers = model.layers()
     sites = model.check_sites(settings.sites) if settings.sites else [s.name for s in layers]
-    heldout = list(heldout_classes(data))
-    subsets = {
-        "held-out": heldout,
-        "seen": [c for c in class_names(data) if c not in set(heldout)],
-        "all": None,
-    }
+    # the run's own held-out classes (its manifest), as evaluation, patching and circuits use
+    subsets = {s: (None if s == "all" else list(info.subset(s))) for s in settings.classes}
     if cache_dir is None:
-        cache_dir = run_dir / "cache" / "activations"
-    out = Path(out) if out is not None else run_dir / "eval" / "cka"
+        cache_dir = run_dir / layout.ACTIVATION_CACHE / "activations"
+    out = Path(out) if out is not None else run_dir / "eval" / layout.CKA_DIR
     out.mkdir(parents=True, exist_ok=True)
 
     acts = collect_domain_activations(
@@ -112,22 +110,19 @@ def cka_run(
             acts, sites=sites, layers=layers, domains=domains, classes=subsets[subset],
             class_subset=subset, missing=settings.missing, mode=settings.mode, kernel=kernel,
             unbiased=settings.unbiased, max_per_class=settings.max_per_class, seed=settings.seed,
-            meta={**run.meta(), "pooling": settings.pooling, "split": settings.split},
+            meta={**info.meta(run.epoch), "pooling": settings.pooling, "split": settings.split},
             progress=settings.progress,
         )
         for subset in settings.classes for kernel in settings.kernels
     ]
     table = pd.concat(tables, ignore_index=True)
-    written = {"table": out / "cka.csv"}
-    tmp = out / "cka.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(written["table"])
+    written = {"table": write_csv(out / layout.CKA_TABLE, table)}
 
     title = f"{run.name} (epoch {run.epoch})"
     written["cka_by_layer"] = save_figure(plot_cka_by_layer(table, title=title),
-                                          out / "cka_by_layer.png")
+                                          out / layout.CKA_BY_LAYER)
     for (subset, kernel), part in table.groupby(["class_subset", "kernel"], sort=False):
         fig = plot_cka_heatmaps(part, title=f"{title}: {subset} classes, {kernel} CKA")
-        name = f"cka_heatmaps_{subset}_{kernel}"
+        name = layout.cka_heatmaps(subset, kernel)
         written[name] = save_figure(fig, out / f"{name}.png")
     return written

@@ -12,7 +12,8 @@ a source and a target domain, and writes under ``out`` (default ``<run>/patching
 * ``recovery_by_layer_<s>_to_<t>.png`` and ``layer_<granularity>_<s>_to_<t>.png``, drawn
   from the summary table only.
 
-Metadata columns (run, setup, test_domain, seed, epoch) come from the run's mixture manifest.
+Metadata columns (run, setup, test_domain, seed = training seed, mixture_seed, epoch) come
+from the run's :class:`training.runinfo.RunInfo`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from domainlens import layout
 from interp.hooked.base import HookedImageTower
 from interp.interventions.patching import (
     DIRECTIONS,
@@ -33,9 +35,7 @@ from interp.interventions.patching import (
 )
 from interp.interventions.units import GRANULARITIES, n_channels, n_positions, site_shapes
 from interp.metrics import METRIC_NAMES
-
-#: Class subsets: held-out classes (C2), seen classes (C1), all.
-CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
+from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
 #: Site sets for site-level patching: the model's ``layers()`` and per-block components.
 SITE_SETS: tuple[str, ...] = ("layers", "components")
@@ -143,8 +143,8 @@ def patch_run(
     from interp.hooked.runs import load_hooked_run
     from interp.plots.patching import plot_layer_heatmap, plot_recovery_by_layer
     from training.domains import check_domains
-    from training.evaluate import eval_spec
-    from training.models import read_model_config, tokenizer_for
+    from training.models import tokenizer_for
+    from training.util.files import write_csv
     from training.zeroshot import class_text_embeddings, class_texts
 
     settings = (settings or PatchSettings()).validate()
@@ -152,24 +152,20 @@ def patch_run(
     if source == target:
         raise ValueError(f"source and target domains must differ, both are {source!r}")
     run_dir = Path(run_dir)
-    spec = eval_spec(run_dir, data_root)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
+    spec = run.info  # the run's metadata: classes, held-out classes, seeds, data root
+    spec.require_data()
     if run.kind != "clip":
         raise ValueError(f"patching needs a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
     model = run.model.eval()
     with torch.no_grad():
         embeddings = class_text_embeddings(
-            run.source, tokenizer_for(read_model_config(run_dir)), class_texts(spec.classes)
+            run.source, tokenizer_for(spec.model_config), class_texts(spec.classes)
         )
     scale = float(run.source.logit_scale.detach().exp()) if settings.logit_scale == "model" else 1.0
     model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes, logit_scale=scale))
 
-    heldout = set(spec.heldout)
-    subset = {
-        "held-out": sorted(heldout),
-        "seen": [c for c in spec.classes if c not in heldout],
-        "all": list(spec.classes),
-    }[settings.classes]
+    subset = list(spec.subset(settings.classes))
     if not subset:
         raise ValueError(f"class subset {settings.classes!r} of {spec.data_root} is empty")
     loaded = {
@@ -177,10 +173,7 @@ def patch_run(
                         settings.seed, run.image_size, run.mean, run.std)
         for d in (source, target)
     }
-    meta = {"run": run.name, "setup": spec.setup or run.setup,
-            "test_domain": spec.test_domain or run.test_domain,
-            "seed": spec.seed if spec.seed is not None else run.seed, "epoch": run.epoch,
-            "class_subset": settings.classes}
+    meta = {**spec.meta(run.epoch), "class_subset": settings.classes}
     common = dict(
         metric=settings.metric, source_domain=source, target_domain=target,
         class_names=spec.classes, seed=settings.seed, meta=meta, max_batch=settings.max_batch,
@@ -213,13 +206,13 @@ def patch_run(
         )
         summaries += [r.to_frame(**frame_args) for r in results]
 
-    out = Path(out) if out is not None else run_dir / "patching"
+    out = Path(out) if out is not None else run_dir / layout.PATCHING_DIR
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{source}_to_{target}"
     summary = pd.concat(summaries, ignore_index=True)
-    written = {"summary": out / f"patching_{stem}.csv", "examples": out / f"patching_examples_{stem}.csv"}
-    summary.to_csv(written["summary"], index=False)
-    pd.concat(examples, ignore_index=True).to_csv(written["examples"], index=False)
+    written = {"summary": write_csv(out / layout.patching_summary(source, target), summary),
+               "examples": write_csv(out / layout.patching_examples(source, target),
+                                     pd.concat(examples, ignore_index=True))}
     written["recovery_by_layer"] = out / f"recovery_by_layer_{stem}.png"
     plot_recovery_by_layer(summary, path=written["recovery_by_layer"])
     for granularity in granularities:

@@ -42,7 +42,7 @@ from interp.circuits.circuit import Circuit
 from training.util.validate import check_choice
 
 NEIGHBOURS: tuple[str, ...] = ("undirected", "in", "out", "both")
-CLASS_SUBSETS: tuple[str, ...] = ("heldout", "seen", "all")
+CLASS_SUBSETS: tuple[str, ...] = ("held-out", "seen", "all")
 PAIR_GROUPS: tuple[str, ...] = ("all_pairs", "excluding_quickdraw", "with_quickdraw", "with_test_domain")
 #: Columns that name one trained run; summaries never pool rows that differ in them.
 RUN_KEYS: tuple[str, ...] = ("run", "setup", "test_domain", "seed")
@@ -192,9 +192,9 @@ def compare_domains(
 
 
 def class_subset_of(classes: Iterable[str], heldout: Iterable[str]) -> dict[str, str]:
-    """``{class: "heldout" | "seen"}``."""
+    """``{class: "held-out" | "seen"}``."""
     held = set(heldout)
-    return {c: "heldout" if c in held else "seen" for c in classes}
+    return {c: "held-out" if c in held else "seen" for c in classes}
 
 
 def aggregate(table: pd.DataFrame, heldout: Iterable[str]) -> pd.DataFrame:

@@ -1,14 +1,15 @@
 """A training run's checkpoint as a hooked image tower, with the run's metadata.
 
 Loading goes through ``training.checkpoints.load_run_model`` (which checks the checkpoint
-against ``model_config.json``); the run's setup, test domain and seed come from its mixture
-manifest (``<run>/mixture.json``) when present, for the tidy tables' metadata columns.
+against ``model_config.json``); the run's metadata (setup, test domain, training and mixture
+seeds, held-out classes, data root, normalisation) is its :class:`training.runinfo.RunInfo`,
+read by :func:`training.runinfo.read_run_info`, the reader every command uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import nn
 from interp.hooked import hook_image_tower
 from interp.hooked.base import HookedImageTower
 from interp.hooked.head import ZeroShotHead
-from interp.hooked.images import DEFAULT_MEAN, DEFAULT_STD
+from training.runinfo import RunInfo, read_run_info
 
 
 @dataclass
@@ -26,29 +27,68 @@ class HookedRun:
     """A hooked checkpoint of a run plus what analyses need to know about it.
 
     ``model``: the hooked image tower (eval mode); ``source``: the loaded OpenCLIP model (or
-    the supervised classifier), sharing parameters with ``model``; ``mean``/``std``: the image
-    normalisation the model was trained with; ``image_size``: input side in pixels.
+    the supervised classifier), sharing parameters with ``model``; ``info``: the run's
+    metadata (:class:`training.runinfo.RunInfo`). ``kind``, ``setup``, ``test_domain``,
+    ``seed`` (training seed), ``mixture_seed``, ``data_root``, ``mean``/``std`` (the image
+    normalisation the model was trained with), ``image_size``, ``manifest`` and
+    ``model_config`` read through to ``info``.
     """
 
     model: HookedImageTower
     source: nn.Module
-    run_dir: Path
+    info: RunInfo
     epoch: int
     checkpoint: Path
-    kind: str = "clip"
-    setup: str | None = None
-    test_domain: str | None = None
-    seed: int | None = None
-    data_root: str | None = None
-    mean: tuple[float, ...] = DEFAULT_MEAN
-    std: tuple[float, ...] = DEFAULT_STD
-    manifest: dict[str, Any] = field(default_factory=dict)
-    model_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.info.run_dir
 
     @property
     def name(self) -> str:
         """The run's name (its directory name)."""
-        return self.run_dir.name
+        return self.info.name
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def setup(self) -> str | None:
+        return self.info.setup or None
+
+    @property
+    def test_domain(self) -> str | None:
+        return self.info.test_domain
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed."""
+        return self.info.seed
+
+    @property
+    def mixture_seed(self) -> int | None:
+        return self.info.mixture_seed
+
+    @property
+    def data_root(self) -> str | None:
+        return None if self.info.data_root is None else str(self.info.data_root)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.info.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.info.std
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.info.manifest
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return self.info.model_config
 
     @property
     def image_size(self) -> int:
@@ -73,7 +113,8 @@ class HookedRun:
         )
 
     def meta(self) -> dict[str, Any]:
-        """Metadata columns for tidy tables: run, setup, test_domain, seed, epoch."""
+        """Metadata columns for tidy tables: run, setup, test_domain, seed (training seed),
+        epoch."""
         return {
             "run": self.name,
             "setup": self.setup,
@@ -88,36 +129,20 @@ def load_hooked_run(
     epoch: int | None = None,
     device: str | torch.device = "cpu",
     head: nn.Module | None = None,
+    data_root: str | Path | None = None,
 ) -> HookedRun:
     """Load epoch ``epoch`` (default: latest) of a run as a hooked tower in eval mode.
 
-    Raises ``FileNotFoundError`` for a missing run or checkpoint and ``ValueError`` for an
-    epoch without a checkpoint or a checkpoint that does not fit the run's model config.
+    ``data_root`` overrides the run's data root in ``run.info``. Raises ``FileNotFoundError``
+    for a missing run or checkpoint and ``ValueError`` for an epoch without a checkpoint or a
+    checkpoint that does not fit the run's model config.
     """
-    from training.checkpoints import load_run_model, read_mixture_manifest
-    from training.models import preprocess_stats
+    from training.checkpoints import load_run_model
 
     run_dir = Path(run_dir)
+    info = read_run_info(run_dir, data_root)
     loaded = load_run_model(run_dir, epoch=epoch, device=device)
     source = loaded.model.eval()
     hooked = hook_image_tower(source, head=head).eval()
-    manifest = read_mixture_manifest(run_dir)
-    spec = manifest.get("spec", {}) if isinstance(manifest, dict) else {}
-    mean, std = preprocess_stats(source)
-    seed = spec.get("seed")
-    return HookedRun(
-        model=hooked,
-        source=source,
-        run_dir=run_dir,
-        epoch=int(loaded.epoch),
-        checkpoint=Path(loaded.path),
-        kind=str(loaded.kind),
-        setup=spec.get("setup"),
-        test_domain=spec.get("test_domain"),
-        seed=int(seed) if seed is not None else None,
-        data_root=spec.get("data_root"),
-        mean=tuple(mean),
-        std=tuple(std),
-        manifest=manifest if isinstance(manifest, dict) else {},
-        model_config=dict(loaded.model_config),
-    )
+    return HookedRun(model=hooked, source=source, info=info, epoch=int(loaded.epoch),
+                     checkpoint=Path(loaded.path))

@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from interp.plots import domain_heatmap
 
 _REQUIRED = ("domain_a", "domain_b", "site", "metric", "class_subset", "statistic", "value")
-_SUBSETS = ("heldout", "seen", "all")
+_SUBSETS = ("held-out", "seen", "all")
 
 
 def _check(summary: pd.DataFrame) -> None:
