@@ -76,3 +76,17 @@ def test_data_info(tmp_path, capsys):
     root = make_fake_domainnet(tmp_path / "dn", with_images=False)
     assert main(["data", "info", str(root)]) == 0
     assert "8 classes, 2 held out: axe, traffic_light" in capsys.readouterr().out
+
+
+def test_data_commands_accept_an_empty_split_file(tmp_path, capsys):
+    # `data synth --n-test 0` writes empty test splits; they used to crash with KeyError: 0.
+    root = make_fake_domainnet(tmp_path / "dn")
+    (root / "sketch_test.txt").write_text("")
+    assert main(["data", "info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "8 classes" in out and "sketch" in out
+    assert main(["data", "check", str(root), "--quiet", "--workers", "1"]) == 0
+    assert "0 unreadable image(s)" in capsys.readouterr().out
+    assert main(["mixtures", "--data", str(root), "--out", str(tmp_path / "mix"), "--setup",
+                 "cg-high", "--test-domain", "sketch", "--quiet"]) == 0
+    assert (tmp_path / "mix" / "sketch" / "lso-cipqrs-nosketchclasses.tsv").is_file()
