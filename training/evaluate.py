@@ -16,8 +16,6 @@ A learning-curve figure (``<run>/eval/learning_curve.png``) is drawn from that t
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from .domainnet import load_index
 from .domains import DOMAINS, check_domains, display_name
 from .imagecache import TensorTransform, load_images
 from .models import image_size, preprocess_stats, tokenizer_for
+from .util.files import digest
 from .zeroshot import DEFAULT_TEMPLATES, class_text_embeddings, class_texts, zero_shot_logits
 
 EVAL_COLUMNS: tuple[str, ...] = (
@@ -104,8 +103,7 @@ def eval_spec(run_dir: str | Path, data_root: str | Path | None = None) -> EvalS
 
 def _text_cache_key(path: Path, texts: Sequence[str], templates: Sequence[str]) -> str:
     stat = path.stat()
-    blob = json.dumps([str(path), stat.st_size, stat.st_mtime_ns, list(texts), list(templates)])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(str(path), stat.st_size, stat.st_mtime_ns, list(texts), list(templates))
 
 
 def class_weights(

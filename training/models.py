@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .util.files import write_json
 
 PRESETS_DIR = Path(__file__).parent / "model_configs"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -204,10 +205,3 @@ def read_model_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {str(run_dir)!r} a training run?")
     return _check_config(json.loads(path.read_text()), str(path))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)

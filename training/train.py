@@ -52,10 +52,10 @@ from .models import (
     preprocess_stats,
     resolve_model_config,
     tokenizer_for,
-    write_json,
     write_model_config,
 )
 from .trainset import Mixture, read_mixture
+from .util.files import write_json
 
 LOG_COLUMNS: tuple[str, ...] = ("step", "epoch", "loss", "lr", "logit_scale", "images_per_s")
 
