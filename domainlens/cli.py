@@ -35,10 +35,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError) as error:
         # Bad input: one clear line, no traceback.
-        print(f"domainlens {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(args.command, error, 2)
+    except (OSError, FloatingPointError) as error:
+        # A file that cannot be written (read-only folder, full disk: WriteError names the
+        # path and the reason), a run that diverged: one line, no traceback, nothing lost.
+        return _fail(args.command, error, 1)
+
+
+def _fail(command: str, error: BaseException, code: int) -> int:
+    """Print ``error`` as one line on stderr; return ``code``."""
+    print(f"domainlens {command}: error: {_one_line(error)}", file=sys.stderr)
+    return code
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line; a bare ``OSError`` as ``<path>: <reason>``."""
+    from training.util.files import WriteError
+
+    if isinstance(error, WriteError):
+        text = error.strerror or str(error)  # str() would prefix "[Errno 28]"
+    elif isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        text = f"{where}{error.strerror}"
+        if error.filename2:
+            text += f" ({error.filename2})"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -205,3 +205,15 @@ def read_model_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {str(run_dir)!r} a training run?")
     return _check_config(json.loads(path.read_text()), str(path))
+
+
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating-point entries of ``model``'s state dict (parameters and saved
+    buffers such as BatchNorm statistics) that hold a NaN or an infinity; one host sync for
+    the whole model. Unsaved buffers are skipped: a causal attention mask holds -inf."""
+    named = [(n, t) for n, t in model.state_dict(keep_vars=True).items()
+             if t.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]

@@ -27,6 +27,12 @@ class WriteError(OSError):
     and the reason in one line."""
 
 
+def as_write_error(path: str | Path, err: OSError) -> WriteError:
+    """``err`` (raised while writing ``path``) as a one-line :class:`WriteError` naming
+    ``path`` and the reason; a ``WriteError`` is returned unchanged."""
+    return err if isinstance(err, WriteError) else _explain(Path(path), err)
+
+
 def _explain(path: Path, err: OSError) -> WriteError:
     if err.errno == errno.ENOSPC:
         reason = "no space left on the device"
@@ -102,8 +108,10 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)`` atomically."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a Python file object: given a path, torch's own writer reports a full disk as
+    # "unexpected pos ..." (a RuntimeError); Python's write raises OSError(ENOSPC).
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
     return Path(path)
 
 
