@@ -108,11 +108,35 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)`` atomically."""
     import torch
 
-    # Through a Python file object: given a path, torch's own writer reports a full disk as
-    # "unexpected pos ..." (a RuntimeError); Python's write raises OSError(ENOSPC).
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(obj, handle)
+        writer = _RecordingWriter(handle)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            # torch swallows the failed write's OSError (full disk: ENOSPC) and reports
+            # "unexpected pos ..." instead: raise the OSError, which names the reason.
+            if writer.error is not None:
+                raise writer.error from None
+            raise
     return Path(path)
+
+
+class _RecordingWriter:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` of a failed write."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
