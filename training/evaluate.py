@@ -29,9 +29,7 @@ from .domainnet import class_names as root_class_names
 from .domainnet import load_index
 from .domains import DOMAINS, check_domains, display_name
 from .imagecache import TensorTransform, load_images
-from .models import image_size, nonfinite_tensors, preprocess_stats, tokenizer_for
-from .util.files import atomic_path, digest, write_csv
-from .util.validate import check_number
+from .models import image_size, preprocess_stats, tokenizer_for
 from .zeroshot import DEFAULT_TEMPLATES, class_text_embeddings, class_texts, zero_shot_logits
 
 EVAL_COLUMNS: tuple[str, ...] = (
@@ -103,6 +101,8 @@ def eval_spec(run_dir: str | Path, data_root: str | Path | None = None) -> EvalS
 
 
 def _text_cache_key(path: Path, texts: Sequence[str], templates: Sequence[str]) -> str:
+    from .util.files import digest
+
     stat = path.stat()
     return digest(str(path), stat.st_size, stat.st_mtime_ns, list(texts), list(templates))
 
@@ -238,14 +238,17 @@ def evaluate_run(
     """
     from tqdm.auto import tqdm
 
+    from .models import nonfinite_tensors
     from .train import pick_device
+    from .util.files import write_csv
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    device = pick_device(device) if isinstance(device, str) else device  # "tpu": one line
     chosen = ckpt.resolve_epochs(run_dir, epochs)
-    check_number("batch_size", batch_size, low=1, integer=True)
-    device = pick_device(device) if isinstance(device, str) else device
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     spec = eval_spec(run_dir, data_root)
     info = ckpt.read_run_info(run_dir)
     trained_on = info.get("class_names") if info.get("kind") == "supervised" else None
@@ -329,6 +332,8 @@ def merge_tables(
         return new.reset_index(drop=True)  # unreadable: rewritten from the new rows
     if list(old.columns) != list(new.columns) or old.empty:
         return new.reset_index(drop=True)
+    if "class_subset" in old.columns and "held-out" in set(new["class_subset"]):
+        old = old.assign(class_subset=old["class_subset"].replace({"heldout": "held-out"}))
     written = path.stat().st_mtime_ns
     fresh = {
         int(e) for e in old["epoch"].unique()
@@ -386,6 +391,8 @@ def plot_learning_curve(
     run = str(table["run"].iloc[0]) if len(table) else ""
     fig.suptitle(run, fontsize=9)
     fig.tight_layout()
+    from .util.files import atomic_path
+
     path = Path(path)
     with atomic_path(path) as tmp:  # the temp name has no image suffix: name the format
         fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
