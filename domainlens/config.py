@@ -197,6 +197,11 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**out)
 
 
+def _check_choices(values: tuple[str, ...] | list[str], allowed: tuple[str, ...],
+                   where: str) -> None:
+    check_choices(where, values, allowed)
+
+
 def validate(config: ExperimentConfig) -> ExperimentConfig:
     """Check every value with a closed set of choices or a range, and the values that must
     agree across sections; returns ``config``. Everything that would fail later (some only
@@ -237,15 +242,15 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     check_domains(an.test_domains, mix.test_domains)
     check_choices("[analyses] seeds (must be among [train] seeds)", [str(s) for s in an.seeds],
                   [str(s) for s in train.seeds])
-    check_choice("[analyses] classes", an.classes, ANALYSIS_CLASSES)
+    _check_choices([an.classes], ANALYSIS_CLASSES, "[analyses] classes")
     check_domains([an.patch_source], DOMAINS)
+    if not 0 < an.circuit_fraction <= 1:
+        raise ValueError(f"[analyses] circuit_fraction must be in (0, 1], got {an.circuit_fraction}")
     if an.patching and an.patch_source in config.analysed_test_domains:
         raise ValueError(
             f"[analyses] patch_source {an.patch_source!r} is an analysed test domain; patching "
             "from a domain into itself measures nothing: choose another domain, e.g. 'real'"
         )
-    check_number("[analyses] circuit_fraction", an.circuit_fraction, low=0, high=1,
-                 low_open=True)
     check_number("[analyses] circuit_classes", an.circuit_classes, low=0, integer=True)
     check_number("[analyses] circuit_images", an.circuit_images, low=1, integer=True)
     check_number("[analyses] max_images_per_class", an.max_images_per_class, low=1,

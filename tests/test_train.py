@@ -348,7 +348,7 @@ def test_failing_save_leaves_no_truncated_checkpoint(tmp_path, monkeypatch, shap
 
     monkeypatch.setattr(torch, "save", disk_full)
     out = tmp_path / "run"
-    with pytest.raises(OSError, match="(?i)No space left"):
+    with pytest.raises(OSError, match="(?i)no space left"):
         train_clip(small_config(shapes_mixture, tiny_vit_json, out))
     files = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert files == ["epoch_0.pt"]  # no epoch_1.pt, no temp file
