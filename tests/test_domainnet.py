@@ -80,7 +80,7 @@ def test_wrong_label_named(root):
 def test_unknown_domain_split_class(root):
     with pytest.raises(ValueError, match="unknown domain.*photos.*expected"):
         load_index(root, ["photos"])
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(ValueError, match=r"splits: unknown \['val'\]"):
         load_index(root, splits=["val"])
     with pytest.raises(ValueError, match="unknown class"):
         load_index(root, classes=["unicorn"])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .domains import DOMAINS, PAPER_HELDOUT_CLASSES, check_domains
+from .util.validate import check_choices
 
 SPLITS: tuple[str, ...] = ("train", "test")
 INDEX_COLUMNS: tuple[str, ...] = ("path", "domain", "class_name", "label", "split")
@@ -112,9 +113,7 @@ def load_index(
     present = available_domains(root)
     domains = present if domains is None else check_domains(domains)
     splits = tuple(splits)
-    bad_splits = [s for s in splits if s not in SPLITS]
-    if bad_splits:
-        raise ValueError(f"unknown split(s) {bad_splits}; expected some of {list(SPLITS)}")
+    check_choices("splits", splits, SPLITS)
     frames = {}
     for domain in present:
         for split in SPLITS:
