@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         # Bad input: one clear line, no traceback.
         return _fail(args.command, error, 2)
     except (OSError, FloatingPointError) as error:
@@ -51,19 +51,16 @@ def _fail(command: str, error: BaseException, code: int) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    """An error's message on one line; a bare ``OSError`` as ``<path>: <reason>``."""
+    """An error's message; an ``OSError`` as ``<path>: <reason>`` (not ``[Errno 2] ...``)."""
     from training.util.files import WriteError
 
     if isinstance(error, WriteError):
-        text = error.strerror or str(error)  # str() would prefix "[Errno 28]"
-    elif isinstance(error, OSError) and error.strerror:
+        return error.strerror or str(error)  # str() would prefix "[Errno 28]"
+    if isinstance(error, OSError) and error.strerror:
         where = f"{error.filename}: " if error.filename else ""
-        text = f"{where}{error.strerror}"
-        if error.filename2:
-            text += f" ({error.filename2})"
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join(text.split())
+        extra = f" ({error.filename2})" if error.filename2 else ""
+        return f"{where}{error.strerror}{extra}"
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":
