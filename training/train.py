@@ -503,6 +503,17 @@ def check_mixture_hash(mixture: Mixture, accept: bool = False) -> None:
     warnings.warn(f"{message}; training on it as it is now", stacklevel=2)
 
 
+def _all_finite(value: float, job: Distributed, device: torch.device) -> bool:
+    """Whether ``value`` is finite on every rank (a rank that stopped alone would leave the
+    others waiting in the next all-reduce); one tiny all-reduce per step under DDP."""
+    bad = 0.0 if math.isfinite(value) else 1.0
+    if job.world_size > 1:
+        flag = torch.tensor([bad], device=device)  # nccl reduces GPU tensors only
+        dist.all_reduce(flag)
+        bad = float(flag)
+    return bad == 0.0
+
+
 def _diverged(what: str, epoch: int, step: int, run_dir: Path, lr: float) -> TrainingDiverged:
     """The one-line error of a run whose loss or weights stopped being finite in ``epoch``
     (1-based) at global ``step`` (1-based, as ``train_log.csv``)."""
@@ -697,7 +708,7 @@ def _train(
                     # One host sync per step: the value is logged, and checked before it can
                     # update the weights (weights are checked before every save).
                     loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
+                    if not _all_finite(loss_value, job, device):
                         raise _diverged(f"the loss is {loss_value}", epoch + 1, step + 1,
                                         run_dir, lr)
                     optimizer.zero_grad(set_to_none=True)
