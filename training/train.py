@@ -416,9 +416,9 @@ def _check_resumable(run_dir: Path, info: dict[str, Any]) -> None:
     if old is None:
         if ckpt.list_checkpoints(run_dir):
             raise ValueError(f"{run_dir} holds checkpoints but no {ckpt.RUN_FILE}: not our run")
-        foreign = sorted(p.name for p in run_dir.iterdir()
-                         if p.name not in RUN_LAYOUT and not p.name.startswith(".")) \
-            if run_dir.is_dir() else []
+        entries = run_dir.iterdir() if run_dir.is_dir() else ()
+        foreign = sorted(p.name for p in entries
+                         if p.name not in RUN_LAYOUT and not p.name.startswith("."))
         if foreign:
             raise ValueError(
                 f"{run_dir} is not empty and holds no training run (no {ckpt.RUN_FILE}; it "
