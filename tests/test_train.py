@@ -598,3 +598,27 @@ def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, m
     path = ckpt.checkpoint_path(out.resolve(), 1)
     assert err.strip() == f"domainlens train: error: cannot write {path}: no space left on the device"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0.pt"]
+
+
+def test_short_write_of_a_checkpoint_is_named_not_unexpected_pos(tmp_path, capsys,
+                                                                 shapes_mixture, tiny_vit_json):
+    """A real failing write (a file-size limit, as a full disk would): torch.save alone says
+    "unexpected pos ..."; the trainer's error names the checkpoint and the reason."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    out = tmp_path / "run"
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))  # smaller than a checkpoint
+        code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+                     "--out", str(out), "--epochs", "1", "--batch-size", "32", "--quiet"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    err = capsys.readouterr().err
+    assert code == 1
+    path = ckpt.checkpoint_path(out.resolve(), 0)
+    assert err.strip() == f"domainlens train: error: cannot write {path}: File too large"
+    assert list((out / "checkpoints").iterdir()) == []  # no partial file, no temp file

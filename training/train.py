@@ -56,7 +56,13 @@ from .models import (
     write_model_config,
 )
 from .trainset import Mixture, read_mixture
-from .util.files import as_write_error, atomic_open, remove_stale_temps, write_json
+from .util.files import (
+    as_write_error,
+    atomic_open,
+    remove_stale_temps,
+    torch_save,
+    write_json,
+)
 from .util.validate import check_choice, check_device, check_number
 
 LOG_COLUMNS: tuple[str, ...] = ("step", "epoch", "loss", "lr", "logit_scale", "images_per_s")
@@ -640,8 +646,9 @@ def _train(
                 ckpt.strip_resume_state(ckpt.checkpoint_path(run_dir, epoch - 1))
 
         def _save_checkpoint(path: Path, epoch: int) -> None:
-            ckpt.save_checkpoint(
-                path,
+            # util.files.torch_save: atomic, and a full disk is a WriteError naming the file
+            # (torch.save alone reports it as "unexpected pos ...")
+            torch_save(
                 {
                     "epoch": epoch,
                     "name": run_dir.name,
@@ -656,6 +663,7 @@ def _train(
                     "rng": _rng_state(device),
                     "model_config": model_cfg,
                 },
+                path,
             )
 
         if latest is None:
