@@ -117,8 +117,9 @@ def test_unwritable_output_is_one_line_naming_the_path(tmp_path, capsys, monkeyp
     blocked = _below_a_file(tmp_path) / "out"
     assert main(argv(blocked)) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"domainlens {command.split()[0]}: error: {blocked}")
-    assert "Not a directory" in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"domainlens {command.split()[0]}: error: ")
+    assert str(blocked) in err and "Not a directory" in err
+    assert len(err.strip().splitlines()) == 1
 
     def read_only(src, dst, *args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(src), None, str(dst))
