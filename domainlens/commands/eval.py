@@ -58,7 +58,7 @@ def summary(table) -> str:
     top-1 of each evaluated domain, said to be other domains (``""`` if there is none)."""
     epochs = table.attrs.get("evaluated_epochs") or sorted(set(table["epoch"]))
     domains = table.attrs.get("evaluated_domains") or list(dict.fromkeys(table["eval_domain"]))
-    held = table["class_subset"].isin(("held-out", "heldout"))  # the spelling is changing
+    held = table["class_subset"].isin(("held-out", "heldout"))  # older tables: "heldout"
     head = table[(table["metric"] == "top1") & held
                  & table["epoch"].isin(epochs) & table["eval_domain"].isin(domains)]
     if head.empty:
