@@ -37,8 +37,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as error:
         # Bad input: one clear line, no traceback.
-        print(f"domainlens {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(args.command, error, 2)
+    except (OSError, FloatingPointError) as error:
+        # A file that cannot be written (read-only folder, full disk: WriteError names the
+        # path and the reason), a run that diverged: one line, no traceback, nothing lost.
+        return _fail(args.command, error, 1)
+
+
+def _fail(command: str, error: BaseException, code: int) -> int:
+    """Print ``error`` as one line on stderr; return ``code``."""
+    print(f"domainlens {command}: error: {_one_line(error)}", file=sys.stderr)
+    return code
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message; an ``OSError`` as ``<path>: <reason>`` (not ``[Errno 2] ...``)."""
+    from training.util.files import WriteError
+
+    if isinstance(error, WriteError):
+        return error.strerror or str(error)  # str() would prefix "[Errno 28]"
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        extra = f" ({error.filename2})" if error.filename2 else ""
+        return f"{where}{error.strerror}{extra}"
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":

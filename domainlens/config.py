@@ -23,6 +23,7 @@ else:  # pragma: no cover
 from training.captions import CAPTION_STYLES
 from training.domains import DOMAINS, check_domains
 from training.mixtures import SELECTIONS, SETUPS, SIZE_RULES, TEST_DOMAINS
+from training.util.validate import check_choice, check_choices, check_device, check_number
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DATA_SOURCES = ("synth", "domainnet")
@@ -206,48 +207,89 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
 
 def _check_choices(values: tuple[str, ...] | list[str], allowed: tuple[str, ...],
                    where: str) -> None:
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise ValueError(f"unknown value(s) {bad} for {where}; expected some of {list(allowed)}")
+    check_choices(where, values, allowed)
 
 
 def validate(config: ExperimentConfig) -> ExperimentConfig:
-    """Check every value with a closed set of choices or a range; returns ``config``."""
+    """Check every value with a closed set of choices or a range, and the values that must
+    agree across sections; returns ``config``. Everything that would fail later (some only
+    after all training: a patch source equal to a test domain, more circuit images than test
+    images) fails here, before any work starts."""
     data, mix, train, ev, an = (config.data, config.mixtures, config.train, config.eval,
                                 config.analyses)
-    _check_choices([data.source], DATA_SOURCES, "[data] source")
+    check_choice("[data] source", data.source, DATA_SOURCES)
     if data.source == "domainnet" and not data.base_tsv:
         raise ValueError("[data] source = 'domainnet' needs base_tsv (the natural base set, an "
                          "OpenCLIP TSV)")
-    for key in ("image_size", "n_train", "n_base", "n_test", "workers"):
-        if getattr(data, key) < (16 if key == "image_size" else 1 if key != "n_base" else 0):
-            raise ValueError(f"[data] {key} is too small: {getattr(data, key)}")
+    for key, low in (("image_size", 16), ("n_train", 1), ("n_base", 0), ("n_test", 1),
+                     ("workers", 1), ("seed", 0)):
+        check_number(f"[data] {key}", getattr(data, key), low=low, integer=True)
+    if data.source == "synth":
+        _check_synth_classes(data)
     if not mix.test_domains or not mix.setups:
         raise ValueError("[mixtures] needs at least one test domain and one setup")
     check_domains(mix.test_domains, TEST_DOMAINS)
-    _check_choices(mix.setups, PIPELINE_SETUPS, "[mixtures] setups")
-    _check_choices([mix.size_rule], SIZE_RULES, "[mixtures] size_rule")
-    _check_choices([mix.selection], SELECTIONS, "[mixtures] selection")
-    _check_choices([mix.captions], CAPTION_STYLES, "[mixtures] captions")
+    check_choices("[mixtures] setups", mix.setups, PIPELINE_SETUPS)
+    check_choice("[mixtures] size_rule", mix.size_rule, SIZE_RULES)
+    check_choice("[mixtures] selection", mix.selection, SELECTIONS)
+    check_choice("[mixtures] captions", mix.captions, CAPTION_STYLES)
     if (mix.size_rule == "fixed") != (mix.size > 0):
         raise ValueError("[mixtures] size > 0 is required with size_rule = 'fixed', and only then")
-    if train.epochs < 1 or train.batch_size < 1 or not train.seeds or train.lr <= 0:
-        raise ValueError("[train] needs epochs >= 1, batch_size >= 1, lr > 0 and a seed")
-    _check_choices([ev.epochs], EVAL_EPOCHS, "[eval] epochs")
-    _check_choices(an.setups, mix.setups, "[analyses] setups (must be among [mixtures] setups)")
+    if not train.seeds:
+        raise ValueError("[train] seeds must list at least one seed")
+    check_number("[train] epochs", train.epochs, low=1, integer=True)
+    check_number("[train] batch_size", train.batch_size, low=2, integer=True)  # contrastive pairs
+    check_number("[train] lr", train.lr, low=0, low_open=True)
+    check_number("[train] weight_decay", train.weight_decay, low=0)
+    check_number("[train] warmup_steps", train.warmup_steps, low=0, integer=True)
+    check_number("[train] threads", train.threads, low=0, integer=True)
+    check_device("[train] device", train.device)
+    check_choice("[eval] epochs", ev.epochs, EVAL_EPOCHS)
+    check_number("[eval] batch_size", ev.batch_size, low=1, integer=True)
+    check_choices("[analyses] setups (must be among [mixtures] setups)", an.setups, mix.setups)
     check_domains(an.test_domains, mix.test_domains)
-    _check_choices([str(s) for s in an.seeds], tuple(str(s) for s in train.seeds),
-                   "[analyses] seeds (must be among [train] seeds)")
+    check_choices("[analyses] seeds (must be among [train] seeds)", [str(s) for s in an.seeds],
+                  [str(s) for s in train.seeds])
     _check_choices([an.classes], ANALYSIS_CLASSES, "[analyses] classes")
     check_domains([an.patch_source], DOMAINS)
     _check_choices([an.circuit_method], CIRCUIT_METHODS, "[analyses] circuit_method")
     _check_choices([an.circuit_edge_method], CIRCUIT_EDGE_METHODS, "[analyses] circuit_edge_method")
     if not 0 < an.circuit_fraction <= 1:
         raise ValueError(f"[analyses] circuit_fraction must be in (0, 1], got {an.circuit_fraction}")
-    if an.circuit_classes < 0 or an.circuit_images < 1 or an.max_images_per_class < 1:
-        raise ValueError("[analyses] needs circuit_classes >= 0, circuit_images >= 1 and "
-                         "max_images_per_class >= 1")
+    if an.patching and an.patch_source in config.analysed_test_domains:
+        raise ValueError(
+            f"[analyses] patch_source {an.patch_source!r} is an analysed test domain; patching "
+            "from a domain into itself measures nothing: choose another domain, e.g. 'real'"
+        )
+    check_number("[analyses] circuit_classes", an.circuit_classes, low=0, integer=True)
+    check_number("[analyses] circuit_images", an.circuit_images, low=1, integer=True)
+    check_number("[analyses] max_images_per_class", an.max_images_per_class, low=1,
+                 integer=True)
+    check_number("[analyses] threads", an.threads, low=0, integer=True)
+    if an.circuits and data.source == "synth" and an.circuit_images > data.n_test:
+        raise ValueError(
+            f"[analyses] circuit_images = {an.circuit_images} is more than the {data.n_test} "
+            "test images per class and domain that [data] n_test generates"
+        )
     return config
+
+
+def _check_synth_classes(data: DataSection) -> None:
+    """``[data] classes`` must be generator classes and include a held-out one (else there is
+    nothing to measure generalisation on)."""
+    if not data.classes:
+        return
+    from training.synth import SYNTH_CLASSES, SYNTH_HELDOUT_CLASSES
+
+    names = [str(c).strip().lower().replace(" ", "_") for c in data.classes]
+    check_choices("[data] classes", names, SYNTH_CLASSES)
+    if len(set(names)) != len(names):
+        raise ValueError(f"[data] classes lists a class twice: {list(data.classes)}")
+    if not set(names) & set(SYNTH_HELDOUT_CLASSES):
+        raise ValueError(
+            f"[data] classes {list(data.classes)} include no held-out class; add some of "
+            f"{sorted(SYNTH_HELDOUT_CLASSES)}"
+        )
 
 
 def parse_config(raw: dict[str, Any], default_name: str = "experiment",

@@ -97,3 +97,57 @@ def test_data_info(tmp_path, capsys):
     root = make_fake_domainnet(tmp_path / "dn", with_images=False)
     assert main(["data", "info", str(root)]) == 0
     assert "8 classes, 2 held out: axe, traffic_light" in capsys.readouterr().out
+
+
+def test_data_commands_accept_an_empty_split_file(tmp_path, capsys):
+    # `data synth --n-test 0` writes empty test splits; they used to crash with KeyError: 0.
+    root = make_fake_domainnet(tmp_path / "dn")
+    (root / "sketch_test.txt").write_text("")
+    assert main(["data", "info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "8 classes" in out and "sketch" in out
+    assert main(["data", "check", str(root), "--quiet", "--workers", "1"]) == 0
+    assert "0 unreadable image(s)" in capsys.readouterr().out
+    assert main(["mixtures", "--data", str(root), "--out", str(tmp_path / "mix"), "--setup",
+                 "cg-high", "--test-domain", "sketch", "--quiet"]) == 0
+    assert (tmp_path / "mix" / "sketch" / "lso-cipqrs-nosketchclasses.tsv").is_file()
+
+
+def _below_a_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    return blocker
+
+
+@pytest.mark.parametrize("command", ["mixtures", "data synth"])
+def test_unwritable_output_is_one_line_naming_the_path(tmp_path, capsys, monkeypatch, command):
+    # Tests run as root (chmod cannot make a folder read-only for them): an output path below
+    # a regular file, then renames failing with EROFS, stand in for a read-only folder.
+    import errno
+    import os
+
+    root = make_fake_domainnet(tmp_path / "dn", with_images=False)
+
+    def argv(out):
+        if command == "mixtures":
+            return ["mixtures", "--data", str(root), "--out", str(out), "--setup", "cg-high",
+                    "--test-domain", "sketch", "--quiet"]
+        return ["data", "synth", str(out), "--image-size", "16", "--n-train", "1", "--n-test",
+                "0", "--n-base", "0", "--classes", "axe", "--workers", "1", "--quiet"]
+
+    blocked = _below_a_file(tmp_path) / "out"
+    assert main(argv(blocked)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"domainlens {command.split()[0]}: error: ")
+    assert str(blocked) in err and "Not a directory" in err
+    assert len(err.strip().splitlines()) == 1
+
+    def read_only(src, dst, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    out = tmp_path / "out"
+    assert main(argv(out)) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(out) in err and ("read-only" in err.lower())

@@ -80,10 +80,46 @@ def test_wrong_label_named(root):
 def test_unknown_domain_split_class(root):
     with pytest.raises(ValueError, match="unknown domain.*photos.*expected"):
         load_index(root, ["photos"])
-    with pytest.raises(ValueError, match="unknown split"):
+    with pytest.raises(ValueError, match=r"splits: unknown \['val'\]"):
         load_index(root, splits=["val"])
     with pytest.raises(ValueError, match="unknown class"):
         load_index(root, classes=["unicorn"])
     (root / "infograph_test.txt").unlink()
     with pytest.raises(FileNotFoundError, match="infograph_test.txt"):
         load_index(root, ["infograph"], ["test"])
+
+
+def test_empty_split_file_is_an_empty_split(root):
+    (root / "sketch_test.txt").write_text("")  # what `data synth --n-test 0` writes
+    assert class_names(root) == tuple(sorted(CLASSES))
+    assert load_index(root, ["sketch"], ["test"]).empty
+    index = load_index(root)
+    assert "sketch" in set(index["domain"]) and len(index[index["domain"] == "sketch"]) > 0
+    assert set(index[index["domain"] == "sketch"]["split"]) == {"train"}
+
+
+def test_three_field_split_line_names_the_file(root):
+    path = root / "real_train.txt"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2] + " extra"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"real_train.txt: malformed line 3: .* extra'"):
+        load_index(root)
+
+
+def test_duplicate_split_line_is_refused_with_both_line_numbers(root):
+    path = root / "clipart_test.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, "", lines[1]]) + "\n")
+    with pytest.raises(ValueError, match=rf"clipart_test.txt: line {len(lines) + 2} repeats "
+                       r"the image of line 2"):
+        load_index(root)
+
+
+def test_error_line_numbers_count_blank_lines(root):
+    path = root / "real_test.txt"
+    lines = path.read_text().splitlines()
+    rel, label = lines[1].split()
+    path.write_text("\n".join([lines[0], "", f"{rel} {int(label) + 1}", *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match="real_test.txt: line 3 gives label"):
+        load_index(root)

@@ -67,6 +67,19 @@ def test_shipped_configs_load_and_validate():
     ("[data]\nsource = 'domainnet'\n", "needs base_tsv"),
     ("[mixtures]\nsize_rule = 'fixed'\n", "size > 0 is required"),
     ("[train\n", "not valid TOML"),
+    # values that used to pass the check and fail later, some only after all training
+    ("[mixtures]\ntest_domains = ['sketch']\n[analyses]\npatch_source = 'sketch'\n",
+     "patch_source 'sketch' is an analysed test domain"),
+    ("[data]\nn_test = 4\n[analyses]\ncircuit_images = 5\n",
+     "circuit_images = 5 is more than the 4 test images"),
+    ("[train]\ndevice = 'tpu'\n", "[train] device must be one of ['auto', 'cpu', 'cuda'"),
+    ("[train]\nwarmup_steps = -1\n", "[train] warmup_steps must be an integer >= 0, got -1"),
+    ("[train]\nbatch_size = 1\n", "[train] batch_size must be an integer >= 2, got 1"),
+    ("[data]\nclasses = ['axe', 'unicorn']\n", "[data] classes: unknown ['unicorn']"),
+    ("[data]\nclasses = ['bicycle', 'house']\n", "include no held-out class"),
+    ("[train]\nweight_decay = -0.1\n", "[train] weight_decay must be a finite number >= 0"),
+    ("[train]\nlr = inf\n", "[train] lr must be a finite number > 0, got inf"),
+    ("[train]\nlr = nan\n", "[train] lr must be a finite number > 0, got nan"),
 ])
 def test_bad_config_is_an_error_naming_the_value(tmp_path, text, message):
     path = write_toml(tmp_path / "bad.toml", text)

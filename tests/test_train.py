@@ -359,7 +359,7 @@ def test_failing_save_leaves_no_truncated_checkpoint(tmp_path, monkeypatch, shap
 
 
 def test_invalid_settings_are_refused(tmp_path, shapes_mixture, tiny_vit_json):
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         train_clip(small_config(shapes_mixture, tiny_vit_json, tmp_path / "a", epochs=0))
     with pytest.raises(ValueError, match="fewer than one batch of 1024"):
         train_clip(small_config(shapes_mixture, tiny_vit_json, tmp_path / "b", batch_size=1024))
@@ -414,3 +414,211 @@ def test_tensor_augmentation_is_seeded_and_geometric():
     flip[:, 4] = -1
     torch.testing.assert_close(transform(images, flip), plain.flip(-1), atol=1e-5, rtol=0)
     assert not torch.allclose(transform(images, p1), plain)
+
+
+# ----------------------------------------------------------------------------------------------
+# divergence, bad settings, foreign or stale files: one clear line, nothing bad saved
+
+
+def test_nonfinite_weight_after_the_last_step_is_never_saved(tmp_path, monkeypatch,
+                                                             shapes_mixture, tiny_vit_json):
+    """The last step's update is checked although no later loss would show it."""
+    real_after_step, calls = train_mod.ClipTask.after_step, []
+
+    def poison_last_step(self, model):
+        real_after_step(self, model)
+        calls.append(1)
+        if len(calls) == 7:  # the last of 7 steps of the only epoch
+            with torch.no_grad():
+                model.visual.proj.view(-1)[0] = float("nan")
+
+    monkeypatch.setattr(train_mod.ClipTask, "after_step", poison_last_step)
+    out = tmp_path / "run"
+    with pytest.raises(train_mod.TrainingDiverged,
+                       match=r"stopped at epoch 1, step 7: non-finite weights in visual.proj; "
+                             r"the last good checkpoint .*epoch_0.pt is kept"):
+        train_clip(small_config(shapes_mixture, tiny_vit_json, out, epochs=1))
+    assert list(ckpt.list_checkpoints(out)) == [0]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0.pt"]
+
+
+def test_nan_loss_stops_before_it_updates_the_weights(tmp_path, monkeypatch, shapes_mixture,
+                                                      tiny_vit_json, capsys):
+    real_make_loss, steps = train_mod.ClipTask.make_loss, []
+
+    def nan_at_step_10(self, rank, world_size):
+        loss = real_make_loss(self, rank, world_size)
+
+        def wrapped(model, images, tokens):
+            steps.append(1)
+            value = loss(model, images, tokens)
+            return value * float("nan") if len(steps) == 10 else value
+        return wrapped
+
+    monkeypatch.setattr(train_mod.ClipTask, "make_loss", nan_at_step_10)
+    out = tmp_path / "run"
+    code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+                 "--out", str(out), "--epochs", "2", "--batch-size", "32", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "stopped at epoch 2, step 10: the loss is nan" in err
+    assert "epoch_1.pt is kept" in err and str(out) in err
+    assert list(ckpt.list_checkpoints(out)) == [0, 1]
+    for tensor in state_dict_of(ckpt.checkpoint_path(out, 1)).values():
+        assert torch.isfinite(tensor).all()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "inf", "lr must be a finite number > 0, got inf"),
+    ("--lr", "nan", "lr must be a finite number > 0, got nan"),
+    ("--log-every", "0", "log_every must be an integer >= 1, got 0"),
+    ("--device", "tpu", "device must be one of ['auto', 'cpu', 'cuda', 'cuda:<index>', 'mps'], "
+                        "got 'tpu'"),
+    ("--wd", "-1", "wd must be a finite number >= 0, got -1.0"),
+    ("--batch-size", "1", "batch_size must be an integer >= 2, got 1"),
+    ("--warmup-steps", "-2", "warmup_steps must be an integer >= 0, got -2"),
+])
+def test_bad_setting_is_one_line_before_any_work(tmp_path, capsys, shapes_mixture,
+                                                 tiny_vit_json, option, value, message):
+    out = tmp_path / "run"
+    code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+                 "--out", str(out), "--quiet", option, value])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == f"domainlens train: error: {message}"
+    assert not out.exists()
+
+
+def test_unavailable_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda' is not available"):
+        train_mod.pick_device("cuda")
+    assert train_mod.pick_device("auto") == torch.device("cpu")
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path, one_epoch_run, shapes_mixture,
+                                                      tiny_vit_json):
+    run = tmp_path / "one"
+    shutil.copytree(one_epoch_run, run)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [run / "checkpoints" / f".epoch_1.pt.tmp-{dead.pid}", run / f".run.json.tmp-{dead.pid}"]
+    mine = run / "checkpoints" / f".epoch_2.pt.tmp-{os.getpid()}"  # a live writer's: kept
+    for path in (*stale, mine):
+        path.write_bytes(b"partial")
+    train_clip(small_config(shapes_mixture, tiny_vit_json, run, epochs=1))  # finished: returns
+    assert not any(p.exists() for p in stale)
+    assert mine.exists()
+
+
+def test_out_into_a_foreign_directory_is_refused(tmp_path, capsys, shapes_mixture,
+                                                 tiny_vit_json):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"x")
+    code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+                 "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{out} is not empty and holds no training run" in err and "holiday.jpg" in err
+    assert sorted(p.name for p in out.iterdir()) == ["holiday.jpg"]
+    # an empty folder, or one holding only the pipeline's step marker, is fine
+    marked = tmp_path / "marked"
+    marked.mkdir()
+    (marked / "pipeline_step.key").write_text("k")
+    train_clip(small_config(shapes_mixture, tiny_vit_json, marked, stop_after_epoch=0))
+    assert list(ckpt.list_checkpoints(marked)) == [0]
+
+
+def test_mixture_edited_after_its_manifest_is_refused_unless_accepted(tmp_path, shapes_mixture,
+                                                                      tiny_vit_json):
+    tsv = tmp_path / "toy.tsv"
+    lines = shapes_mixture.read_text().splitlines(keepends=True)
+    tsv.write_text("".join(lines[:-1]))  # one row dropped by hand
+    shutil.copy(shapes_mixture.with_suffix(".json"), tsv.with_suffix(".json"))
+    with pytest.raises(ValueError, match=r"toy.tsv was changed after its manifest was written"
+                                         r".*--accept-edited-mixture"):
+        train_clip(small_config(tsv, tiny_vit_json, tmp_path / "a", stop_after_epoch=0))
+    assert not (tmp_path / "a").exists()
+    with pytest.warns(UserWarning, match="changed after its manifest"):
+        train_clip(small_config(tsv, tiny_vit_json, tmp_path / "b", stop_after_epoch=0,
+                                accept_edited_mixture=True))
+    assert list(ckpt.list_checkpoints(tmp_path / "b")) == [0]
+
+
+def test_unwritable_output_is_one_line_naming_the_path(tmp_path, capsys, monkeypatch,
+                                                       shapes_mixture, tiny_vit_json):
+    # Tests run as root, so chmod cannot make a folder read-only: an output path below a
+    # regular file, and a rename that fails with EROFS, stand in for it.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+            "--epochs", "1", "--batch-size", "32", "--quiet"]
+    assert main([*argv, "--out", str(blocker / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (f"domainlens train: error: output directory "
+                                               f"{blocker / 'run'} cannot be made: {blocker} "
+                                               "is a file")
+
+    import errno
+
+    real_replace = os.replace
+
+    def read_only(src, dst, *args, **kwargs):
+        if str(dst).endswith("model_config.json"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", read_only)
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"domainlens train: error: cannot write {out / 'model_config.json'}: "
+                           "permission denied (read-only folder?)")
+
+
+def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch,
+                                                             shapes_mixture, tiny_vit_json):
+    import errno
+
+    real_save, calls = torch.save, []
+
+    def disk_full(obj, handle, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the epoch-1 checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    out = tmp_path / "run"
+    code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+                 "--out", str(out), "--epochs", "1", "--batch-size", "32", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    path = ckpt.checkpoint_path(out.resolve(), 1)
+    assert err.strip() == f"domainlens train: error: cannot write {path}: no space left on the device"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0.pt"]
+
+
+def test_short_write_of_a_checkpoint_is_named_not_unexpected_pos(tmp_path, capsys,
+                                                                 shapes_mixture, tiny_vit_json):
+    """A real failing write (a file-size limit, as a full disk would): torch.save alone says
+    "unexpected pos ..."; the trainer's error names the checkpoint and the reason."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    out = tmp_path / "run"
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))  # smaller than a checkpoint
+        code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
+                     "--out", str(out), "--epochs", "1", "--batch-size", "32", "--quiet"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    err = capsys.readouterr().err
+    assert code == 1
+    path = ckpt.checkpoint_path(out.resolve(), 0)
+    assert err.strip() == f"domainlens train: error: cannot write {path}: File too large"
+    assert list((out / "checkpoints").iterdir()) == []  # no partial file, no temp file

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .models import ImageClassifier, build_clip, read_model_config
-from .util.files import atomic_open
+from .util.files import torch_save
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
@@ -68,9 +68,7 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` with ``torch.save`` atomically: temp file in the same folder, fsync,
     rename. A failure (disk full, interrupt) leaves no file at ``path`` and no temp file."""
-    with atomic_open(path, "wb") as handle:  # a handle: torch writes through our fsync'd file
-        torch.save(payload, handle)
-    return Path(path)
+    return torch_save(payload, path)  # a path: torch's own write errors name the disk
 
 
 #: Checkpoint entries needed only to resume training (see :func:`strip_resume_state`).

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .domains import DOMAINS, PAPER_HELDOUT_CLASSES, check_domains
+from .util.validate import check_choices
 
 SPLITS: tuple[str, ...] = ("train", "test")
 INDEX_COLUMNS: tuple[str, ...] = ("path", "domain", "class_name", "label", "split")
@@ -42,27 +43,44 @@ def available_domains(root: str | Path) -> tuple[str, ...]:
 
 
 def _read_split_lines(path: Path) -> pd.DataFrame:
-    """Parse one split file into columns ``rel`` (relative path) and ``label`` (int)."""
-    frame = pd.read_csv(
-        path, sep=" ", header=None, names=["rel", "label"], dtype={"rel": str, "label": str},
-        keep_default_na=False, skip_blank_lines=True, engine="c",
-    )
-    parts = frame["rel"].str.split("/", n=2, expand=True)
-    bad = frame["label"].eq("") | ~frame["label"].str.fullmatch(r"\d+")
-    if parts.shape[1] < 3:
-        bad |= True
-    else:
-        bad |= parts[2].isna() | parts[1].isna() | parts[0].isna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raw = f"{frame['rel'].iloc[i]} {frame['label'].iloc[i]}".strip()
-        raise ValueError(
-            f"{path}: malformed line {i + 1}: {raw!r}; expected '<domain>/<class>/<file> <label>'"
-        )
-    frame["domain"] = parts[0]
-    frame["class_name"] = parts[1]
-    frame["label"] = frame["label"].astype(np.int64)
-    return frame
+    """Parse one split file into columns ``rel`` (relative path), ``label`` (int), ``domain``,
+    ``class_name`` and ``line`` (its 1-based line number), one row per non-blank line (an empty file gives an empty table).
+
+    Every error names the file and the 1-based line number: a line that is not
+    ``<domain>/<class>/<file> <label>`` (a missing label, a third field, a path without domain
+    and class folders) and a line repeating an earlier one (which would count an image twice).
+    """
+    expected = "expected '<domain>/<class>/<file> <label>'"
+    rels: list[str] = []
+    labels: list[int] = []
+    numbers: list[int] = []
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            rel = fields[0]
+            parts = rel.split("/", 2)
+            if len(fields) != 2 or not fields[1].isdigit() or len(parts) < 3 or not all(parts):
+                raise ValueError(f"{path}: malformed line {number}: {line.strip()!r}; {expected}")
+            if rel in first_line:
+                raise ValueError(
+                    f"{path}: line {number} repeats the image of line {first_line[rel]}: "
+                    f"{rel!r}; every image may be listed once"
+                )
+            first_line[rel] = number
+            rels.append(rel)
+            labels.append(int(fields[1]))
+            numbers.append(number)
+    parts = [rel.split("/", 2) for rel in rels]
+    return pd.DataFrame({
+        "rel": pd.Series(rels, dtype=object),
+        "label": np.asarray(labels, dtype=np.int64),
+        "domain": pd.Series([p[0] for p in parts], dtype=object),
+        "class_name": pd.Series([p[1] for p in parts], dtype=object),
+        "line": np.asarray(numbers, dtype=np.int64),
+    })
 
 
 def class_names(root: str | Path) -> tuple[str, ...]:
@@ -95,9 +113,7 @@ def load_index(
     present = available_domains(root)
     domains = present if domains is None else check_domains(domains)
     splits = tuple(splits)
-    bad_splits = [s for s in splits if s not in SPLITS]
-    if bad_splits:
-        raise ValueError(f"unknown split(s) {bad_splits}; expected some of {list(SPLITS)}")
+    check_choices("splits", splits, SPLITS)
     frames = {}
     for domain in present:
         for split in SPLITS:
@@ -127,7 +143,8 @@ def load_index(
             if wrong_domain.any():
                 i = int(np.flatnonzero(wrong_domain.to_numpy())[0])
                 raise ValueError(
-                    f"{path}: line {i + 1} names domain {frame['domain'].iloc[i]!r}, "
+                    f"{path}: line {frame['line'].iloc[i]} names domain "
+                    f"{frame['domain'].iloc[i]!r}, "
                     f"expected {domain!r}"
                 )
             expected = frame["class_name"].map(label_of).to_numpy()
@@ -135,7 +152,8 @@ def load_index(
             if wrong.any():
                 i = int(np.flatnonzero(wrong)[0])
                 raise ValueError(
-                    f"{path}: line {i + 1} gives label {frame['label'].iloc[i]} for class "
+                    f"{path}: line {frame['line'].iloc[i]} gives label "
+                    f"{frame['label'].iloc[i]} for class "
                     f"{frame['class_name'].iloc[i]!r}, expected {expected[i]} (its index in "
                     "the sorted class list)"
                 )

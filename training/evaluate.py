@@ -16,8 +16,6 @@ A learning-curve figure (``<run>/eval/learning_curve.png``) is drawn from that t
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,9 +42,10 @@ PREDICTIONS_FILE = "predictions.csv"
 
 
 def _text_cache_key(path: Path, texts: Sequence[str], templates: Sequence[str]) -> str:
+    from .util.files import digest
+
     stat = path.stat()
-    blob = json.dumps([str(path), stat.st_size, stat.st_mtime_ns, list(texts), list(templates)])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return digest(str(path), stat.st_size, stat.st_mtime_ns, list(texts), list(templates))
 
 
 def class_weights(
@@ -170,14 +169,24 @@ def evaluate_run(
         progress: show progress bars.
 
     Returns:
-        The tidy table (columns :data:`EVAL_COLUMNS`), also written to
-        ``<run>/eval/zero_shot.csv``.
+        The tidy table (columns :data:`EVAL_COLUMNS`) as written to ``<run>/eval/zero_shot.csv``:
+        the rows just computed merged into the rows already there (rows of the (epoch,
+        eval domain) pairs scored now replace the old ones; see :func:`merge_tables`).
+        ``table.attrs`` holds ``evaluated_epochs`` and ``evaluated_domains``.
+
+    Raises ``ValueError`` for a checkpoint with a NaN or infinite weight (a diverged run:
+    its argmax would score class 0 as if it were a prediction), before anything is written.
     """
     from tqdm.auto import tqdm
+
+    from .models import nonfinite_tensors
+    from .train import pick_device
+    from .util.files import write_csv
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    device = pick_device(device) if isinstance(device, str) else device  # "tpu": one line
     chosen = ckpt.resolve_epochs(run_dir, epochs)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -205,6 +214,13 @@ def evaluate_run(
     rows, pred_frames = [], []
     for epoch in tqdm(chosen, desc=f"eval {run_dir.name}", unit="ckpt", disable=not progress):
         loaded = ckpt.load_run_model(run_dir, epoch, device=device)
+        bad = nonfinite_tensors(loaded.model)
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise ValueError(
+                f"checkpoint {loaded.path} holds non-finite weights ({', '.join(bad[:3])}{more}): "
+                "a diverged run cannot be scored"
+            )
         if loaded.kind == "supervised" and loaded.model.num_classes != len(spec.classes):
             raise ValueError(
                 f"supervised run {run_dir} predicts {loaded.model.num_classes} classes, the "
@@ -227,12 +243,58 @@ def evaluate_run(
     table.insert(2, "test_domain", spec.test_domain or "")
     table.insert(3, "seed", spec.seed)
     table = table[list(EVAL_COLUMNS)]
-    table.to_csv(eval_dir / TABLE_FILE, index=False)
+    table = merge_tables(run_dir, eval_dir / TABLE_FILE, table, chosen, present)
+    write_csv(eval_dir / TABLE_FILE, table)
     if predictions:
-        pd.concat(pred_frames, ignore_index=True).to_csv(eval_dir / PREDICTIONS_FILE, index=False)
+        new = pd.concat(pred_frames, ignore_index=True)
+        write_csv(eval_dir / PREDICTIONS_FILE,
+                  merge_tables(run_dir, eval_dir / PREDICTIONS_FILE, new, chosen, present))
     if figure:
         plot_learning_curve(table, eval_dir / FIGURE_FILE, n_classes=len(spec.classes))
+    table.attrs["evaluated_epochs"] = list(chosen)
+    table.attrs["evaluated_domains"] = list(present)
     return table
+
+
+def merge_tables(
+    run_dir: Path, path: Path, new: pd.DataFrame, epochs: Sequence[int], domains: Sequence[str]
+) -> pd.DataFrame:
+    """``new`` (rows of ``epochs`` x ``domains``) merged into the table already at ``path``.
+
+    Old rows are kept for the (epoch, eval domain) pairs not scored now, if they still
+    describe this run: same columns, and their checkpoint exists and is not newer than the
+    table (a checkpoint rewritten after the evaluation makes its old rows stale). Sorted by
+    epoch, then domain in canonical order, so a merged table reads like a fresh one.
+    """
+    if not path.is_file():
+        return new.reset_index(drop=True)
+    try:
+        old = pd.read_csv(path, keep_default_na=False)  # class_name "" stays ""
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return new.reset_index(drop=True)  # unreadable: rewritten from the new rows
+    if list(old.columns) != list(new.columns) or old.empty:
+        return new.reset_index(drop=True)
+    if "class_subset" in old.columns and "held-out" in set(new["class_subset"]):
+        old = old.assign(class_subset=old["class_subset"].replace({"heldout": "held-out"}))
+    written = path.stat().st_mtime_ns
+    fresh = {
+        int(e) for e in old["epoch"].unique()
+        if ckpt.checkpoint_path(run_dir, int(e)).is_file()
+        and ckpt.checkpoint_path(run_dir, int(e)).stat().st_mtime_ns <= written
+    }
+    redone = old["epoch"].isin(list(epochs)) & old["eval_domain"].isin(list(domains))
+    old = old[~redone & old["epoch"].isin(sorted(fresh))]
+    if old.empty:
+        return new.reset_index(drop=True)
+    for column in new.columns:  # numbers as numbers ("" -> NaN, e.g. an unknown seed)
+        if pd.api.types.is_numeric_dtype(new[column]) and not pd.api.types.is_numeric_dtype(
+                old[column]):
+            old = old.assign(**{column: pd.to_numeric(old[column], errors="coerce")})
+    merged = pd.concat([old, new], ignore_index=True)
+    order = {d: i for i, d in enumerate(DOMAINS)}
+    rank = merged["eval_domain"].map(order).fillna(len(order))
+    merged = merged.assign(_rank=rank).sort_values(["epoch", "_rank"], kind="stable")
+    return merged.drop(columns="_rank").reset_index(drop=True)
 
 
 def plot_learning_curve(
@@ -271,7 +333,10 @@ def plot_learning_curve(
     run = str(table["run"].iloc[0]) if len(table) else ""
     fig.suptitle(run, fontsize=9)
     fig.tight_layout()
+    from .util.files import atomic_path
+
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:  # the temp name has no image suffix: name the format
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

@@ -11,8 +11,6 @@ batches of tensors, with parameters drawn from an explicit ``torch.Generator``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -23,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .util.files import atomic_path, digest, remove_stale_temps, write_json
 
 #: Above this many bytes an image cache without an explicit directory goes to a memmap file.
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
@@ -54,14 +54,14 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
 
 def cache_key(paths: Sequence[str], size: int) -> str:
     """Hex digest identifying a list of image files (path, byte size, mtime) at one size."""
-    digest = hashlib.sha256(f"size={size}\n".encode())
+    files = []
     for path in paths:
         try:
             stat = os.stat(path)
-            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            files.append((path, stat.st_size, stat.st_mtime_ns))
         except OSError:
-            digest.update(f"{path}\t-\n".encode())
-    return digest.hexdigest()
+            files.append((path, None, None))
+    return digest("imagecache", size, files, length=64)
 
 
 def cache_file(cache_dir: str | Path, paths: Sequence[str], size: int) -> Path:
@@ -151,19 +151,13 @@ def load_images(
     target = cache_file(cache_dir, paths, size)
     if not target.is_file() or target.stat().st_size != nbytes:
         _check_exist(paths)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        try:
+        remove_stale_temps(target.parent)  # memmaps of killed builds are large
+        with atomic_path(target) as tmp:
             out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), 3, size, size))
             _decode_into(out, paths, size, workers, progress, desc)
             out.flush()
             del out
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        target.with_suffix(".json").write_text(
-            json.dumps({"n": len(paths), "size": size, "first": paths[0]}) + "\n"
-        )
+        write_json(target.with_suffix(".json"), {"n": len(paths), "size": size, "first": paths[0]})
     array = np.memmap(target, dtype=np.uint8, mode="c", shape=(len(paths), 3, size, size))
     return torch.from_numpy(array)
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from .util.files import write_json
 
 PRESETS_DIR = Path(__file__).parent / "model_configs"
 MODEL_CONFIG_FILE = "model_config.json"
@@ -206,8 +207,13 @@ def read_model_config(run_dir: str | Path) -> dict:
     return _check_config(json.loads(path.read_text()), str(path))
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating-point entries of ``model``'s state dict (parameters and saved
+    buffers such as BatchNorm statistics) that hold a NaN or an infinity; one host sync for
+    the whole model. Unsaved buffers are skipped: a causal attention mask holds -inf."""
+    named = [(n, t) for n, t in model.state_dict(keep_vars=True).items()
+             if t.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]

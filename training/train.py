@@ -49,15 +49,36 @@ from .imagecache import AugmentConfig, TensorTransform, load_images
 from .models import (
     build_clip,
     image_size,
+    nonfinite_tensors,
     preprocess_stats,
     resolve_model_config,
     tokenizer_for,
-    write_json,
     write_model_config,
 )
 from .trainset import Mixture, read_mixture
+from .util.files import (
+    as_write_error,
+    atomic_open,
+    remove_stale_temps,
+    torch_save,
+    write_json,
+)
+from .util.validate import check_choice, check_device, check_number
 
 LOG_COLUMNS: tuple[str, ...] = ("step", "epoch", "loss", "lr", "logit_scale", "images_per_s")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+KEEP_OPTIMIZER: tuple[str, ...] = ("latest", "all")
+
+#: What a run directory may hold before its ``run.json`` exists (an interrupted start, or the
+#: pipeline's step marker): training into a folder with anything else is refused.
+RUN_LAYOUT: frozenset[str] = frozenset({
+    ckpt.CHECKPOINT_DIR, ckpt.RUN_FILE, ckpt.MIXTURE_FILE, ckpt.LOG_FILE, "model_config.json",
+    "open_clip_config.json", "cache", "eval", "pipeline_step.key",
+})
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or a weight became NaN or infinite; the message says where, in one line."""
 
 
 @dataclass
@@ -90,6 +111,9 @@ class TrainConfig:
         progress: show tqdm progress bars.
         stop_after_epoch: stop (as if interrupted) after this epoch's checkpoint is written;
             re-running continues. Not part of the run's identity.
+        accept_edited_mixture: train even if the TSV's sha256 differs from the
+            ``content_hash`` its manifest recorded (default: refuse, the TSV was edited after
+            the manifest was written, so the manifest's spec and counts may not describe it).
         keep_optimizer: ``"latest"`` keeps optimizer state and RNG (needed only to resume) in
             the newest checkpoint alone, stripping them from the previous one once the new one
             is safely written (a tiny-vit checkpoint shrinks from ~75 MB to ~25 MB: most of it
@@ -119,12 +143,13 @@ class TrainConfig:
     progress: bool = True
     stop_after_epoch: int | None = None
     keep_optimizer: str = "latest"
+    accept_edited_mixture: bool = False
 
 
 #: Fields that do not change the trained weights (may differ when a run is resumed).
 _RUNTIME_FIELDS = (
     "cache_dir", "workers", "device", "log_every", "progress", "stop_after_epoch",
-    "keep_optimizer",
+    "keep_optimizer", "accept_edited_mixture",
 )
 
 
@@ -255,25 +280,36 @@ def resolved(config: TrainConfig, task: Task, model_cfg: dict) -> TrainConfig:
 
 
 def validate(config: TrainConfig) -> None:
-    """Raise ``ValueError`` for settings out of range."""
-    if int(config.epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
-    if int(config.batch_size) < 2:
-        raise ValueError(f"batch_size must be >= 2, got {config.batch_size}")
-    if config.lr is not None and not config.lr > 0:
-        raise ValueError(f"lr must be > 0, got {config.lr}")
-    if config.optimizer is not None and config.optimizer not in ("adamw", "sgd"):
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; expected 'adamw' or 'sgd'")
-    if config.warmup_steps is not None and config.warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be >= 0, got {config.warmup_steps}")
-    if config.grad_clip is not None and not config.grad_clip > 0:
-        raise ValueError(f"grad_clip must be > 0 or None, got {config.grad_clip}")
-    if config.keep_optimizer not in ("latest", "all"):
-        raise ValueError(f"keep_optimizer must be 'latest' or 'all', got {config.keep_optimizer!r}")
-    if config.stop_after_epoch is not None and not 0 <= config.stop_after_epoch <= config.epochs:
-        raise ValueError(
-            f"stop_after_epoch must be in [0, {config.epochs}], got {config.stop_after_epoch}"
-        )
+    """Raise ``ValueError`` (``TypeError`` for a wrong type) naming any setting out of range,
+    before any data is read: a value that would only fail later (``lr = inf`` gives a NaN model
+    after the first step, ``log_every = 0`` a ZeroDivisionError at the first log step)."""
+    check_number("epochs", config.epochs, low=1, integer=True)
+    check_number("batch_size", config.batch_size, low=2, integer=True)  # ClipLoss needs pairs
+    if config.lr is not None:
+        check_number("lr", config.lr, low=0, low_open=True)
+    if config.wd is not None:
+        check_number("wd", config.wd, low=0)
+    if config.optimizer is not None:
+        check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    for name in ("beta1", "beta2"):
+        if getattr(config, name) is not None:
+            check_number(name, getattr(config, name), low=0, high=1, high_open=True)
+    if config.eps is not None:
+        check_number("eps", config.eps, low=0, low_open=True)
+    check_number("momentum", config.momentum, low=0, high=1, high_open=True)
+    if config.warmup_steps is not None:
+        check_number("warmup_steps", config.warmup_steps, low=0, integer=True)
+    if config.grad_clip is not None:
+        check_number("grad_clip", config.grad_clip, low=0, low_open=True)
+    check_number("seed", config.seed, integer=True)
+    check_number("log_every", config.log_every, low=1, integer=True)
+    if config.workers is not None:
+        check_number("workers", config.workers, low=1, integer=True)
+    check_device("device", config.device)
+    check_choice("keep_optimizer", config.keep_optimizer, KEEP_OPTIMIZER)
+    if config.stop_after_epoch is not None:
+        check_number("stop_after_epoch", config.stop_after_epoch, low=0, high=config.epochs,
+                     integer=True)
 
 
 def param_groups(model: nn.Module, wd: float) -> list[dict[str, Any]]:
@@ -350,12 +386,18 @@ def init_distributed(device: torch.device) -> Distributed:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> this rank's GPU if CUDA is available, else CPU."""
+    """``auto`` -> this rank's GPU if CUDA is available, else CPU. ``ValueError`` for a name
+    that is not a device or a GPU that this machine does not have."""
+    check_device("device", name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
     device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} is not available: torch finds no CUDA GPU")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} is not available on this machine")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
@@ -380,6 +422,15 @@ def _check_resumable(run_dir: Path, info: dict[str, Any]) -> None:
     if old is None:
         if ckpt.list_checkpoints(run_dir):
             raise ValueError(f"{run_dir} holds checkpoints but no {ckpt.RUN_FILE}: not our run")
+        entries = run_dir.iterdir() if run_dir.is_dir() else ()
+        foreign = sorted(p.name for p in entries
+                         if p.name not in RUN_LAYOUT and not p.name.startswith("."))
+        if foreign:
+            raise ValueError(
+                f"{run_dir} is not empty and holds no training run (no {ckpt.RUN_FILE}; it "
+                f"holds {foreign[:3]}{' ...' if len(foreign) > 3 else ''}): choose a new or "
+                "empty output directory"
+            )
         return
     keys = ("kind", "model_config", "settings", "mixture_sha256")
     diffs = []
@@ -403,7 +454,7 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     with open(path, newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
-    with open(path, "w", newline="") as handle:
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -418,8 +469,10 @@ def run_training(config: TrainConfig, task: Task) -> Path:
     validate(config)
     model_cfg = resolve_model_config(config.model)
     config = resolved(config, task, model_cfg)
-    mixture = read_mixture(config.mixture)
     run_dir = Path(config.out).expanduser().resolve()
+    check_output_dir(run_dir)
+    mixture = read_mixture(config.mixture)
+    check_mixture_hash(mixture, config.accept_edited_mixture)
     device = pick_device(config.device)
     job = init_distributed(device)
     try:
@@ -427,6 +480,56 @@ def run_training(config: TrainConfig, task: Task) -> Path:
     finally:
         if job.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """``ValueError`` if ``run_dir`` or the nearest existing folder above it is a file (the
+    run directory could never be created there)."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"output directory {run_dir} cannot be made: {path} is a file")
+            return
+
+
+def check_mixture_hash(mixture: Mixture, accept: bool = False) -> None:
+    """Refuse (``ValueError``) a TSV whose sha256 differs from its manifest's ``content_hash``
+    (edited after the manifest was written); with ``accept``, warn and go on."""
+    recorded = mixture.manifest.get("content_hash")
+    if not recorded or recorded == mixture.sha256:
+        return
+    message = (
+        f"mixture {mixture.tsv} was changed after its manifest was written (sha256 "
+        f"{mixture.sha256[:12]}..., manifest content_hash {str(recorded)[:12]}...)"
+    )
+    if not accept:
+        raise ValueError(
+            f"{message}: rebuild it with `domainlens mixtures`, or pass --accept-edited-mixture"
+        )
+    warnings.warn(f"{message}; training on it as it is now", stacklevel=2)
+
+
+def _all_finite(value: float, job: Distributed, device: torch.device) -> bool:
+    """Whether ``value`` is finite on every rank (a rank that stopped alone would leave the
+    others waiting in the next all-reduce); one tiny all-reduce per step under DDP."""
+    bad = 0.0 if math.isfinite(value) else 1.0
+    if job.world_size > 1:
+        flag = torch.tensor([bad], device=device)  # nccl reduces GPU tensors only
+        dist.all_reduce(flag)
+        bad = float(flag)
+    return bad == 0.0
+
+
+def _diverged(what: str, epoch: int, step: int, run_dir: Path, lr: float) -> TrainingDiverged:
+    """The one-line error of a run whose loss or weights stopped being finite in ``epoch``
+    (1-based) at global ``step`` (1-based, as ``train_log.csv``)."""
+    if epoch < 1:  # the initial weights: nothing was saved
+        return TrainingDiverged(f"the initialised model has {what}; no checkpoint was written")
+    kept = ckpt.checkpoint_path(run_dir, epoch - 1)
+    return TrainingDiverged(
+        f"training stopped at epoch {epoch}, step {step}: {what}; the last good checkpoint "
+        f"{kept} is kept (nothing later was saved); try a lower lr than {lr:.3g}"
+    )
 
 
 def _train(
@@ -474,6 +577,9 @@ def _train(
     job.barrier()  # every rank has read the old run.json before rank 0 rewrites it
     if job.is_main:
         (run_dir / ckpt.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+        # temp files of a killed run (a checkpoint each: tens of MB)
+        for folder in (run_dir, run_dir / ckpt.CHECKPOINT_DIR):
+            remove_stale_temps(folder)
         write_model_config(run_dir, model_cfg)
         manifest = {**mixture.manifest, "tsv": str(mixture.tsv), "tsv_sha256": mixture.sha256}
         write_json(run_dir / ckpt.MIXTURE_FILE, manifest)
@@ -521,11 +627,28 @@ def _train(
         else:
             start_epoch = 0
 
-        def save(epoch: int) -> None:
+        def save(epoch: int, step: int) -> None:
+            # No checkpoint with a NaN/inf weight is ever written: every rank checks (same
+            # weights everywhere) so that all of them stop together. One pass per epoch.
+            bad = nonfinite_tensors(model)
+            if bad:
+                more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+                raise _diverged(f"non-finite weights in {', '.join(bad[:3])}{more}", epoch,
+                                step, run_dir, float(config.lr))
             if not job.is_main:
                 return
-            ckpt.save_checkpoint(
-                ckpt.checkpoint_path(run_dir, epoch),
+            path = ckpt.checkpoint_path(run_dir, epoch)
+            try:
+                _save_checkpoint(path, epoch)
+            except OSError as error:  # one line naming the file (e.g. a full disk)
+                raise as_write_error(path, error) from error
+            if config.keep_optimizer == "latest" and epoch > 0:
+                ckpt.strip_resume_state(ckpt.checkpoint_path(run_dir, epoch - 1))
+
+        def _save_checkpoint(path: Path, epoch: int) -> None:
+            # util.files.torch_save: atomic, and a full disk is a WriteError naming the file
+            # (torch.save alone reports it as "unexpected pos ...")
+            torch_save(
                 {
                     "epoch": epoch,
                     "name": run_dir.name,
@@ -540,12 +663,11 @@ def _train(
                     "rng": _rng_state(device),
                     "model_config": model_cfg,
                 },
+                path,
             )
-            if config.keep_optimizer == "latest" and epoch > 0:
-                ckpt.strip_resume_state(ckpt.checkpoint_path(run_dir, epoch - 1))
 
         if latest is None:
-            save(0)
+            save(0, 0)
             if job.is_main and log_path.exists():
                 log_path.unlink()
         elif job.is_main:
@@ -591,6 +713,12 @@ def _train(
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     loss = loss_fn(train_model, x, y)
+                    # One host sync per step: the value is logged, and checked before it can
+                    # update the weights (weights are checked before every save).
+                    loss_value = float(loss.detach())
+                    if not _all_finite(loss_value, job, device):
+                        raise _diverged(f"the loss is {loss_value}", epoch + 1, step + 1,
+                                        run_dir, lr)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.grad_clip is not None:
@@ -599,23 +727,19 @@ def _train(
                     task.after_step(model)
                     step += 1
                     seen += batch_size
-                    if not math.isfinite(loss.item()):
-                        raise FloatingPointError(
-                            f"loss became {loss.item()} at step {step}; lower the lr"
-                        )
                     bar.update(1)
                     last = i == steps_per_epoch - 1
                     if log_file is not None and (step % config.log_every == 0 or last):
                         now = time.perf_counter()
                         writer.writerow([
-                            step, f"{step / steps_per_epoch:.4f}", f"{loss.item():.6f}",
+                            step, f"{step / steps_per_epoch:.4f}", f"{loss_value:.6f}",
                             f"{lr:.6g}", f"{task.logit_scale(model):.4f}",
                             f"{seen / max(now - tick, 1e-9):.1f}",
                         ])
                         log_file.flush()
-                        bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
+                        bar.set_postfix(loss=f"{loss_value:.3f}", epoch=epoch + 1)
                         tick, seen = now, 0
-                save(epoch + 1)
+                save(epoch + 1, step)
                 job.barrier()
         finally:
             bar.close()

@@ -48,13 +48,29 @@ def run(args: argparse.Namespace) -> int:
             domains=args.domains, cache_dir=args.cache_dir, device=args.device,
             predictions=args.predictions, progress=not args.quiet,
         )
-        head = table[(table["metric"] == "top1") & (table["class_subset"] == "held-out")]
-        test = head[head["eval_domain"] == head["test_domain"]]
-        last = (test if len(test) else head).sort_values("epoch").tail(1)
-        summary = ""
-        if len(last):
-            row = last.iloc[0]
-            summary = (f" (epoch {row['epoch']}, {row['eval_domain']} held-out top-1 "
-                       f"{row['value']:.3f})")
-        print(f"{run_dir}/eval/zero_shot.csv{summary}")
+        print(f"{run_dir}/eval/zero_shot.csv{summary(table)}")
     return 0
+
+
+def summary(table) -> str:
+    """What was just scored, labelled: `` (epoch E, <test domain> held-out top-1 V, the run's
+    test domain)`` when the run's test domain was evaluated (the headline), else the held-out
+    top-1 of each evaluated domain, said to be other domains (``""`` if there is none)."""
+    epochs = table.attrs.get("evaluated_epochs") or sorted(set(table["epoch"]))
+    domains = table.attrs.get("evaluated_domains") or list(dict.fromkeys(table["eval_domain"]))
+    held = table["class_subset"].isin(("held-out", "heldout"))  # older tables: "heldout"
+    head = table[(table["metric"] == "top1") & held
+                 & table["epoch"].isin(epochs) & table["eval_domain"].isin(domains)]
+    if head.empty:
+        return ""
+    epoch = int(head["epoch"].max())
+    last = head[head["epoch"] == epoch]
+    test_domain = str(last["test_domain"].iloc[0] or "")
+    test = last[last["eval_domain"] == test_domain]
+    if test_domain and len(test):
+        return (f" (epoch {epoch}, {test_domain} held-out top-1 {test['value'].iloc[0]:.3f}, "
+                "the run's test domain)")
+    values = ", ".join(f"{r.eval_domain} {r.value:.3f}" for r in last.itertuples())
+    where = (f"not the run's test domain {test_domain}" if test_domain
+             else "the run names no test domain")
+    return f" (epoch {epoch}, held-out top-1 on {values}; {where})"

@@ -11,7 +11,10 @@ checkpoints/epoch_<k>.pt for k = 0..epochs (OpenCLIP's format), model_config.jso
 open_clip_config.json, mixture.json, run.json, train_log.csv.
 
 Re-running the same command continues from the latest checkpoint; a fixed seed gives the same
-weights whether or not the run was interrupted. Under torchrun (e.g. `torchrun
+weights whether or not the run was interrupted. --out must be new, empty or a run directory;
+a TSV edited after its manifest was written is refused (--accept-edited-mixture). A NaN or
+infinite loss or weight stops the run with a one-line error; no checkpoint after the last
+finite one is written. Under torchrun (e.g. `torchrun
 --nproc_per_node=2 -m domainlens train ...`) it trains with DDP (gloo on CPU, nccl on GPU);
 --batch-size is the global batch.
 
@@ -56,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="train_log.csv row every N steps (default: 10)")
     parser.add_argument("--stop-after-epoch", type=int, default=None,
                         help="stop after this epoch's checkpoint; re-run to continue")
+    parser.add_argument("--accept-edited-mixture", action="store_true",
+                        help="train even if the TSV differs from the content hash its manifest "
+                        "recorded (default: refuse an edited TSV)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -73,7 +79,8 @@ def config_from_args(args: argparse.Namespace):
         warmup_steps=args.warmup_steps, grad_clip=args.grad_clip or None, seed=args.seed,
         cache_dir=args.cache_dir, workers=args.workers, device=args.device,
         log_every=args.log_every, progress=not args.quiet,
-        stop_after_epoch=args.stop_after_epoch, **kwargs,
+        stop_after_epoch=args.stop_after_epoch,
+        accept_edited_mixture=args.accept_edited_mixture, **kwargs,
     )
 
 

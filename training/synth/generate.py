@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import time
-import zlib
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,6 +34,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from ..domains import DOMAINS, check_domains
+from ..util.files import write_text
+from ..util.seeding import seeded_rng
 from .base_captions import base_caption
 from .objects import BASE_ONLY_CLASSES, OBJECT_CLASSES, SYNTH_CLASSES, SYNTH_HELDOUT_CLASSES
 from .styles import RENDERERS, render_base
@@ -133,9 +134,8 @@ class SynthConfig:
 
 def image_rng(seed: int, domain: str, cls: str, index: int) -> np.random.Generator:
     """The generator for one image, from ``(seed, domain, class, index)`` only."""
-    ss = np.random.SeedSequence([int(seed), zlib.crc32(domain.encode()),
-                                 zlib.crc32(cls.encode()), int(index)])
-    return np.random.default_rng(ss)
+    # The project's one seeding scheme: SeedSequence([seed, crc32(domain), crc32(cls), index]).
+    return seeded_rng(int(seed), domain, cls, int(index))
 
 
 def image_relpath(domain: str, cls: str, label: int, index: int) -> str:
@@ -198,12 +198,6 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 def _chunks(n: int) -> Iterable[tuple[int, int]]:
     for s in range(0, n, CHUNK):
         yield s, min(n, s + CHUNK)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _remove_stale(directory: Path, prefix: str, keep: set[str]) -> None:
@@ -300,14 +294,14 @@ def generate_dataset(root: str | Path, cfg: SynthConfig | None = None, workers: 
         for split, lo, hi in (("train", 0, cfg.n_train), ("test", cfg.n_train, n_per)):
             lines = [f"{image_relpath(d, c, labels[c], i)} {labels[c]}\n"
                      for c in classes for i in range(lo, hi)]
-            _write_text(root / f"{d}_{split}.txt", "".join(lines))
+            write_text(root / f"{d}_{split}.txt", "".join(lines))
             counts[split][d] = len(lines)
     caps = sorted(cap for k in results for cap in results[k])
     rows = ["filepath\ttitle\tdomain\tlabel\n"] + [
         f"{root / image_relpath(BASE, c, -1, i)}\t{text}\t{BASE}\t{labels.get(c, -1)}\n"
         for c, i, text in caps]
-    _write_text(root / "base.tsv", "".join(rows))
-    _write_text(root / "heldout_classes.txt", "".join(f"{c}\n" for c in cfg.heldout))
+    write_text(root / "base.tsv", "".join(rows))
+    write_text(root / "heldout_classes.txt", "".join(f"{c}\n" for c in cfg.heldout))
     counts["base"] = len(caps)
     counts["total"] = total
     meta = {
@@ -316,7 +310,7 @@ def generate_dataset(root: str | Path, cfg: SynthConfig | None = None, workers: 
         "heldout_classes": list(cfg.heldout), "base_only_classes": list(BASE_ONLY_CLASSES),
         "base_classes": list(base_classes), "counts": counts,
     }
-    _write_text(root / "synth.json", json.dumps(meta, indent=2) + "\n")
+    write_text(root / "synth.json", json.dumps(meta, indent=2) + "\n")
     dt = time.perf_counter() - t0
     return {"root": str(root), "images": total, "counts": counts, "seconds": round(dt, 3),
             "images_per_second": round(total / dt, 1) if dt > 0 else float("inf"),

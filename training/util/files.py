@@ -27,6 +27,12 @@ class WriteError(OSError):
     and the reason in one line."""
 
 
+def as_write_error(path: str | Path, err: OSError) -> WriteError:
+    """``err`` (raised while writing ``path``) as a one-line :class:`WriteError` naming
+    ``path`` and the reason; a ``WriteError`` is returned unchanged."""
+    return err if isinstance(err, WriteError) else _explain(Path(path), err)
+
+
 def _explain(path: Path, err: OSError) -> WriteError:
     if err.errno == errno.ENOSPC:
         reason = "no space left on the device"
@@ -102,9 +108,35 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)`` atomically."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer = _RecordingWriter(handle)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            # torch swallows the failed write's OSError (full disk: ENOSPC) and reports
+            # "unexpected pos ..." instead: raise the OSError, which names the reason.
+            if writer.error is not None:
+                raise writer.error from None
+            raise
     return Path(path)
+
+
+class _RecordingWriter:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` of a failed write."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:

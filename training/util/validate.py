@@ -8,6 +8,7 @@ as is, without a traceback.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -61,4 +62,17 @@ def check_number(
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         raise ValueError(f"{expected}, got {value!r}")
+    return value
+
+
+#: Device names the trainer and evaluation accept (``auto``: this rank's GPU if any, else CPU).
+DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(name: str, value: Any) -> str:
+    """``value`` if it names a device of :data:`DEVICE_NAMES`; else ``ValueError`` listing them
+    (torch itself would fail only when the model is moved, after data loading)."""
+    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
+        raise ValueError(f"{name} must be one of {list(DEVICE_NAMES)}, got {value!r}")
     return value
