@@ -26,6 +26,10 @@ or class), while their widths may differ. Everything is computed in float64.
 
 :class:`LinearStats` holds the per-matrix part of the feature-space form, so comparing one
 matrix with many others (all domain pairs of a layer) centres each matrix once.
+:func:`linear_cka_all` compares ``D`` matrices with the same rows all at once: centred once
+into one stack ``Z = [X_1 ... X_D]``, one symmetric product ``Z'Z`` holds every pair's
+cross-covariance block (formula and cost in :func:`linear_hsic_all`); cross-domain CKA uses
+it per site.
 """
 
 from __future__ import annotations
