@@ -442,10 +442,17 @@ def test_stacked_centred_checks_and_reuses_its_workspace():
     rng = np.random.default_rng(0)
     workspace: dict = {}
     big, _ = stacked_centred([rng.normal(size=(20, 6)), rng.normal(size=(20, 4))], workspace=workspace)
-    buffer = workspace["stack"]
+    buffers = list(workspace.values())
     small, widths = stacked_centred([np.arange(12.0).reshape(6, 2), np.ones((6, 1))], workspace=workspace)
-    assert workspace["stack"] is buffer and widths == [2, 1] and small.is_contiguous()
+    assert len(workspace) == len(buffers) and all(a is b for a, b in zip(workspace.values(), buffers, strict=True))
+    assert widths == [2, 1] and small.is_contiguous()
     torch.testing.assert_close(small.sum(dim=0), torch.zeros(3, dtype=torch.float64))
+    # rows selected while stacking equal selecting first
+    x, y = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=(8, 2))
+    pick_x, pick_y = np.array([9, 0, 3, 3, 5]), np.array([1, 2, 7, 0, 4])
+    picked, _ = stacked_centred([x, y], rows=[pick_x, pick_y], workspace=workspace)
+    expected, _ = stacked_centred([x[pick_x], y[pick_y]])
+    torch.testing.assert_close(picked, expected, rtol=0, atol=0)
     bad = rng.normal(size=(6, 2))
     bad[3, 1] = np.inf
     with pytest.raises(ValueError, match="sketch/s1 contains NaN or infinite"):

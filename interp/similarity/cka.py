@@ -263,18 +263,23 @@ def _blas_threads(threads: int) -> Any:
     return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
 
 
-def _take(workspace: dict | None, name: str, shape: tuple[int, int], like: Tensor) -> Tensor:
-    """A float64 ``shape`` tensor, a view of a buffer kept in ``workspace`` and reused.
+def _take(
+    workspace: dict | None, name: str, shape: tuple[int, int], like: Tensor,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """A ``shape`` tensor of ``dtype``, a view of a buffer kept in ``workspace`` and reused.
 
-    Large fresh allocations cost page faults (on this VM ~70 ms per 120 MB, as much as the
-    arithmetic of a small site), so per-site stacks and products reuse one buffer each.
+    Large fresh allocations cost page faults (measured on the 2-CPU VM: ~70 ms per 120 MB,
+    as much as the arithmetic of a small site), so per-site stacks and products reuse one
+    buffer each; callers that can go widest first allocate each buffer once.
     """
     numel = shape[0] * shape[1]
     if workspace is None:
-        return torch.empty(shape, dtype=torch.float64, device=like.device)
-    buffer = workspace.get(name)
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    key = (name, dtype)
+    buffer = workspace.get(key)
     if buffer is None or buffer.numel() < numel or buffer.device != like.device:
-        buffer = workspace[name] = torch.empty(numel, dtype=torch.float64, device=like.device)
+        buffer = workspace[key] = torch.empty(numel, dtype=dtype, device=like.device)
     return buffer[:numel].view(shape)
 
 
@@ -330,13 +335,15 @@ def stacked_centred(
     xs: Sequence[Tensor | np.ndarray],
     names: Sequence[str] | None = None,
     workspace: dict | None = None,
+    rows: Sequence[Tensor | np.ndarray | None] | None = None,
 ) -> tuple[Tensor, list[int]]:
     """``[X_1 - mean ... X_D - mean]``: one C-contiguous float64 ``(n, sum w_d)`` matrix.
 
-    Each ``X_d`` ``(n, w_d)`` (any float dtype; converted while copied into its columns) is
-    centred once, in place. Returns the stack and the widths; raises on a bad shape, rows
-    that differ, or NaN/inf values (named by ``names[d]``). ``workspace``: a dict whose
-    buffer holds the stack (overwritten by the next call with the same dict).
+    Each ``X_d`` ``(N_d, w_d)`` (any float dtype; converted while copied into its columns),
+    or its rows ``rows[d]`` ``(n,)`` when given, is centred once, in place. Returns the stack
+    and the widths; raises on a bad shape, rows that differ, or NaN/inf values (named by
+    ``names[d]``). ``workspace``: a dict whose buffers hold the stack and the row selection
+    (overwritten by the next call with the same dict).
     """
     names = list(names) if names is not None else [f"x{d}" for d in range(len(xs))]
     tensors = [torch.as_tensor(x) for x in xs]
@@ -345,13 +352,18 @@ def stacked_centred(
             raise ValueError(f"{name} must be a 2-D (samples, features) matrix, got shape {tuple(t.shape)}")
     if not tensors:
         raise ValueError("need at least one matrix")
-    rows = {int(t.shape[0]) for t in tensors}
-    if len(rows) != 1:
-        raise ValueError(f"all matrices must have the same number of rows (aligned samples), got {sorted(rows)}")
+    picks = [None if r is None else torch.as_tensor(r, dtype=torch.long, device=t.device)
+             for r, t in zip(rows if rows is not None else [None] * len(tensors), tensors, strict=True)]
+    counts = {int(t.shape[0]) if r is None else int(r.shape[0]) for r, t in zip(picks, tensors, strict=True)}
+    if len(counts) != 1:
+        raise ValueError(f"all matrices must have the same number of rows (aligned samples), got {sorted(counts)}")
+    n = counts.pop()
     widths = [int(t.shape[1]) for t in tensors]
-    z = _take(workspace, "stack", (rows.pop(), sum(widths)), tensors[0])
+    z = _take(workspace, "stack", (n, sum(widths)), tensors[0])
     start = 0
-    for t, w in zip(tensors, widths, strict=True):
+    for t, r, w in zip(tensors, picks, widths, strict=True):
+        if r is not None:  # gather into a reused buffer of the input dtype, then convert
+            t = torch.index_select(t, 0, r, out=_take(workspace, "rows", (n, w), t, t.dtype))
         z[:, start : start + w].copy_(t)
         start += w
     column_sums = z.sum(dim=0)

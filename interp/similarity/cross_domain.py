@@ -255,16 +255,18 @@ def _fused_linear_site(
         members.setdefault(b.name, (b, rows_b))
     values = {}
     for key, members in groups.items():
-        mats, names = [], []
+        mats, names, picks = [], [], []
         for domain, rows in members.values():
             raw = torch.as_tensor(domain.acts[site])
             if key[0] == "mean":
                 x, _ = class_means(as_matrix(raw, f"{domain.name}/{site}"), domain.labels, list(key[1]))
-            else:  # select rows first: the float64 copy is made straight into the stack
-                x = raw[torch.as_tensor(rows, device=raw.device, dtype=torch.long)]
-            mats.append(x)
+                mats.append(x)
+                picks.append(None)
+            else:  # rows selected while stacking: one float64 copy, straight into the stack
+                mats.append(raw)
+                picks.append(rows)
             names.append(f"{domain.name}/{site}")
-        z, widths = stacked_centred(mats, names, workspace)
+        z, widths = stacked_centred(mats, names, workspace, rows=picks)
         del mats
         matrix = cka_from_hsic_matrix(linear_hsic_all(z, widths, unbiased, blas, workspace)).tolist()
         del z
@@ -384,13 +386,19 @@ def cross_domain_cka(
     base = {column: meta.pop(column, None) for column in META_COLUMNS}
     records = []
     fused = method == "fast" and kernel == "linear" and minibatch_size is None
-    workspace: dict = {}  # buffers reused by all sites of this call, freed on return
-    for site in tqdm(sites, desc="cross-domain CKA", disable=not progress):
+    fused_values: dict[str, dict] = {}
+    if fused:
+        workspace: dict = {}  # buffers reused by all sites of this call, freed on return
+        # Widest site first: each buffer is allocated (and page-faulted) once.
+        widest_first = sorted(sites, key=lambda s: -sum(int(d.acts[s].shape[1]) for d in chosen.values()))
+        for site in tqdm(widest_first, desc="cross-domain CKA", disable=not progress):
+            fused_values[site] = _fused_linear_site(site, plan, unbiased, blas, workspace)
+        del workspace
+    for site in tqdm(sites, desc="cross-domain CKA", disable=not progress or fused):
         cache = _SiteMatrices(site, kernel, unbiased, sigma)
-        values = _fused_linear_site(site, plan, unbiased, blas, workspace) if fused else {}
         for a, b, pair_classes, key_a, rows_a, key_b, rows_b, n in plan:
             if fused:
-                value = values[(a.name, b.name, key_a)]
+                value = fused_values[site][(a.name, b.name, key_a)]
             elif method == "reference":
                 value = cka(
                     cache.matrix(a, key_a, rows_a), cache.matrix(b, key_b, rows_b), kernel,
