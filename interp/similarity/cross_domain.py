@@ -390,7 +390,10 @@ def cross_domain_cka(
     if fused:
         workspace: dict = {}  # buffers reused by all sites of this call, freed on return
         # Widest site first: each buffer is allocated (and page-faulted) once.
-        widest_first = sorted(sites, key=lambda s: -sum(int(d.acts[s].shape[1]) for d in chosen.values()))
+        def width(site: str) -> int:  # a malformed (not 2-D) input is reported by stacked_centred
+            return sum(int(d.acts[site].shape[-1]) for d in chosen.values() if len(d.acts[site].shape) == 2)
+
+        widest_first = sorted(sites, key=lambda s: -width(s))
         for site in tqdm(widest_first, desc="cross-domain CKA", disable=not progress):
             fused_values[site] = _fused_linear_site(site, plan, unbiased, blas, workspace)
         del workspace
