@@ -2,7 +2,9 @@
 
     python benchmarks/bench_data.py [--rows 600000] [--skip-synth]
 
-Writes nothing outside a temporary folder; prints a Markdown table for benchmarks/RESULTS.md.
+Writes nothing outside a temporary folder; prints a Markdown table for benchmarks/RESULTS.md,
+with the 1-minute load average at the start and the end (benchmarks/_harness.py; a table taken
+when the machine was busy at the start is marked).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _harness import BUSY_MARK, add_busy_flag, finish, start
 
 from training.domains import DOMAINS
 from training.mixtures import (
@@ -102,10 +105,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=600_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-synth", action="store_true")
+    add_busy_flag(parser)  # accepted for uniformity: this benchmark only prints
     args = parser.parse_args()
+    cond = start()
     results = [] if args.skip_synth else bench_synth(args.workers)
     results += bench_mixtures(args.rows)
-    print("| measurement | value |\n|---|---|")
+    finish(cond)
+    if not cond.alone:
+        print(f"**{BUSY_MARK}** ({cond.load_text()}): rerun alone for figures to report.\n")
+    print(f"| measurement | value |\n|---|---|\n| 1-minute load, start -> end | {cond.tag()} |")
     for name, value in results:
         print(f"| {name} | {value:,.2f} |")
 

@@ -9,6 +9,9 @@ as INTERP_LIBS.md describes), ``interp.interventions.intervene.run_interventions
 along the batch axis (and shares the unpatched prefix). Reports the maximum absolute
 difference of the per-example values and patched forwards per second of each side
 (best of ``--repeats``). Prints a Markdown table for benchmarks/RESULTS.md.
+
+The 1-minute load average and the thread count are printed at the start and the end
+(benchmarks/_harness.py); a table taken when the machine was busy at the start is marked.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 
 import pandas as pd
 import torch
+from _harness import BUSY_MARK, add_busy_flag, finish, start
 
 
 def build(model_name: str, n_classes: int, seed: int):
@@ -40,8 +44,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    add_busy_flag(parser)  # accepted for uniformity: this benchmark only prints
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cond = start(threads=args.threads)
 
     from transformer_lens.patching import generic_activation_patch, layer_pos_patch_setter
 
@@ -109,10 +115,13 @@ def main() -> None:
     print(f"\nLayer x position sweep: {args.model}, {n_layers} layers x {n_tokens} positions = {n} "
           f"patched forwards of {args.batch} images, max_batch {args.max_batch}, "
           f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}\n")
-    print("| method | time (s) | patched forwards/s | max abs diff vs TL | speed-up vs TL |")
-    print("|---|---|---|---|---|")
+    finish(cond)
+    if not cond.alone:
+        print(f"**{BUSY_MARK}** ({cond.load_text()}): rerun alone for ratios to report.\n")
+    print("| method | time (s) | patched forwards/s | max abs diff vs TL | speed-up vs TL | load |")
+    print("|---|---|---|---|---|---|")
     for name, seconds, rate, diff, ratio in rows:
-        print(f"| {name} | {seconds:.2f} | {rate:.1f} | {diff:.2e} | {ratio:.2f}x |")
+        print(f"| {name} | {seconds:.2f} | {rate:.1f} | {diff:.2e} | {ratio:.2f}x | {cond.tag()} |")
 
 
 if __name__ == "__main__":

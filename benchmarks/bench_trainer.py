@@ -7,9 +7,10 @@ Reported per trainer: steady-state images/s (median over per-step throughput fro
 trainer's own log, first epoch's first 5 steps skipped; both include data time), the
 wall-clock time of the whole command (start-up, data loading, all epochs, checkpoints) and its
 CPU time (user + system, DataLoader workers included: less sensitive to other load on a
-shared machine than wall time); and the ratio ours/theirs. The 1-minute load average after
-each pair is printed: numbers taken under load from other processes are not comparable
-across runs, only within a pair.
+shared machine than wall time); and the ratio ours/theirs. The 1-minute load average is
+printed at the start and the end (benchmarks/_harness.py) and recorded before and after each
+pair; a pair that started with the machine busy (load >= 1) is marked "BUSY: not comparable",
+and ``--json`` is not written for a busy run unless ``--allow-busy`` (then rows carry the mark).
 
 Usage (about 3-4 minutes for the defaults on 2 cores)::
 
@@ -35,6 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _harness import BUSY_MARK, add_busy_flag, finish, load_average, may_write, start  # noqa: E402
 
 TERMS = {"clipart": "clipart", "infograph": "infograph", "painting": "painting",
          "quickdraw": "doodle", "real": "photo", "sketch": "sketch"}
@@ -156,7 +159,13 @@ def main() -> int:
     parser.add_argument("--data", default=None, help="existing DomainNet-format root")
     parser.add_argument("--work", default="/tmp/bench_trainer")
     parser.add_argument("--json", default=None, help="also write results here")
+    add_busy_flag(parser)
     args = parser.parse_args()
+    import torch
+
+    cond = start(threads=torch.get_num_threads())
+    print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} (the trainers' threads "
+          "follow it)", flush=True)
 
     from training.models import image_size, resolve_model_config
 
@@ -169,6 +178,7 @@ def main() -> int:
         tsv, n = make_tsv(root, work / f"mix{size}" / "bench.tsv", args.rows)
         local_dir = openclip_local_dir(model, work / f"oc-{model}")
         for repeat in range(args.repeats):
+            load_before = load_average()
             if repeat % 2 == 0:  # alternate who goes first
                 a = ours(tsv, model, work / f"ours-{model}", args, env)
                 b = theirs(tsv, local_dir, work / f"theirs-{model}", args, env)
@@ -183,6 +193,8 @@ def main() -> int:
                    "ratio_wall": b["wall_s"] / a["wall_s"],
                    "ours_cpu_s": a["cpu_s"], "theirs_cpu_s": b["cpu_s"],
                    "ratio_cpu": b["cpu_s"] / a["cpu_s"], "load_1min": load,
+                   "load_start": load_before, "load_end": load,
+                   "busy": bool(load_before >= 1.0),
                    "ours_command": " ".join(a["command"]),
                    "theirs_command": " ".join(repr(c) if c == "\t" else c
                                               for c in b["command"])}
@@ -190,7 +202,8 @@ def main() -> int:
             print(f"{model} #{repeat}: ours {a['img_s']:.0f} img/s ({a['wall_s']:.1f} s wall, "
                   f"{a['cpu_s']:.1f} s CPU), open_clip_train {b['img_s']:.0f} img/s "
                   f"({b['wall_s']:.1f} s wall, {b['cpu_s']:.1f} s CPU), ratio "
-                  f"{row['ratio_img_s']:.2f}, load {load:.1f}", flush=True)
+                  f"{row['ratio_img_s']:.2f}, load {load_before:.2f} -> {load:.2f}"
+                  + (f" ({BUSY_MARK})" if row["busy"] else ""), flush=True)
     print("\n| model | rows x epochs | ours img/s | open_clip_train img/s | ratio | "
           "wall s ours / theirs | CPU s ours / theirs | load |")
     print("|---|---|---|---|---|---|---|---|")
@@ -198,9 +211,16 @@ def main() -> int:
         print(f"| {r['model']} | {r['rows']} x {r['epochs']} | {r['ours_img_s']:.0f} | "
               f"{r['theirs_img_s']:.0f} | {r['ratio_img_s']:.2f} | {r['ours_wall_s']:.1f} / "
               f"{r['theirs_wall_s']:.1f} | {r['ours_cpu_s']:.1f} / {r['theirs_cpu_s']:.1f} | "
-              f"{r['load_1min']:.1f} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+              f"{r['load_start']:.2f} -> {r['load_end']:.2f}"
+              + (f" ({BUSY_MARK})" if r["busy"] else " (alone)") + " |")
+    finish(cond)
+    if args.json and may_write(cond, args.allow_busy, args.json):
+        from training.util.files import write_json
+
+        write_json(Path(args.json), {"conditions": {"load_start": cond.load_start,
+                                                    "load_end": cond.load_end,
+                                                    "alone": cond.alone, "cpus": cond.cpus},
+                                     "rows": results})
     return 0
 
 

@@ -10,12 +10,19 @@ import torch
 from interp.similarity.cka import (
     center_gram,
     cka,
+    gram_linear,
     gram_rbf,
     hsic,
+    linear_cka_all,
     linear_cka_features,
     linear_cka_stats,
+    linear_hsic_all,
+    linear_hsic_all_flops,
     linear_stats,
     minibatch_cka,
+    self_product,
+    self_product_flops,
+    stacked_centred,
 )
 from interp.similarity.cross_domain import (
     CROSS_DOMAIN_COLUMNS,
@@ -437,3 +444,99 @@ def test_cka_run_uses_the_runs_training_seed_and_held_out_classes(tmp_path):
     held = table[table["class_subset"] == "held-out"]
     assert set(held["n_classes"]) == {len(heldout)}
     assert set(table[table["class_subset"] == "all"]["n_classes"]) == {8}
+
+
+# ----------------------------------------------------------------------------- all pairs at once
+def stack_inputs(kind: str, seed: int = 0) -> list[np.ndarray]:
+    """Matrices with the same rows: small n, unequal widths, rank-deficient, uncentred."""
+    rng = np.random.default_rng(seed)
+    if kind == "tiny":  # n = 4, the fewest rows unbiased HSIC allows
+        return [rng.normal(size=(4, w)) + 2.0 for w in (1, 3, 6)]
+    if kind == "wide":  # n small against the widths: the n x n route
+        return [rng.normal(size=(9, w)) for w in (40, 55, 3)]
+    if kind == "rank_deficient":
+        base = rng.normal(size=(60, 3))
+        x = base @ rng.normal(size=(3, 12)) + 7.0  # rank 3 (plus a shift), 12 columns
+        y = np.concatenate([base, base[:, :1] * 2.0, np.ones((60, 1))], axis=1)  # dependent + constant columns
+        z = rng.normal(size=(60, 5))
+        z[:, 4] = z[:, 0] - z[:, 1]
+        return [x, y, z, np.tanh(x[:, :7] - 7.0)]
+    return [rng.normal(size=(300, w)) * (1 + w) + w for w in (16, 9, 33)]  # feature route
+
+
+@pytest.mark.parametrize("kind", ["tiny", "wide", "rank_deficient", "features"])
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_linear_cka_all_equals_gram_reference(kind, unbiased):
+    xs = stack_inputs(kind)
+    z, widths = stacked_centred(xs)
+    h = linear_hsic_all(z, widths, unbiased)
+    values = linear_cka_all(xs, unbiased)
+    torch_blas = linear_cka_all(xs, unbiased, blas="torch")
+    for a in range(len(xs)):
+        for b in range(len(xs)):
+            k, m = gram_linear(xs[a]), gram_linear(xs[b])
+            reference = hsic(k, m, unbiased)  # the n x n Gram form of the paper
+            assert abs(float(h[a, b]) - reference) <= 1e-9 * max(1.0, abs(reference))
+            expected = cka(xs[a], xs[b], "linear", unbiased, method="gram")
+            if np.isnan(expected):  # n = 4: a self-HSIC may be <= 0, then CKA is undefined
+                assert np.isnan(float(values[a, b]))
+                continue
+            assert abs(float(values[a, b]) - expected) < 1e-9
+            assert abs(float(torch_blas[a, b]) - expected) < 1e-9
+    assert torch.equal(values, values.T) or torch.allclose(values, values.T, atol=1e-15, equal_nan=True)
+
+
+def test_linear_hsic_all_routes_and_flops():
+    xs = stack_inputs("wide")
+    z, widths = stacked_centred(xs)
+    n = z.shape[0]
+    # small n: the n x n route has fewer flops than the symmetric product, and both agree
+    assert linear_hsic_all_flops(n, widths) < self_product_flops(n, sum(widths)) + 2.0 * n * 9
+    g = self_product(z)
+    torch.testing.assert_close(g, z.T @ z, rtol=1e-12, atol=1e-12)
+    assert self_product_flops(100, 8) == 6400 and self_product_flops(100, 8, "torch") == 12800
+
+
+def test_stacked_centred_checks_and_reuses_its_workspace():
+    rng = np.random.default_rng(0)
+    workspace: dict = {}
+    big, _ = stacked_centred([rng.normal(size=(20, 6)), rng.normal(size=(20, 4))], workspace=workspace)
+    buffers = list(workspace.values())
+    small, widths = stacked_centred([np.arange(12.0).reshape(6, 2), np.ones((6, 1))], workspace=workspace)
+    assert len(workspace) == len(buffers) and all(a is b for a, b in zip(workspace.values(), buffers, strict=True))
+    assert widths == [2, 1] and small.is_contiguous()
+    torch.testing.assert_close(small.sum(dim=0), torch.zeros(3, dtype=torch.float64))
+    # rows selected while stacking equal selecting first
+    x, y = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=(8, 2))
+    pick_x, pick_y = np.array([9, 0, 3, 3, 5]), np.array([1, 2, 7, 0, 4])
+    picked, _ = stacked_centred([x, y], rows=[pick_x, pick_y], workspace=workspace)
+    expected, _ = stacked_centred([x[pick_x], y[pick_y]])
+    torch.testing.assert_close(picked, expected, rtol=0, atol=0)
+    bad = rng.normal(size=(6, 2))
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="sketch/s1 contains NaN or infinite"):
+        stacked_centred([np.ones((6, 2)), bad], names=["real/s1", "sketch/s1"])
+    with pytest.raises(ValueError, match="same number of rows"):
+        stacked_centred([np.ones((6, 2)), np.ones((5, 2))])
+    with pytest.raises(ValueError, match="unbiased HSIC"):
+        linear_hsic_all(*stacked_centred([np.ones((3, 2))]))
+
+
+def test_cross_domain_fused_path_equals_reference_at_many_sites():
+    """Sites of growing and shrinking widths (workspace reuse), class-mean and per-sample."""
+    rng = np.random.default_rng(4)
+    acts, labels = {}, {}
+    for d, name in enumerate(["A", "B", "C", "D"]):
+        lab = np.repeat([f"c{c}" for c in range(7)], 5 + d)
+        latent = rng.normal(size=(len(lab), 4)) + np.repeat(rng.normal(size=(7, 4)), 5 + d, axis=0)
+        acts[name] = {f"s{w}": torch.as_tensor(np.maximum(latent @ rng.normal(size=(4, w)), 0), dtype=torch.float32)
+                      for w in (3, 30, 2, 12)}
+        labels[name] = lab
+    for mode in ("class_mean", "per_sample"):
+        for blas in ("auto", "torch"):
+            fast = cross_domain_cka(acts, labels, mode=mode, blas=blas, progress=False)
+            reference = cross_domain_cka(acts, labels, mode=mode, method="reference", progress=False)
+            assert len(fast) == 4 * 6
+            np.testing.assert_allclose(fast["value"], reference["value"], atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="blas must be one of"):
+        cross_domain_cka(acts, labels, blas="mkl", progress=False)

@@ -26,13 +26,19 @@ or class), while their widths may differ. Everything is computed in float64.
 
 :class:`LinearStats` holds the per-matrix part of the feature-space form, so comparing one
 matrix with many others (all domain pairs of a layer) centres each matrix once.
+:func:`linear_cka_all` compares ``D`` matrices with the same rows all at once: centred once
+into one stack ``Z = [X_1 ... X_D]``, one symmetric product ``Z'Z`` holds every pair's
+cross-covariance block (formula and cost in :func:`linear_hsic_all`); cross-domain CKA uses
+it per site.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -241,6 +247,226 @@ def linear_cka_features(
     """Linear CKA in feature space (no ``n x n`` matrix): ``x`` ``(n, p)``, ``y`` ``(n, q)``."""
     x, y = _check_pair(x, y, unbiased)
     return linear_cka_stats(linear_stats(x, unbiased), linear_stats(y, unbiased))
+
+
+# --------------------------------------------------------------------------- all pairs at once
+_BLAS_CONTROLLER: Any = None
+
+
+def _blas_threads(threads: int) -> Any:
+    """Context limiting NumPy's BLAS to ``threads`` (threadpoolctl; no-op if unavailable)."""
+    global _BLAS_CONTROLLER
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = threadpoolctl.ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=threads, user_api="blas")
+
+
+def _take(
+    workspace: dict | None, name: str, shape: tuple[int, int], like: Tensor,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """A ``shape`` tensor of ``dtype``, a view of a buffer kept in ``workspace`` and reused.
+
+    Large fresh allocations cost page faults (measured on the 2-CPU VM: ~70 ms per 120 MB,
+    as much as the arithmetic of a small site), so per-site stacks and products reuse one
+    buffer each; callers that can go widest first allocate each buffer once.
+    """
+    numel = shape[0] * shape[1]
+    if workspace is None:
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    key = (name, dtype)
+    buffer = workspace.get(key)
+    if buffer is None or buffer.numel() < numel or buffer.device != like.device:
+        buffer = workspace[key] = torch.empty(numel, dtype=dtype, device=like.device)
+    return buffer[:numel].view(shape)
+
+
+def self_product(
+    z: Tensor, blas: Literal["auto", "torch"] = "auto", workspace: dict | None = None
+) -> Tensor:
+    """``Z'Z`` ``(W, W)`` of a C-contiguous ``(n, W)`` float64 matrix.
+
+    On the CPU ``blas="auto"`` computes it with NumPy, whose ``a.T @ a`` calls the symmetric
+    rank-k update (``syrk``: ``n W^2`` flops, half of a general product) of its OpenBLAS,
+    limited to ``torch.get_num_threads()`` threads; torch's ``mm`` (MKL) has no symmetric path
+    and runs the full ``2 n W^2``. ``blas="torch"`` (and any non-CPU tensor) uses ``z.T @ z``.
+    ``workspace``: a dict whose buffer holds the result (reused by the next call).
+    """
+    width = z.shape[1]
+    out = _take(workspace, "product", (width, width), z)
+    if blas == "torch" or z.device.type != "cpu" or z.dtype != torch.float64 or not z.is_contiguous():
+        return torch.mm(z.T, z, out=out)
+    zn = z.numpy()
+    with _blas_threads(torch.get_num_threads()):
+        np.matmul(zn.T, zn, out=out.numpy())
+    return out
+
+
+def self_product_flops(n: int, width: int, blas: Literal["auto", "torch"] = "auto") -> float:
+    """Floating-point operations of :func:`self_product` on ``(n, width)`` (multiply + add)."""
+    return float(n) * width * width * (1 if blas == "auto" else 2)
+
+
+def _gram_route(n: int, widths: Sequence[int], blas: str) -> bool:
+    """Whether :func:`linear_hsic_all` takes the ``n x n`` route (fewer flops, small ``n``)."""
+    total, depth = sum(widths), len(widths)
+    return n <= GRAM_ROWS_LIMIT and 2.0 * n * n * total + depth * depth * n * n < self_product_flops(n, total, blas)
+
+
+def linear_hsic_all_flops(n: int, widths: Sequence[int], blas: Literal["auto", "torch"] = "auto") -> float:
+    """Matrix-product flops of :func:`linear_hsic_all` on ``n`` rows and blocks ``widths``."""
+    total, depth = sum(widths), len(widths)
+    if _gram_route(n, widths, blas):
+        products = 2.0 * n * n * total + 2.0 * depth * depth * n * n
+    else:
+        products = self_product_flops(n, total, blas)
+    return products + 2.0 * n * depth * depth  # + P = S'S
+
+
+def _block_sums(m: Tensor, offsets: np.ndarray) -> Tensor:
+    """Sums of the ``(D, D)`` blocks of ``m`` ``(W, W)`` split at ``offsets`` ``(D,)`` (starts)."""
+    out = np.add.reduceat(np.add.reduceat(m.cpu().numpy(), offsets, axis=0), offsets, axis=1)
+    return torch.from_numpy(out).to(m.device)
+
+
+def stacked_centred(
+    xs: Sequence[Tensor | np.ndarray],
+    names: Sequence[str] | None = None,
+    workspace: dict | None = None,
+    rows: Sequence[Tensor | np.ndarray | None] | None = None,
+) -> tuple[Tensor, list[int]]:
+    """``[X_1 - mean ... X_D - mean]``: one C-contiguous float64 ``(n, sum w_d)`` matrix.
+
+    Each ``X_d`` ``(N_d, w_d)`` (any float dtype; converted while copied into its columns),
+    or its rows ``rows[d]`` ``(n,)`` when given, is centred once, in place. Returns the stack
+    and the widths; raises on a bad shape, rows that differ, or NaN/inf values (named by
+    ``names[d]``). ``workspace``: a dict whose buffers hold the stack and the row selection
+    (overwritten by the next call with the same dict).
+    """
+    names = list(names) if names is not None else [f"x{d}" for d in range(len(xs))]
+    tensors = [torch.as_tensor(x) for x in xs]
+    for name, t in zip(names, tensors, strict=True):
+        if t.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D (samples, features) matrix, got shape {tuple(t.shape)}")
+    if not tensors:
+        raise ValueError("need at least one matrix")
+    picks = [None if r is None else torch.as_tensor(r, dtype=torch.long, device=t.device)
+             for r, t in zip(rows if rows is not None else [None] * len(tensors), tensors, strict=True)]
+    counts = {int(t.shape[0]) if r is None else int(r.shape[0]) for r, t in zip(picks, tensors, strict=True)}
+    if len(counts) != 1:
+        raise ValueError(f"all matrices must have the same number of rows (aligned samples), got {sorted(counts)}")
+    n = counts.pop()
+    widths = [int(t.shape[1]) for t in tensors]
+    z = _take(workspace, "stack", (n, sum(widths)), tensors[0])
+    start = 0
+    for t, r, w in zip(tensors, picks, widths, strict=True):
+        if r is not None:  # gather into a reused buffer of the input dtype, then convert
+            t = torch.index_select(t, 0, r, out=_take(workspace, "rows", (n, w), t, t.dtype))
+        z[:, start : start + w].copy_(t)
+        start += w
+    column_sums = z.sum(dim=0)
+    # A column sum is finite iff its column is (barring float64 overflow): the only check.
+    if not math.isfinite(float(column_sums.sum())):
+        start = 0
+        for name, w in zip(names, widths, strict=True):
+            if not bool(torch.isfinite(column_sums[start : start + w]).all()):
+                raise ValueError(f"{name} contains NaN or infinite values")
+            start += w
+    z -= column_sums / z.shape[0]
+    return z, widths
+
+
+def linear_hsic_all(
+    z: Tensor,
+    widths: Sequence[int],
+    unbiased: bool = True,
+    blas: Literal["auto", "torch"] = "auto",
+    workspace: dict | None = None,
+) -> Tensor:
+    """HSIC of every pair of the blocks of a centred stack ``z = [X_1 ... X_D]`` ``(n, W)``.
+
+    Linear kernels ``K_d = X_d X_d'`` are never built. With the blocks centred (HSIC_1 is
+    invariant to shifting a block's features, and the biased HSIC centres anyway):
+
+    * one product ``G = Z'Z`` ``(W, W)`` holds every cross-covariance ``G_ab = X_a'X_b``, so
+      ``F_ab = |X_a'X_b|_F^2 = tr(K_a K_b)`` is the sum of squares of block ``(a, b)`` of
+      ``G`` (diagonal blocks give the self-HSICs);
+    * centred columns make every row sum of ``K_d`` zero: ``K_d 1 = X_d (X_d'1) = 0``; the
+      diagonal is the row norms ``s_d = (|x_d1|^2 ... |x_dn|^2)``. So the diagonal-removed
+      ``K~_d = K_d - diag(s_d)`` has ``K~_d 1 = -s_d``, ``1'K~_d 1 = -sum(s_d)`` and
+      ``tr(K~_a K~_b) = F_ab - 2 s_a.s_b + s_a.s_b = F_ab - s_a.s_b``. Song et al.'s
+
+          HSIC_1 = [tr(K~L~) + (1'K~1)(1'L~1)/((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3))
+
+      becomes, with ``P_ab = s_a.s_b`` (``P = S'S``, ``S = [s_1 ... s_D]`` ``(n, D)``) and
+      ``T_d = sum(s_d)``::
+
+          HSIC_1[a, b] = [F_ab - P_ab + T_a T_b / ((n-1)(n-2)) - 2 P_ab / (n-2)] / (n(n-3))
+
+      and the biased ``tr(K_a H K_b H) / (n-1)^2 = F_ab / (n-1)^2``.
+
+    Cost: ``n W^2`` flops for ``G`` (:func:`self_product`'s symmetric product), against
+    ``2 n W^2`` for ``G`` by a general product and ``sum_pairs 2 n w_a w_b`` pair by pair; when
+    ``n`` is small against ``W`` (class means) the ``n x n`` route ``F = [vec K_d]' [vec K_d]``
+    (``2 n^2 W + D^2 n^2``) is taken instead. ``workspace``: see :func:`self_product`.
+    Returns the ``(D, D)`` float64 HSIC matrix.
+    """
+    n, total = z.shape
+    if sum(widths) != total:
+        raise ValueError(f"widths {list(widths)} do not add up to the stack's {total} columns")
+    _check_rows(n, unbiased)
+    offsets = np.cumsum([0, *widths[:-1]])
+    depth = len(widths)
+    if _gram_route(n, widths, blas):
+        grams = torch.stack([z[:, o : o + w] @ z[:, o : o + w].T for o, w in zip(offsets, widths, strict=True)])
+        flat = grams.reshape(depth, n * n)
+        f = flat @ flat.T
+    else:
+        g = self_product(z, blas, workspace).square_()
+        if len(set(widths)) == 1:  # one reshape instead of a segmented sum
+            w = widths[0]
+            f = g.view(depth, w, depth, w).sum(dim=(1, 3))
+        else:
+            f = _block_sums(g, offsets)
+        del g
+    if not unbiased:
+        return f / (n - 1) ** 2
+    # Row norms without an (n, W) temporary (a fresh one costs more than the arithmetic).
+    if len(set(widths)) == 1:
+        s = torch.linalg.vector_norm(z.view(n, depth, widths[0]), dim=2).square_()
+    else:
+        s = torch.stack([torch.linalg.vector_norm(z[:, o : o + w], dim=1) for o, w in zip(offsets, widths, strict=True)], dim=1).square_()
+    p = s.T @ s
+    t = s.sum(dim=0)
+    return (f - p + torch.outer(t, t) / ((n - 1) * (n - 2)) - 2.0 * p / (n - 2)) / (n * (n - 3))
+
+
+def cka_from_hsic_matrix(h: Tensor) -> Tensor:
+    """``CKA_ab = H_ab / sqrt(H_aa H_bb)`` of a ``(D, D)`` HSIC matrix (NaN where not positive)."""
+    d = torch.diagonal(h)
+    denominator = torch.outer(d, d)
+    out = h / denominator.clamp_min(torch.finfo(h.dtype).tiny).sqrt()
+    return torch.where(denominator > 0, out, torch.full_like(out, float("nan")))
+
+
+def linear_cka_all(
+    xs: Sequence[Tensor | np.ndarray],
+    unbiased: bool = True,
+    names: Sequence[str] | None = None,
+    blas: Literal["auto", "torch"] = "auto",
+) -> Tensor:
+    """Linear CKA between every pair of ``D`` matrices ``X_d`` ``(n, w_d)`` (same rows): ``(D, D)``.
+
+    Equal to :func:`linear_cka_features` on each pair (to rounding), in one product: each
+    matrix is centred once into a stack and all cross-covariances come from ``[X_1..X_D]'
+    [X_1..X_D]`` (see :func:`linear_hsic_all` for the formula).
+    """
+    z, widths = stacked_centred(xs, names)
+    return cka_from_hsic_matrix(linear_hsic_all(z, widths, unbiased, blas))
 
 
 def cka(

@@ -9,8 +9,9 @@ matches images by class instead (for each class, the same number of images from 
 domains, drawn reproducibly). :func:`model_vs_model_cka` compares every pair of layers of two
 checkpoints on the same images.
 
-Linear CKA uses the feature-space form with each (domain, site) matrix centred once and
-shared by all pairs; ``method="reference"`` recomputes the paper's way instead (both Gram
+Linear CKA uses the feature-space form: at each site the domains' matrices are centred once
+into one stack and a single symmetric product ``Z'Z`` gives every pair's cross-covariance
+(:func:`interp.similarity.cka.linear_hsic_all`); ``method="reference"`` recomputes the paper's way instead (both Gram
 matrices built for every pair), for benchmarks and cross-checks.
 """
 
@@ -30,13 +31,16 @@ from interp.similarity.cka import (
     KERNELS,
     as_matrix,
     cka,
+    cka_from_hsic_matrix,
     cka_ratio,
     gram,
     hsic,
     linear_cka_stats,
+    linear_hsic_all,
     linear_stats,
     min_rows,
     minibatch_cka,
+    stacked_centred,
 )
 from training.util.seeding import seeded_rng
 from training.util.validate import check_choice
@@ -234,6 +238,46 @@ class _SiteMatrices:
         return cka_ratio(hsic(ka, kb, self.unbiased), ha, hb)
 
 
+def _fused_linear_site(
+    site: str, plan: Sequence[tuple], unbiased: bool, blas: str, workspace: dict
+) -> dict:
+    """Linear CKA of every planned pair at ``site``, ``{(domain_a, domain_b, key): value}``.
+
+    Pairs are grouped by their row key (the same classes, or the same matched images, for
+    both domains): the matrices of a group's domains are row-selected, converted to float64
+    and centred once into one stack ``(n, D w)``, and one symmetric product gives all
+    cross-covariance blocks (:func:`interp.similarity.cka.linear_hsic_all`). ``workspace``
+    keeps the stack's and the product's buffers for the next site.
+    """
+    groups: dict[Any, dict[str, tuple[_Domain, Any]]] = {}
+    for a, b, _, key_a, rows_a, _key_b, rows_b, _ in plan:  # key_b == key_a
+        members = groups.setdefault(key_a, {})
+        members.setdefault(a.name, (a, rows_a))
+        members.setdefault(b.name, (b, rows_b))
+    values = {}
+    for key, members in groups.items():
+        mats, names, picks = [], [], []
+        for domain, rows in members.values():
+            raw = torch.as_tensor(domain.acts[site])
+            if key[0] == "mean":
+                x, _ = class_means(as_matrix(raw, f"{domain.name}/{site}"), domain.labels, list(key[1]))
+                mats.append(x)
+                picks.append(None)
+            else:  # rows selected while stacking: one float64 copy, straight into the stack
+                mats.append(raw)
+                picks.append(rows)
+            names.append(f"{domain.name}/{site}")
+        z, widths = stacked_centred(mats, names, workspace, rows=picks)
+        del mats
+        matrix = cka_from_hsic_matrix(linear_hsic_all(z, widths, unbiased, blas, workspace)).tolist()
+        del z
+        order = {name: i for i, name in enumerate(members)}
+        for a, b, _, key_a, *_ in plan:
+            if key_a == key:
+                values[(a.name, b.name, key)] = matrix[order[a.name]][order[b.name]]
+    return values
+
+
 def cross_domain_cka(
     activations: Mapping[str, Any],
     labels: Mapping[str, Sequence[Any]] | None = None,
@@ -254,6 +298,7 @@ def cross_domain_cka(
     seed: int = 0,
     meta: Mapping[str, Any] | None = None,
     progress: bool = True,
+    blas: Literal["auto", "torch"] = "auto",
 ) -> pd.DataFrame:
     """CKA between every pair of domains at every site, as a tidy table.
 
@@ -272,9 +317,12 @@ def cross_domain_cka(
             class: ``min(count_a, count_b, max_per_class)`` images per class, seeded).
         kernel, unbiased, sigma: see :func:`interp.similarity.cka.cka` (RBF ``sigma`` per matrix by
             the median rule when ``None``).
-        method: ``"fast"`` (linear: feature-space form sharing each matrix's centring across
-            pairs; RBF: Gram matrices shared across pairs) or ``"reference"`` (the paper's
-            way: both Gram matrices rebuilt for every pair).
+        method: ``"fast"`` (linear: feature-space form; at each site the domains' matrices
+            are centred once into one stack and one symmetric product gives every pair's
+            cross-covariance; RBF: Gram matrices shared across pairs) or ``"reference"``
+            (the paper's way: both Gram matrices rebuilt for every pair).
+        blas: the fast linear path's product ``Z'Z``: ``"auto"`` (CPU: NumPy's symmetric
+            ``syrk``, half the flops) or ``"torch"`` (``z.T @ z``); for benchmarks.
         minibatch_size: if given, minibatch CKA with this batch size (large per-sample ``n``).
         meta: constant columns (``run``, ``setup``, ``test_domain``, ``seed``, ``epoch``).
 
@@ -284,6 +332,7 @@ def cross_domain_cka(
     check_choice("mode", mode, MODES)
     check_choice("kernel", kernel, KERNELS)
     check_choice("method", method, METHODS)
+    check_choice("blas", blas, ("auto", "torch"))
     check_choice("missing", missing, ("error", "intersect"))
     every = _unpack(activations, labels)
     names = list(every) if domains is None else list(domains)
@@ -332,10 +381,24 @@ def cross_domain_cka(
     meta = dict(meta or {})
     base = {column: meta.pop(column, None) for column in META_COLUMNS}
     records = []
-    for site in tqdm(sites, desc="cross-domain CKA", disable=not progress):
+    fused = method == "fast" and kernel == "linear" and minibatch_size is None
+    fused_values: dict[str, dict] = {}
+    if fused:
+        workspace: dict = {}  # buffers reused by all sites of this call, freed on return
+        # Widest site first: each buffer is allocated (and page-faulted) once.
+        def width(site: str) -> int:  # a malformed (not 2-D) input is reported by stacked_centred
+            return sum(int(d.acts[site].shape[-1]) for d in chosen.values() if len(d.acts[site].shape) == 2)
+
+        widest_first = sorted(sites, key=lambda s: -width(s))
+        for site in tqdm(widest_first, desc="cross-domain CKA", disable=not progress):
+            fused_values[site] = _fused_linear_site(site, plan, unbiased, blas, workspace)
+        del workspace
+    for site in tqdm(sites, desc="cross-domain CKA", disable=not progress or fused):
         cache = _SiteMatrices(site, kernel, unbiased, sigma)
         for a, b, pair_classes, key_a, rows_a, key_b, rows_b, n in plan:
-            if method == "reference":
+            if fused:
+                value = fused_values[site][(a.name, b.name, key_a)]
+            elif method == "reference":
                 value = cka(
                     cache.matrix(a, key_a, rows_a), cache.matrix(b, key_b, rows_b), kernel,
                     unbiased, sigma, method="gram",
