@@ -328,7 +328,7 @@ def test_fast_path_equals_one_forward_per_patch(tower, batch, share_prefix, trun
     calls = []
     original = HookedViTBlock.forward_class_token
     monkeypatch.setattr(HookedViTBlock, "forward_class_token",
-                        lambda self, x: calls.append(1) or original(self, x))
+                        lambda self, x, **kw: calls.append(1) or original(self, x, **kw))
     values = run_interventions(tower, corrupted, cache, [units for units, _ in cases],
                                metric="logit_diff", labels=labels, max_batch=4 * B,
                                share_prefix=share_prefix, truncate=truncate, progress=False)
@@ -362,6 +362,12 @@ def test_stack_size_is_measured_once_and_picks_the_fastest_per_copy(vit, batch, 
         sizer.record(n, n * per_copy[1])
     assert sizer.next_size(100) == 8 and intervene.stack_size(vit, corrupted, 8) == 8
     assert intervene._StackSizer(vit, corrupted, cap=8).next_size(3) == 8  # remembered: no trials
+    # once a larger size is clearly slower per copy, the larger ones are not tried
+    rising = intervene._StackSizer(vit, corrupted, cap=16)
+    for n, per_copy in ((1, 3.0), (2, 1.0), (4, 1.5)):
+        assert rising.next_size(100) == n
+        rising.record(n, n * per_copy)
+    assert rising.next_size(100) == 2 and intervene.stack_size(vit, corrupted, 16) == 2
     # too few interventions to compare two sizes: stack them all, remember nothing
     few = intervene._StackSizer(vit, corrupted[:1], cap=4)
     assert few.next_size(1) == 1

@@ -152,14 +152,15 @@ class HookedImageTower(HookedRootModule):
 
     def forward_from(
         self, site: str | None, x: Tensor, return_type: ReturnType | None = None, *,
-        class_token_only: bool = False,
+        class_token_only: bool = False, **options: Any,
     ) -> Tensor:
         """:meth:`forward` resumed at a residual checkpoint: the hook at ``site`` sees ``x``
         (the activation it would see in a full forward) and the forward goes on from there.
 
         ``site`` may also be ``None`` (``x`` are the images) or ``head.hook_logits`` (then only
         that hook runs). Used to share the unpatched prefix of many patched runs;
-        ``class_token_only``: see :meth:`interp.hooked.vit.HookedViT.embed_from`.
+        ``class_token_only`` and ``options`` (a ViT's ``qkv``): see
+        :meth:`interp.hooked.vit.HookedViT.embed_from`.
         """
         if return_type is None:
             return_type = "logits" if self.head is not None else "embed"
@@ -170,7 +171,7 @@ class HookedImageTower(HookedRootModule):
             if return_type != "logits":
                 raise ValueError("resuming at head.hook_logits gives logits, not embeddings")
             return self.head.hook_logits(x)
-        embed = self.embed_from(site, x, class_token_only=class_token_only)
+        embed = self.embed_from(site, x, class_token_only=class_token_only, **options)
         return embed if return_type == "embed" else self.head(embed)
 
     # ----------------------------------------------------------------- sites

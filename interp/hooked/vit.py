@@ -76,11 +76,16 @@ class HookedAttention(nn.Module):
             return torch.zeros(self.d_model, device=self.in_proj_weight.device)
         return layer_scale(bias, self.ls)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``(B, T, D)`` -> attention output ``(B, T, D)``."""
-        batch, tokens, _ = x.shape
+    def forward(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
+        """``x``: ``(B, T, D)`` -> attention output ``(B, T, D)``.
+
+        ``qkv``: the input projection ``F.linear(x, in_proj_weight, in_proj_bias)``
+        ``(B, T, 3D)`` when the caller already has it (then ``x`` is not read).
+        """
+        if qkv is None:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        batch, tokens, _ = qkv.shape
         heads, d_head = self.n_heads, self.d_head
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = (t.reshape(batch, tokens, heads, d_head) for t in qkv.chunk(3, dim=-1))
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * d_head**-0.5
@@ -95,21 +100,26 @@ class HookedAttention(nn.Module):
             out = out + layer_scale(self.out_proj.bias, self.ls)
         return out
 
-    def forward_class_query(self, x: Tensor) -> Tensor:
+    def forward_class_query(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
         """Attention output of the class token only: ``x`` ``(B, T, D)`` -> ``(B, 1, D)``.
 
         Keys and values come from every token, the query from token 0 alone; the same numbers
         as ``forward(x)[:, :1]`` (to float rounding) at about a third of the cost. No hook
         point is called (the per-token activations it would report do not exist here).
+        ``qkv``: as in :meth:`forward`.
         """
-        batch, tokens, width = x.shape
-        heads, d_head = self.n_heads, self.d_head
-        w_q, w_kv = self.in_proj_weight[:width], self.in_proj_weight[width:]
-        b_q = b_kv = None
-        if self.in_proj_bias is not None:
-            b_q, b_kv = self.in_proj_bias[:width], self.in_proj_bias[width:]
-        q = F.linear(x[:, :1], w_q, b_q).reshape(batch, heads, d_head)
-        k, v = (t.reshape(batch, tokens, heads, d_head) for t in F.linear(x, w_kv, b_kv).chunk(2, dim=-1))
+        heads, d_head, width = self.n_heads, self.d_head, self.d_model
+        if qkv is None:
+            w_q, w_kv = self.in_proj_weight[:width], self.in_proj_weight[width:]
+            b_q = b_kv = None
+            if self.in_proj_bias is not None:
+                b_q, b_kv = self.in_proj_bias[:width], self.in_proj_bias[width:]
+            q, kv = F.linear(x[:, :1], w_q, b_q), F.linear(x, w_kv, b_kv)
+        else:
+            q, kv = qkv[:, :1, :width], qkv[..., width:]
+        batch, tokens, _ = kv.shape
+        q = q.reshape(batch, heads, d_head)
+        k, v = (t.reshape(batch, tokens, heads, d_head) for t in kv.chunk(2, dim=-1))
         scores = torch.einsum("bhd,bkhd->bhk", q, k) * d_head**-0.5
         z = torch.einsum("bhk,bkhd->bhd", scores.softmax(dim=-1), v).reshape(batch, 1, width)
         return layer_scale(self.out_proj(z), self.ls)
@@ -158,24 +168,33 @@ class HookedViTBlock(nn.Module):
         self.hook_mlp_out = hook_point("tokens")
         self.hook_resid_post = hook_point("tokens")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: residual stream ``(B, T, D)`` -> ``(B, T, D)``."""
+    def qkv_of(self, x: Tensor) -> Tensor:
+        """The attention's input projection of ``ln_1(x)``: ``(..., D)`` -> ``(..., 3D)``
+        (per token, so rows may be projected on their own)."""
+        return F.linear(self.ln_1(x), self.attn.in_proj_weight, self.attn.in_proj_bias)
+
+    def forward(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
+        """``x``: residual stream ``(B, T, D)`` -> ``(B, T, D)``.
+
+        ``qkv``: the attention's input projection of ``ln_1(x)`` ``(B, T, 3D)``, if known
+        (:meth:`HookedAttention.forward`); the caller vouches that it matches ``x``.
+        """
         x = self.hook_resid_pre(x)
-        attn_out = self.hook_attn_out(self.attn(self.ln_1(x)))
+        attn_out = self.hook_attn_out(self.attn(self.ln_1(x) if qkv is None else x, qkv=qkv))
         x = self.hook_resid_mid(x + attn_out)
         mlp_out = self.hook_mlp_out(layer_scale(self.mlp(self.ln_2(x)), self.ls_2))
         return self.hook_resid_post(x + mlp_out)
 
-    def forward_class_token(self, x: Tensor) -> Tensor:
+    def forward_class_token(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
         """The block's output at the class token only: ``(B, T, D)`` -> ``(B, 1, D)``.
 
         For the last block of a class-token-pooled ViT, where nothing after the block reads
         the other tokens: keys/values from every token, query, residual and MLP on token 0.
         ``hook_resid_pre`` sees the full input and ``hook_resid_post`` the ``(B, 1, D)``
-        output; the hooks in between are not called.
+        output; the hooks in between are not called. ``qkv``: as in :meth:`forward`.
         """
         x = self.hook_resid_pre(x)
-        x0 = x[:, :1] + self.attn.forward_class_query(self.ln_1(x))
+        x0 = x[:, :1] + self.attn.forward_class_query(self.ln_1(x) if qkv is None else x, qkv=qkv)
         mlp = self.mlp
         mlp_out = layer_scale(mlp.c_proj(mlp.act(mlp.c_fc(self.ln_2(x0)))), self.ls_2)
         return self.hook_resid_post(x0 + mlp_out)
@@ -257,7 +276,10 @@ class HookedViT(HookedImageTower):
         """Images ``(B, 3, H, W)`` -> image embedding ``(B, E)``."""
         return self.embed_from(None, images)
 
-    def embed_from(self, site: str | None, x: Tensor, *, class_token_only: bool = False) -> Tensor:
+    def embed_from(
+        self, site: str | None, x: Tensor, *, class_token_only: bool = False,
+        qkv: Tensor | None = None,
+    ) -> Tensor:
         """The rest of the forward pass from a residual checkpoint: ``x`` -> ``(B, E)``.
 
         ``site``: ``None`` (``x`` are images ``(B, 3, H, W)``), ``hook_embed``, ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.hook_resid_post``,
@@ -267,7 +289,9 @@ class HookedViT(HookedImageTower):
         ``class_token_only`` (needs :attr:`reads_class_token_only`) the last block computes only
         the class token (:meth:`HookedViTBlock.forward_class_token`): its inner hooks are not
         called, its ``hook_resid_post`` sees ``(B, 1, D)``, and ``x`` at that site may be given as
-        ``(B, 1, D)`` too.
+        ``(B, 1, D)`` too. ``qkv``: the first block's attention input projection, if the caller
+        already has it (:meth:`HookedViTBlock.forward`; patched copies of a shared prefix
+        differ in a few rows, so only those rows need projecting).
         """
         if class_token_only and not self.reads_class_token_only:
             raise ValueError(
@@ -297,11 +321,14 @@ class HookedViT(HookedImageTower):
                     x = x[:, :1]
                 x = self.blocks[start].hook_resid_post(x)
                 start += 1
+        if qkv is not None and start >= n_blocks:
+            raise ValueError(f"qkv given but no block runs after {site!r}")
         for i in range(start, n_blocks):
+            first = qkv if i == start else None
             if class_token_only and i == n_blocks - 1:
-                x = self.blocks[i].forward_class_token(x)
+                x = self.blocks[i].forward_class_token(x, qkv=first)
             else:
-                x = self.blocks[i](x)
+                x = self.blocks[i](x, qkv=first)
         if self.attn_pool is not None:
             pooled = self._global_pool(self.ln_post(self.attn_pool(x)))
         elif self.final_ln_after_pool:

@@ -22,6 +22,7 @@ the forward (or the metric) raises.
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
 from collections import defaultdict
@@ -240,6 +241,7 @@ def run_interventions(
                 start = name
         segments[(start, truncate and needs_class_token_only(model, group))].append(i)
     prefix: dict[str, Tensor] = {}
+    prefix_qkv: dict[str, Tensor] = {}  # filled by _run_chunk: unpatched qkv after a checkpoint
     results: list[Tensor | None] = [None] * len(groups)
     cap = max(1, max_batch // max(batch, 1))
 
@@ -260,8 +262,8 @@ def run_interventions(
                 chunk, todo = todo[:copies], todo[copies:]
                 began = time.perf_counter()
                 out = _run_chunk(
-                    model, inputs, prefix, key, replacements, [groups[i] for i in chunk], indices,
-                    return_type,
+                    model, inputs, prefix, prefix_qkv, key, replacements,
+                    [groups[i] for i in chunk], indices, return_type,
                 )
                 if metric is not None:
                     values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
@@ -311,7 +313,8 @@ class _StackSizer:
     dominate and rises again once activations stop fitting in cache, so the best size depends
     on the model, the batch, the machine and its threads. The first segment of a call (the
     largest) runs one chunk of each candidate size 1, 2, 4, ... up to the cap (real work,
-    nothing is computed twice) and keeps the size with the lowest time per copy; the choice
+    nothing is computed twice; it stops early once the time per copy is 15% above the best)
+    and keeps the size with the lowest time per copy; the choice
     is remembered for this model and input shape, so later calls do not measure again.
     """
 
@@ -328,7 +331,10 @@ class _StackSizer:
         """Copies for the next chunk, ``remaining`` interventions left in the segment."""
         if self.chosen is None:
             untried = [n for n in self.trials if n not in self.timings and n <= remaining]
-            if untried:
+            best = min(self.timings.values(), default=0.0)
+            # past the best size, per-copy time only grows (cache): stop once it clearly does
+            rising = bool(self.timings) and self.timings[max(self.timings)] > 1.15 * best
+            if untried and not rising:
                 return untried[0]
             self._choose()
         return self.chosen  # type: ignore[return-value]
@@ -407,6 +413,7 @@ def _run_chunk(
     model: HookedImageTower,
     inputs: Tensor,
     prefix: Mapping[str, Tensor],
+    prefix_qkv: dict[str, Tensor],
     segment: tuple[str | None, bool],
     replacements: Mapping[str, Tensor],
     groups: Sequence[tuple[PatchUnit, ...]],
@@ -417,7 +424,10 @@ def _run_chunk(
 
     ``segment``: ``(start, class_token_only)``: resume at checkpoint ``start`` from its
     unpatched activation in ``prefix`` (``None``: from the images), truncating the last ViT
-    block to the class token if asked.
+    block to the class token if asked. When every unit of the chunk replaces whole token rows
+    at a ViT checkpoint followed by a block, that block's attention input projection is the
+    unpatched one (computed once per call, kept in ``prefix_qkv``) with only the patched
+    rows projected anew.
     """
     start, class_only = segment
     copies, batch = len(groups), int(inputs.shape[0])
@@ -446,9 +456,46 @@ def _run_chunk(
         if start == last_post:
             x = x[:, :1]
         x = x.repeat(copies, *([1] * (x.ndim - 1)))
-    kwargs = {"class_token_only": True} if class_only else {}
+    kwargs: dict[str, Any] = {"class_token_only": True} if class_only else {}
+    rows = _replaced_rows(model, start, groups, indices)
+    if rows is not None:
+        block, ks, ps = rows
+        if start not in prefix_qkv:
+            prefix_qkv[start] = block.qkv_of(prefix[start])
+        new = replacements[start][:, ps].to(x.dtype).expand(batch, -1, -1)  # (B, n, D)
+        qkv = prefix_qkv[start].repeat(copies, 1, 1)
+        qkv.unflatten(0, (copies, batch))[ks, :, ps] = block.qkv_of(new).transpose(0, 1)
+        kwargs["qkv"] = qkv
     with model.hooks(fwd_hooks=hooks):
         out = model.forward_from(start, x, return_type, **kwargs)
     if out.shape[0] != copies * batch:
         raise RuntimeError(f"the patched forward returned batch {out.shape[0]}, expected {copies * batch}")
     return out
+
+
+def _replaced_rows(
+    model: HookedImageTower, start: str | None, groups: Sequence[tuple[PatchUnit, ...]],
+    indices: Mapping[PatchUnit, tuple],
+) -> tuple[nn.Module, Tensor, Tensor] | None:
+    """``(next block, copies, positions)`` if every unit replaces one whole token row at the
+    ViT checkpoint ``start`` and a block follows it; else ``None``."""
+    if not isinstance(model, HookedViT) or start is None:
+        return None
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|post)", start)
+    if match is None:
+        return None
+    index = int(match[1]) + (match[2] == "post")
+    if index >= model.cfg.n_layers:
+        return None
+    ks, ps = [], []
+    for k, group in enumerate(groups):
+        for u in group:
+            where = indices[u]
+            full_row = (len(where) == 3 and isinstance(where[1], int)
+                        and isinstance(where[2], slice) and where[2] == slice(None))
+            if u.site != start or not full_row:
+                return None
+            ks.append(k)
+            ps.append(where[1])
+    device = model.cfg.device
+    return model.blocks[index], torch.tensor(ks, device=device), torch.tensor(ps, device=device)
