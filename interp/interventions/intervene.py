@@ -401,7 +401,8 @@ def _writer(site: str, todo: Sequence[tuple[int, tuple]], src: Tensor, copies: i
         act = act if own else act.clone()
         view = act.unflatten(0, (copies, batch))
         for index, values in plans:
-            view[index] = values.to(act.dtype)
+            index = tuple(i.to(act.device) if isinstance(i, Tensor) else i for i in index)
+            view[index] = values.to(device=act.device, dtype=act.dtype)
         for k, index in loop:
             _write(view[k], index, src)
         return act
@@ -462,12 +463,17 @@ def _run_chunk(
         block, ks, ps = rows
         if start not in prefix_qkv:
             prefix_qkv[start] = block.qkv_of(prefix[start])
-        new = replacements[start][:, ps].to(x.dtype).expand(batch, -1, -1)  # (B, n, D)
+        new = replacements[start][:, ps.to(replacements[start].device)]
+        new = new.to(device=x.device, dtype=x.dtype).expand(batch, -1, -1)  # (B, n, D)
         qkv = prefix_qkv[start].repeat(copies, 1, 1)
         qkv.unflatten(0, (copies, batch))[ks, :, ps] = block.qkv_of(new).transpose(0, 1)
         kwargs["qkv"] = qkv
     with model.hooks(fwd_hooks=hooks):
-        out = model.forward_from(start, x, return_type, **kwargs)
+        if start is None and not kwargs:
+            # the plain forward (also for towers without resumable checkpoints)
+            out = model(x, return_type=return_type) if return_type else model(x)
+        else:
+            out = model.forward_from(start, x, return_type, **kwargs)
     if out.shape[0] != copies * batch:
         raise RuntimeError(f"the patched forward returned batch {out.shape[0]}, expected {copies * batch}")
     return out
@@ -497,5 +503,5 @@ def _replaced_rows(
                 return None
             ks.append(k)
             ps.append(where[1])
-    device = model.cfg.device
+    device = model.blocks[index].attn.in_proj_weight.device
     return model.blocks[index], torch.tensor(ks, device=device), torch.tensor(ps, device=device)
