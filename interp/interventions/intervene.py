@@ -254,27 +254,36 @@ def run_interventions(
             _, cache = model.run_with_cache(inputs, names_filter=list(dict.fromkeys(starts)))
             prefix = {s: cache[s] for s in starts}
         sizer = _StackSizer(model, inputs, cap)
-        # the largest segment first: its first chunks measure the stacking size
-        for key in sorted(segments, key=lambda k: -len(segments[k])):
-            todo = segments[key]
-            while todo:
-                copies = sizer.next_size(len(todo))
-                chunk, todo = todo[:copies], todo[copies:]
-                began = time.perf_counter()
-                out = _run_chunk(
-                    model, inputs, prefix, prefix_qkv, key, replacements,
-                    [groups[i] for i in chunk], indices, return_type,
-                )
-                if metric is not None:
-                    values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
-                    out = values.view(len(chunk), batch)
-                else:
-                    out = out.reshape(len(chunk), batch, *out.shape[1:])
-                sizer.record(len(chunk), time.perf_counter() - began)
-                for j, i in enumerate(chunk):
-                    results[i] = out[j]
-                bar.update(len(chunk))
-            sizer.segment_done()
+        # one dispatching hook per patched site for the whole call, not per chunk: a chunk
+        # only puts its writers into ``active``
+        active: dict[str, Callable[[Tensor, Any], Tensor]] = {}
+
+        def dispatch(act: Tensor, hook: Any) -> Tensor | None:
+            writer = active.get(hook.name)
+            return None if writer is None else writer(act, hook)
+
+        with model.hooks(fwd_hooks=[(site, dispatch) for site in shapes]):
+            # the largest segment first: its first chunks measure the stacking size
+            for key in sorted(segments, key=lambda k: -len(segments[k])):
+                todo = segments[key]
+                while todo:
+                    copies = sizer.next_size(len(todo))
+                    chunk, todo = todo[:copies], todo[copies:]
+                    began = time.perf_counter()
+                    out = _run_chunk(
+                        model, inputs, prefix, prefix_qkv, key, replacements,
+                        [groups[i] for i in chunk], indices, return_type, active,
+                    )
+                    if metric is not None:
+                        values = evaluate_metric(metric, out, labels.repeat(len(chunk)))
+                        out = values.view(len(chunk), batch)
+                    else:
+                        out = out.reshape(len(chunk), batch, *out.shape[1:])
+                    sizer.record(len(chunk), time.perf_counter() - began)
+                    for j, i in enumerate(chunk):
+                        results[i] = out[j]
+                    bar.update(len(chunk))
+                sizer.segment_done()
     return torch.stack(results)  # type: ignore[arg-type]
 
 
@@ -420,6 +429,7 @@ def _run_chunk(
     groups: Sequence[tuple[PatchUnit, ...]],
     indices: Mapping[PatchUnit, tuple],
     return_type: str | None,
+    active: dict[str, Callable[[Tensor, Any], Tensor]],
 ) -> Tensor:
     """One forward of ``len(groups)`` stacked copies; copy ``k`` owns rows ``k*B:(k+1)*B``.
 
@@ -444,12 +454,12 @@ def _run_chunk(
                     continue
                 index = (index[0], slice(None) if index[1] == slice(None) else 0, *index[2:])
             writes[u.site].append((k, index))
-    hooks = []
+    active.clear()
     for site, todo in writes.items():
         src = replacements[site]
         if site == last_post:
             src = src[:, :1]
-        hooks.append((site, _writer(site, todo, src, copies, batch, own=site == start)))
+        active[site] = _writer(site, todo, src, copies, batch, own=site == start)
     if start is None:
         x = inputs.repeat(copies, 1, 1, 1)
     else:
@@ -468,12 +478,13 @@ def _run_chunk(
         qkv = prefix_qkv[start].repeat(copies, 1, 1)
         qkv.unflatten(0, (copies, batch))[ks, :, ps] = block.qkv_of(new).transpose(0, 1)
         kwargs["qkv"] = qkv
-    with model.hooks(fwd_hooks=hooks):
-        if start is None and not kwargs:
-            # the plain forward (also for towers without resumable checkpoints)
-            out = model(x, return_type=return_type) if return_type else model(x)
-        else:
-            out = model.forward_from(start, x, return_type, **kwargs)
+    # the call's dispatching hooks apply the writers in ``active``
+    if start is None and not kwargs:
+        # the plain forward (also for towers without resumable checkpoints)
+        out = model(x, return_type=return_type) if return_type else model(x)
+    else:
+        out = model.forward_from(start, x, return_type, **kwargs)
+    active.clear()
     if out.shape[0] != copies * batch:
         raise RuntimeError(f"the patched forward returned batch {out.shape[0]}, expected {copies * batch}")
     return out
