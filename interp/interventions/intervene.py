@@ -5,16 +5,25 @@ together) whose selected part of the activation is overwritten with the same par
 *replacement* tensor for that site (clean activations from another run, zeros, a mean, a
 resampled reference). This module runs many interventions at once: ``K`` copies of the input
 batch are stacked along the batch axis, and one hook per involved site writes each copy's own
-patch into its block of rows, so ``K`` patched forwards cost one forward of ``K x B`` images.
-Interventions are sorted by where they first patch, and chunked so that no forward exceeds
-``max_batch`` images.
+patch into its block of rows (one advanced-index assignment for all copies), so ``K`` patched
+forwards cost one forward of ``K x B`` images. ``K`` is measured, not fixed: see
+:class:`_StackSizer`; ``max_batch`` bounds the images per forward.
 
-Prefix sharing: everything before the earliest patched site is the same for all copies. When
-a chunk's earliest patch comes at or after a *residual checkpoint* (a site through which the
-whole rest of the forward flows: ViT ``hook_embed`` / ``blocks.i.hook_resid_pre`` /
-``blocks.i.hook_resid_post``, ResNet ``stem.hook_out`` / ``layer{s}.{j}.hook_out``, the final
-embedding), the forward runs on the ``B`` original images and the hook at that checkpoint
-repeats the activation ``K`` times; only the rest of the network runs on ``K x B`` rows.
+Less work than ``K`` full forwards, the same values to float rounding:
+
+* *Prefix sharing*: everything before an intervention's earliest patched site is the same for
+  all of them. The unpatched forward runs once per call, caching each *residual checkpoint*
+  (a site through which the whole rest of the forward flows: ViT ``hook_embed`` /
+  ``blocks.i.hook_resid_pre`` / ``blocks.i.hook_resid_post``, ResNet ``stem.hook_out`` /
+  ``layer{s}.{j}.hook_out``, the final embedding); interventions are grouped by the last
+  checkpoint at or before their first patch and resume there
+  (:meth:`~interp.hooked.base.HookedImageTower.forward_from`) on ``K x B`` rows.
+* *Only what the metric reads*: a ViT pooled by its class token needs only the class token
+  out of its last block, so unless a unit patches inside that block, the block computes keys
+  and values for every token but query, residual and MLP for token 0 alone.
+* *Only the patched rows*: when every unit of a chunk replaces whole token rows at a ViT
+  checkpoint, the following block's attention input projection is the unpatched one with
+  those rows projected anew.
 
 Hooks are added only through the model's ``hooks()`` context, so they are removed also when
 the forward (or the metric) raises.
