@@ -401,3 +401,58 @@ def test_load_hooked_run(tmp_path, images):
     reloaded = load_hooked_run(run)
     assert (reloaded.seed, reloaded.mixture_seed, reloaded.meta()["seed"]) == (5, 2, 5)
     assert reloaded.info.run_dir == run and reloaded.mean == loaded.info.mean
+
+
+# ----------------------------------------------------------------------------- resumed forwards
+@pytest.mark.parametrize("variant", list(VIT_VARIANTS))
+def test_vit_forward_from_every_checkpoint_equals_the_full_forward(variant, images):
+    from interp.interventions.intervene import residual_checkpoints
+
+    hooked = hook_image_tower(tiny_clip(VIT_VARIANTS[variant]))
+    with torch.no_grad():
+        expected, cache = hooked.run_with_cache(images)
+        starts = [s for s in residual_checkpoints(hooked) if s != "head.hook_logits"]
+        assert "blocks.1.hook_resid_post" in starts and "hook_embed" in starts
+        for site in [None, *starts]:
+            x = images if site is None else cache[site]
+            torch.testing.assert_close(hooked.forward_from(site, x), expected, atol=1e-6, rtol=1e-6)
+        if hooked.reads_class_token_only:
+            # the last block truncated to its class token: same embedding, and its hook_resid_post
+            # sees (B, 1, D) = the class token row of the full block
+            seen = {}
+            with hooked.hooks(fwd_hooks=[("blocks.1.hook_resid_post", lambda t, hook: seen.update(t=t))]):
+                for site in ["hook_embed", "blocks.1.hook_resid_pre", "blocks.0.hook_resid_post",
+                             "blocks.1.hook_resid_post"]:
+                    out = hooked.forward_from(site, cache[site], class_token_only=True)
+                    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+                    torch.testing.assert_close(seen["t"], cache["blocks.1.hook_resid_post"][:, :1])
+            assert no_hooks_left(hooked)
+        else:
+            with pytest.raises(ValueError, match="class_token_only needs a ViT pooled by its class token"):
+                hooked.forward_from("hook_embed", cache["hook_embed"], class_token_only=True)
+
+
+def test_vit_class_token_block_equals_the_full_block_row(images):
+    hooked = hook_image_tower(tiny_clip(VIT_VARIANTS["layerscale-avg"]))  # with LayerScale
+    with torch.no_grad():
+        _, cache = hooked.run_with_cache(images)
+        for i, block in enumerate(hooked.blocks):
+            got = block.forward_class_token(cache[f"blocks.{i}.hook_resid_pre"])
+            assert got.shape == (4, 1, 32)
+            torch.testing.assert_close(got, cache[f"blocks.{i}.hook_resid_post"][:, :1],
+                                       atol=1e-6, rtol=1e-6)
+
+
+def test_resnet_forward_from_every_checkpoint_equals_the_full_forward(resnet, images64):
+    from interp.interventions.intervene import residual_checkpoints
+
+    hooked = hook_image_tower(resnet)
+    with torch.no_grad():
+        expected, cache = hooked.run_with_cache(images64)
+        starts = [s for s in residual_checkpoints(hooked) if s != "head.hook_logits"]
+        assert "layer1.1.hook_out" in starts and "attnpool.hook_out" in starts
+        for site in [None, *starts]:
+            x = images64 if site is None else cache[site]
+            torch.testing.assert_close(hooked.forward_from(site, x), expected, atol=1e-6, rtol=1e-6)
+        with pytest.raises(ValueError, match="'layer1.0.hook_conv1' is not a residual checkpoint"):
+            hooked.forward_from("layer1.0.hook_conv1", cache["layer1.0.hook_conv1"])

@@ -256,6 +256,133 @@ def test_chunking_does_not_change_results(tower, batch):
         assert torch.allclose(runs[0], other, atol=1e-10)
 
 
+def _hand_patch_group(model, receiver, donor_cache, labels, patches):
+    """One patched run with explicit hooks for several ``(site, select)`` patches."""
+    by_site = {}
+    for site, select in patches:
+        by_site.setdefault(site, []).append(select)
+
+    def make(site):
+        def hook(act, hook):
+            act = act.clone()
+            for select in by_site[site]:
+                act[select] = donor_cache[site][select]
+            return act
+        return hook
+
+    return _metric(model, receiver, labels, [(site, make(site)) for site in by_site])
+
+
+def _fast_path_cases(model):
+    """(units, hand-written selects) covering the checkpoints, the last block and the tail."""
+    every = slice(None)
+    if model.cfg.architecture == "vit":
+        cases = [([PatchUnit(f"blocks.{i}.hook_resid_post", position=p)], [(f"blocks.{i}.hook_resid_post", (every, p))])
+                 for i in range(2) for p in range(17)]  # incl. the last block and its class token
+        cases += [
+            ([PatchUnit("blocks.1.hook_resid_pre", position=p)], [("blocks.1.hook_resid_pre", (every, p))])
+            for p in (0, 5)
+        ]
+        cases += [
+            ([PatchUnit("hook_embed", position=0)], [("hook_embed", (every, 0))]),
+            ([PatchUnit("blocks.1.hook_resid_post", channels=(0, 1, 2))],
+             [("blocks.1.hook_resid_post", (every, every, slice(0, 3)))]),
+            ([PatchUnit("blocks.1.hook_resid_post", position=0, channels=(1, 5))],
+             [("blocks.1.hook_resid_post", (every, 0, torch.tensor([1, 5])))]),
+            ([PatchUnit("blocks.1.hook_mlp_out", position=0)], [("blocks.1.hook_mlp_out", (every, 0))]),
+            ([PatchUnit("blocks.1.attn.hook_z", head=1)], [("blocks.1.attn.hook_z", (every, every, 1))]),
+            ([PatchUnit("blocks.1.attn.hook_z", head=(0, 1))], [("blocks.1.attn.hook_z", (every, every, slice(0, 2)))]),
+            ([PatchUnit("hook_pooled")], [("hook_pooled", (every,))]),
+            ([PatchUnit("head.hook_logits")], [("head.hook_logits", (every,))]),
+            ([PatchUnit("blocks.0.hook_resid_post", position=3), PatchUnit("blocks.1.hook_resid_post", position=0),
+              PatchUnit("blocks.1.hook_resid_post", position=4)],
+             [("blocks.0.hook_resid_post", (every, 3)), ("blocks.1.hook_resid_post", (every, 0)),
+              ("blocks.1.hook_resid_post", (every, 4))]),
+        ]
+        return cases
+    cases = [([PatchUnit(site, position=p)], [(site, (every, every, p // width, p % width))])
+             for site, width in (("layer2.0.hook_out", 4), ("layer3.0.hook_out", 2)) for p in range(2 * width)]
+    cases += [
+        ([PatchUnit("layer4.0.hook_out", position=0)], [("layer4.0.hook_out", (every, every, 0, 0))]),
+        ([PatchUnit("stem.hook_out", position=9)], [("stem.hook_out", (every, every, 1, 1))]),
+        ([PatchUnit("layer4.0.hook_conv2", channels=(0, 1))], [("layer4.0.hook_conv2", (every, slice(0, 2)))]),
+        ([PatchUnit("attnpool.hook_z", head=2)], [("attnpool.hook_z", (every, 2))]),
+        ([PatchUnit("attnpool.hook_out")], [("attnpool.hook_out", (every,))]),
+        ([PatchUnit("hook_image_embed", channels=(3, 7))], [("hook_image_embed", (every, torch.tensor([3, 7])))]),
+        ([PatchUnit("layer2.0.hook_out", position=6), PatchUnit("layer4.0.hook_out", channels=(0, 2))],
+         [("layer2.0.hook_out", (every, every, 1, 2)), ("layer4.0.hook_out", (every, torch.tensor([0, 2])))]),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("share_prefix, truncate", [(True, True), (True, False), (False, True), (False, False)])
+def test_fast_path_equals_one_forward_per_patch(tower, batch, share_prefix, truncate, monkeypatch):
+    from interp.hooked.vit import HookedViTBlock
+
+    clean, corrupted, labels = batch
+    cases = _fast_path_cases(tower)
+    sites = list(dict.fromkeys(site for _, patches in cases for site, _ in patches))
+    cache = _cache(tower, clean, sites)
+    expected = torch.stack([_hand_patch_group(tower, corrupted, cache, labels, patches)
+                            for _, patches in cases])
+    calls = []
+    original = HookedViTBlock.forward_class_token
+    monkeypatch.setattr(HookedViTBlock, "forward_class_token",
+                        lambda self, x, **kw: calls.append(1) or original(self, x, **kw))
+    values = run_interventions(tower, corrupted, cache, [units for units, _ in cases],
+                               metric="logit_diff", labels=labels, max_batch=4 * B,
+                               share_prefix=share_prefix, truncate=truncate, progress=False)
+    assert torch.allclose(values, expected, atol=1e-10)
+    # the patches changed something, and the last block was truncated only when asked
+    assert (values - _metric(tower, corrupted, labels)).abs().max() > 1e-3
+    assert bool(calls) == (truncate and tower.cfg.architecture == "vit")
+    assert hook_count(tower) == 0
+
+
+def test_class_token_only_is_used_only_where_nothing_else_is_read(vit, rn):
+    from interp.interventions.intervene import needs_class_token_only
+
+    assert needs_class_token_only(vit, [PatchUnit("blocks.1.hook_resid_post", position=3)])
+    assert needs_class_token_only(vit, [PatchUnit("blocks.1.hook_resid_pre"), PatchUnit("head.hook_logits")])
+    assert needs_class_token_only(vit, [PatchUnit("blocks.0.attn.hook_z", head=0)])
+    assert not needs_class_token_only(vit, [PatchUnit("blocks.1.attn.hook_q", head=0)])
+    assert not needs_class_token_only(vit, [PatchUnit("blocks.1.hook_resid_mid", position=0)])
+    assert not needs_class_token_only(rn, [PatchUnit("layer4.0.hook_out")])
+
+
+def test_stack_size_is_measured_once_and_picks_the_fastest_per_copy(vit, batch, monkeypatch):
+    from interp.interventions import intervene
+
+    clean, corrupted, labels = batch
+    sizer = intervene._StackSizer(vit, corrupted, cap=8)
+    assert sizer.trials == [1, 2, 4, 8]
+    for per_copy in {1: 5.0, 2: 2.0, 4: 1.0, 8: 1.04}.items():  # 8 within 5% of 4: the larger
+        n = sizer.next_size(100)
+        assert n == per_copy[0]
+        sizer.record(n, n * per_copy[1])
+    assert sizer.next_size(100) == 8 and intervene.stack_size(vit, corrupted, 8) == 8
+    assert intervene._StackSizer(vit, corrupted, cap=8).next_size(3) == 8  # remembered: no trials
+    # once a larger size is clearly slower per copy, the larger ones are not tried
+    rising = intervene._StackSizer(vit, corrupted, cap=16)
+    for n, per_copy in ((1, 3.0), (2, 1.0), (4, 1.5)):
+        assert rising.next_size(100) == n
+        rising.record(n, n * per_copy)
+    assert rising.next_size(100) == 2 and intervene.stack_size(vit, corrupted, 16) == 2
+    # too few interventions to compare two sizes: stack them all, remember nothing
+    few = intervene._StackSizer(vit, corrupted[:1], cap=4)
+    assert few.next_size(1) == 1
+    few.record(1, 0.1)
+    few.segment_done()
+    assert few.next_size(1) == 4 and intervene.stack_size(vit, corrupted[:1], 4) is None
+    # a real call measures on its largest segment and then reuses the choice
+    intervene._STACK_SIZES.clear()
+    sites = ["blocks.0.hook_resid_post"]
+    units = sweep_units(vit, sites, "position")
+    run_interventions(vit, corrupted, _cache(vit, clean, sites), units, metric="logit_diff",
+                      labels=labels, max_batch=4 * B, progress=False)
+    assert intervene.stack_size(vit, corrupted, 4) in (1, 2, 4)
+
+
 # --------------------------------------------------------------------------- TransformerLens
 
 

@@ -145,6 +145,35 @@ class HookedImageTower(HookedRootModule):
             raise ValueError("return_type='logits' needs a zero-shot head: use set_head(...)")
         return self.head(embed)
 
+    def embed_from(self, site: str | None, x: Tensor, *, class_token_only: bool = False) -> Tensor:
+        """The rest of :meth:`embed_image` from a residual checkpoint ``site`` whose hook
+        receives ``x`` (``None``: from the images); see the subclasses."""
+        raise NotImplementedError
+
+    def forward_from(
+        self, site: str | None, x: Tensor, return_type: ReturnType | None = None, *,
+        class_token_only: bool = False, **options: Any,
+    ) -> Tensor:
+        """:meth:`forward` resumed at a residual checkpoint: the hook at ``site`` sees ``x``
+        (the activation it would see in a full forward) and the forward goes on from there.
+
+        ``site`` may also be ``None`` (``x`` are the images) or ``head.hook_logits`` (then only
+        that hook runs). Used to share the unpatched prefix of many patched runs;
+        ``class_token_only`` and ``options`` (a ViT's ``qkv``): see
+        :meth:`interp.hooked.vit.HookedViT.embed_from`.
+        """
+        if return_type is None:
+            return_type = "logits" if self.head is not None else "embed"
+        check_choice("return_type", return_type, ("embed", "logits"))
+        if return_type == "logits" and self.head is None:
+            raise ValueError("return_type='logits' needs a zero-shot head: use set_head(...)")
+        if site == "head.hook_logits":
+            if return_type != "logits":
+                raise ValueError("resuming at head.hook_logits gives logits, not embeddings")
+            return self.head.hook_logits(x)
+        embed = self.embed_from(site, x, class_token_only=class_token_only, **options)
+        return embed if return_type == "embed" else self.head(embed)
+
     # ----------------------------------------------------------------- sites
     def site_names(self) -> list[str]:
         """Every hook name, in the order the forward pass reaches them."""

@@ -164,6 +164,36 @@ class HookedResNet(HookedImageTower):
                 x = block(x)
         return self.hook_image_embed(self.attnpool(x))
 
+    def embed_from(self, site: str | None, x: Tensor, *, class_token_only: bool = False) -> Tensor:
+        """The rest of the forward pass from a residual checkpoint: ``x`` -> ``(B, E)``.
+
+        ``site``: ``None`` (``x`` are images, i.e. :meth:`embed_image`), ``stem.hook_out``, ``layer{s}.{j}.hook_out``, ``attnpool.hook_out`` or
+        ``hook_image_embed``; ``x``: the activation that site's hook receives. The hook at
+        ``site`` and every later one is called. ``class_token_only`` is accepted for the
+        tower interface and changes nothing: the attention pool already computes only its
+        pooled query.
+        """
+        if site == "hook_image_embed":
+            return self.hook_image_embed(x)
+        if site == "attnpool.hook_out":
+            return self.hook_image_embed(self.attnpool.hook_out(x))
+        blocks = [(f"{stage}.{j}", block) for stage in self.stage_names
+                  for j, block in enumerate(getattr(self, stage))]
+        if site is None:
+            return self.embed_image(x)
+        if site == "stem.hook_out":
+            x, start = self.stem.hook_out(x), 0
+        else:
+            names = [f"{name}.hook_out" for name, _ in blocks]
+            if site not in names:
+                raise ValueError(f"{site!r} is not a residual checkpoint of the ResNet")
+            start = names.index(site)
+            x = blocks[start][1].hook_out(x)
+            start += 1
+        for _, block in blocks[start:]:
+            x = block(x)
+        return self.hook_image_embed(self.attnpool(x))
+
     def layers(self) -> list[LayerSite]:
         """Stem output, every bottleneck's output, and the final embedding."""
         sites = [LayerSite("stem.hook_out", "stem")]

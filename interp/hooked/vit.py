@@ -76,11 +76,16 @@ class HookedAttention(nn.Module):
             return torch.zeros(self.d_model, device=self.in_proj_weight.device)
         return layer_scale(bias, self.ls)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``(B, T, D)`` -> attention output ``(B, T, D)``."""
-        batch, tokens, _ = x.shape
+    def forward(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
+        """``x``: ``(B, T, D)`` -> attention output ``(B, T, D)``.
+
+        ``qkv``: the input projection ``F.linear(x, in_proj_weight, in_proj_bias)``
+        ``(B, T, 3D)`` when the caller already has it (then ``x`` is not read).
+        """
+        if qkv is None:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        batch, tokens, _ = qkv.shape
         heads, d_head = self.n_heads, self.d_head
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = (t.reshape(batch, tokens, heads, d_head) for t in qkv.chunk(3, dim=-1))
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * d_head**-0.5
@@ -94,6 +99,30 @@ class HookedAttention(nn.Module):
         if self.out_proj.bias is not None:
             out = out + layer_scale(self.out_proj.bias, self.ls)
         return out
+
+    def forward_class_query(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
+        """Attention output of the class token only: ``x`` ``(B, T, D)`` -> ``(B, 1, D)``.
+
+        Keys and values come from every token, the query from token 0 alone; the same numbers
+        as ``forward(x)[:, :1]`` (to float rounding) at about a third of the cost. No hook
+        point is called (the per-token activations it would report do not exist here).
+        ``qkv``: as in :meth:`forward`.
+        """
+        heads, d_head, width = self.n_heads, self.d_head, self.d_model
+        if qkv is None:
+            w_q, w_kv = self.in_proj_weight[:width], self.in_proj_weight[width:]
+            b_q = b_kv = None
+            if self.in_proj_bias is not None:
+                b_q, b_kv = self.in_proj_bias[:width], self.in_proj_bias[width:]
+            q, kv = F.linear(x[:, :1], w_q, b_q), F.linear(x, w_kv, b_kv)
+        else:
+            q, kv = qkv[:, :1, :width], qkv[..., width:]
+        batch, tokens, _ = kv.shape
+        q = q.reshape(batch, heads, d_head)
+        k, v = (t.reshape(batch, tokens, heads, d_head) for t in kv.chunk(2, dim=-1))
+        scores = torch.einsum("bhd,bkhd->bhk", q, k) * d_head**-0.5
+        z = torch.einsum("bhk,bkhd->bhd", scores.softmax(dim=-1), v).reshape(batch, 1, width)
+        return layer_scale(self.out_proj(z), self.ls)
 
 
 class HookedMLP(nn.Module):
@@ -139,13 +168,36 @@ class HookedViTBlock(nn.Module):
         self.hook_mlp_out = hook_point("tokens")
         self.hook_resid_post = hook_point("tokens")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: residual stream ``(B, T, D)`` -> ``(B, T, D)``."""
+    def qkv_of(self, x: Tensor) -> Tensor:
+        """The attention's input projection of ``ln_1(x)``: ``(..., D)`` -> ``(..., 3D)``
+        (per token, so rows may be projected on their own)."""
+        return F.linear(self.ln_1(x), self.attn.in_proj_weight, self.attn.in_proj_bias)
+
+    def forward(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
+        """``x``: residual stream ``(B, T, D)`` -> ``(B, T, D)``.
+
+        ``qkv``: the attention's input projection of ``ln_1(x)`` ``(B, T, 3D)``, if known
+        (:meth:`HookedAttention.forward`); the caller vouches that it matches ``x``.
+        """
         x = self.hook_resid_pre(x)
-        attn_out = self.hook_attn_out(self.attn(self.ln_1(x)))
+        attn_out = self.hook_attn_out(self.attn(self.ln_1(x) if qkv is None else x, qkv=qkv))
         x = self.hook_resid_mid(x + attn_out)
         mlp_out = self.hook_mlp_out(layer_scale(self.mlp(self.ln_2(x)), self.ls_2))
         return self.hook_resid_post(x + mlp_out)
+
+    def forward_class_token(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
+        """The block's output at the class token only: ``(B, T, D)`` -> ``(B, 1, D)``.
+
+        For the last block of a class-token-pooled ViT, where nothing after the block reads
+        the other tokens: keys/values from every token, query, residual and MLP on token 0.
+        ``hook_resid_pre`` sees the full input and ``hook_resid_post`` the ``(B, 1, D)``
+        output; the hooks in between are not called. ``qkv``: as in :meth:`forward`.
+        """
+        x = self.hook_resid_pre(x)
+        x0 = x[:, :1] + self.attn.forward_class_query(self.ln_1(x) if qkv is None else x, qkv=qkv)
+        mlp = self.mlp
+        mlp_out = layer_scale(mlp.c_proj(mlp.act(mlp.c_fc(self.ln_2(x0)))), self.ls_2)
+        return self.hook_resid_post(x0 + mlp_out)
 
 
 class HookedPooler(nn.Module):
@@ -214,27 +266,84 @@ class HookedViT(HookedImageTower):
             return x[:, 0]
         raise ValueError(f"unsupported pool_type {self.pool_type!r}")
 
+    @property
+    def reads_class_token_only(self) -> bool:
+        """Whether the embedding depends on the last block's class token alone (``tok``
+        pooling, no attentional pooler): then :meth:`embed_from` may truncate that block."""
+        return self.attn_pool is None and self.pool_type == "tok"
+
     def embed_image(self, images: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` -> image embedding ``(B, E)``."""
-        x = self.conv1(images)
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        x = self.hook_patch_embed(x)
-        cls = self.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.hook_embed(x)
-        x = self.ln_pre(self.patch_dropout(x))
-        for block in self.blocks:
-            x = block(x)
+        return self.embed_from(None, images)
+
+    def embed_from(
+        self, site: str | None, x: Tensor, *, class_token_only: bool = False,
+        qkv: Tensor | None = None,
+    ) -> Tensor:
+        """The rest of the forward pass from a residual checkpoint: ``x`` -> ``(B, E)``.
+
+        ``site``: ``None`` (``x`` are images ``(B, 3, H, W)``), ``hook_embed``, ``blocks.{i}.hook_resid_pre``, ``blocks.{i}.hook_resid_post``,
+        ``hook_pooled`` or ``hook_image_embed``; ``x``: the activation that site's hook receives
+        (``(B, T, D)`` or ``(B, D')``/``(B, E)``). The hook at ``site`` and every later one is
+        called, so ``embed_from("hook_embed", tokens)`` is :meth:`embed_image`. With
+        ``class_token_only`` (needs :attr:`reads_class_token_only`) the last block computes only
+        the class token (:meth:`HookedViTBlock.forward_class_token`): its inner hooks are not
+        called, its ``hook_resid_post`` sees ``(B, 1, D)``, and ``x`` at that site may be given as
+        ``(B, 1, D)`` too. ``qkv``: the first block's attention input projection, if the caller
+        already has it (:meth:`HookedViTBlock.forward`; patched copies of a shared prefix
+        differ in a few rows, so only those rows need projecting).
+        """
+        if class_token_only and not self.reads_class_token_only:
+            raise ValueError(
+                "class_token_only needs a ViT pooled by its class token (pool_type='tok', no "
+                f"attentional pooler); this one has pool_type={self.pool_type!r}"
+            )
+        n_blocks = len(self.blocks)
+        if site is None:
+            x = self.conv1(x)
+            x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+            x = self.hook_patch_embed(x)
+            cls = self.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
+            x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+            site = "hook_embed"
+        if site == "hook_embed":
+            x = self.ln_pre(self.patch_dropout(self.hook_embed(x)))
+            start = 0
+        elif site in ("hook_pooled", "hook_image_embed"):
+            return self._project(x, site)
+        else:
+            block, _, name = site.removeprefix("blocks.").partition(".")
+            if not block.isdigit() or name not in ("hook_resid_pre", "hook_resid_post"):
+                raise ValueError(f"{site!r} is not a residual checkpoint of the ViT")
+            start = int(block)
+            if name == "hook_resid_post":
+                if class_token_only and start == n_blocks - 1:
+                    x = x[:, :1]
+                x = self.blocks[start].hook_resid_post(x)
+                start += 1
+        if qkv is not None and start >= n_blocks:
+            raise ValueError(f"qkv given but no block runs after {site!r}")
+        for i in range(start, n_blocks):
+            first = qkv if i == start else None
+            if class_token_only and i == n_blocks - 1:
+                x = self.blocks[i].forward_class_token(x, qkv=first)
+            else:
+                x = self.blocks[i](x, qkv=first)
         if self.attn_pool is not None:
             pooled = self._global_pool(self.ln_post(self.attn_pool(x)))
         elif self.final_ln_after_pool:
             pooled = self.ln_post(self._global_pool(x))
         else:
             pooled = self._global_pool(self.ln_post(x))
-        pooled = self.hook_pooled(pooled)
-        if self.proj is not None:
-            pooled = pooled @ self.proj
-        return self.hook_image_embed(pooled)
+        return self._project(pooled, "hook_pooled")
+
+    def _project(self, x: Tensor, site: str) -> Tensor:
+        """From ``hook_pooled`` ``(B, D')`` or ``hook_image_embed`` ``(B, E)`` to the embedding."""
+        if site == "hook_pooled":
+            x = self.hook_pooled(x)
+            if self.proj is not None:
+                x = x @ self.proj
+        return self.hook_image_embed(x)
 
     def layers(self) -> list[LayerSite]:
         """Token embeddings, each block's output, and the final embedding."""
