@@ -81,3 +81,27 @@ def trained_run(tmp_path_factory, shapes_mixture, tiny_rn_json) -> Path:
             mixture=shapes_mixture, out=out, model=str(tiny_rn_json), epochs=20,
             batch_size=32, lr=3e-3, progress=False, log_every=1,
         ))
+
+
+# --------------------------------------------------------- tiny hooked towers (patching, ablation)
+# float64 towers with a 5-class cosine head from patch_helpers; test modules that need another
+# ``vit`` (test_hooked, test_activations) define their own, which takes precedence.
+@pytest.fixture(scope="module", params=["vit", "rn"])
+def tower(request):
+    from patch_helpers import make_tower
+
+    return make_tower(request.param)
+
+
+@pytest.fixture(scope="module")
+def vit():
+    from patch_helpers import make_tower
+
+    return make_tower("vit")
+
+
+@pytest.fixture(scope="module")
+def rn():
+    from patch_helpers import make_tower
+
+    return make_tower("rn")

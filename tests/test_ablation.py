@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from patch_helpers import hook_count, make_images, make_tower
+from patch_helpers import hook_count, make_images
 
 from interp.hooked.base import UnknownSiteError
 from interp.interventions.ablation import (
@@ -25,16 +25,6 @@ from interp.interventions.units import PatchUnit, sweep_units
 from interp.metrics import faithfulness, true_class_logit
 
 B = 4
-
-
-@pytest.fixture(scope="module", params=["vit", "rn"])
-def tower(request):
-    return make_tower(request.param)
-
-
-@pytest.fixture(scope="module")
-def vit():
-    return make_tower("vit")
 
 
 @pytest.fixture(scope="module")

@@ -58,21 +58,26 @@ def test_root_without_split_files(tmp_path):
         load_index(tmp_path / "nope")
 
 
-def test_malformed_split_line_named(root):
-    path = root / "sketch_train.txt"
+def edit_split(path, edit) -> list[str]:
+    """Rewrite a split file as ``edit(lines)`` returns it; returns the original lines."""
     lines = path.read_text().splitlines()
-    lines[3] = "sketch/axe_without_label.png"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(edit(list(lines))) + "\n")
+    return lines
+
+
+def test_malformed_split_line_named(root):
+    edit_split(root / "sketch_train.txt",
+               lambda lines: [*lines[:3], "sketch/axe_without_label.png", *lines[4:]])
     with pytest.raises(ValueError, match=r"sketch_train.txt: malformed line 4"):
         load_index(root)
 
 
 def test_wrong_label_named(root):
-    path = root / "real_test.txt"
-    lines = path.read_text().splitlines()
-    rel, label = lines[0].split()
-    lines[0] = f"{rel} {int(label) + 1}"
-    path.write_text("\n".join(lines) + "\n")
+    def relabel(lines):
+        rel, label = lines[0].split()
+        return [f"{rel} {int(label) + 1}", *lines[1:]]
+
+    edit_split(root / "real_test.txt", relabel)
     with pytest.raises(ValueError, match="line 1 gives label"):
         load_index(root)
 
@@ -99,27 +104,23 @@ def test_empty_split_file_is_an_empty_split(root):
 
 
 def test_three_field_split_line_names_the_file(root):
-    path = root / "real_train.txt"
-    lines = path.read_text().splitlines()
-    lines[2] = lines[2] + " extra"
-    path.write_text("\n".join(lines) + "\n")
+    edit_split(root / "real_train.txt", lambda lines: [*lines[:2], lines[2] + " extra", *lines[3:]])
     with pytest.raises(ValueError, match=r"real_train.txt: malformed line 3: .* extra'"):
         load_index(root)
 
 
 def test_duplicate_split_line_is_refused_with_both_line_numbers(root):
-    path = root / "clipart_test.txt"
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join([*lines, "", lines[1]]) + "\n")
+    lines = edit_split(root / "clipart_test.txt", lambda lines: [*lines, "", lines[1]])
     with pytest.raises(ValueError, match=rf"clipart_test.txt: line {len(lines) + 2} repeats "
                        r"the image of line 2"):
         load_index(root)
 
 
 def test_error_line_numbers_count_blank_lines(root):
-    path = root / "real_test.txt"
-    lines = path.read_text().splitlines()
-    rel, label = lines[1].split()
-    path.write_text("\n".join([lines[0], "", f"{rel} {int(label) + 1}", *lines[2:]]) + "\n")
+    def relabel_after_blank(lines):
+        rel, label = lines[1].split()
+        return [lines[0], "", f"{rel} {int(label) + 1}", *lines[2:]]
+
+    edit_split(root / "real_test.txt", relabel_after_blank)
     with pytest.raises(ValueError, match="real_test.txt: line 3 gives label"):
         load_index(root)

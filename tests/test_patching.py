@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from patch_helpers import N_CLASSES, hook_count, make_images, make_tower
+from patch_helpers import N_CLASSES, hook_count, make_images
 
 from interp.hooked.base import UnknownSiteError
 from interp.interventions.intervene import residual_checkpoints, run_interventions
@@ -39,21 +39,6 @@ from interp.metrics import (
 )
 
 B = 4
-
-
-@pytest.fixture(scope="module", params=["vit", "rn"])
-def tower(request):
-    return make_tower(request.param)
-
-
-@pytest.fixture(scope="module")
-def vit():
-    return make_tower("vit")
-
-
-@pytest.fixture(scope="module")
-def rn():
-    return make_tower("rn")
 
 
 @pytest.fixture(scope="module")
