@@ -8,8 +8,9 @@ once changes everywhere. An experiment's output folder ``<out>``::
     <out>/data/                        generated images (source = "synth")
     <out>/mixtures/<D>/<name>.tsv      one mixture per (test domain D, setup)
     <out>/runs/<D>/<name>-s<seed>/     one training run (checkpoints, eval/zero_shot.csv)
-    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,cache}/
-    <out>/results/                     the tidy tables and the figures drawn from them
+    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,cache}/   (each analysis folder
+                                       with its controls.csv: value, reference, excess)
+    <out>/results/                     the tidy tables and the figures drawn from them (PNG+PDF)
     <out>/report.md, report.html       results tables, figures and per-step timings
     <out>/.state/                      one record per finished step (key, outputs, seconds)
 

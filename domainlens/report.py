@@ -1,10 +1,14 @@
 """The experiment report: tidy result tables, the figures drawn from them, report.md and HTML.
 
-:func:`collect_results` gathers every run's evaluation and every analysis into long tables;
-:func:`gallery` derives one small table per figure and draws it, writing each PNG beside the
-CSV it shows (``<out>/results/<name>.{csv,png}``); :func:`write_report` writes
-``report.md`` and ``report.html`` from the same tables. Figures are drawn from the CSVs
-only, so they can be redrawn without recomputation.
+:func:`collect_results` gathers every run's evaluation and every analysis (with its
+``reference`` rows and ``controls.csv``, issue 13) into long tables; :func:`findings` and
+:func:`mechanism_findings` check the paper's findings on them, judged on the controls
+(:func:`judge`: the init and class-shuffle references, the seed spread, or a bootstrap over
+classes and images with one seed); :func:`gallery` derives one small table per figure and
+draws it, writing each PNG and a vector PDF beside the CSV it shows
+(``<out>/results/<name>.{csv,png,pdf}``); :func:`write_report` writes ``report.md`` and
+``report.html`` from the same tables. Figures are drawn from the CSVs only, so they can be
+redrawn without recomputation.
 """
 
 from __future__ import annotations
@@ -157,8 +161,9 @@ def judge(levels: Iterable[Level], sign: int, noise: str) -> tuple[object, str]:
     """``(holds, decided_by)`` of a finding that predicts ``sign * difference > 0`` on every
     level (the measured difference, then its excess over each reference).
 
-    Levels are checked in order. A level whose interval lies entirely on the wrong side (or,
-    without an interval, whose point does) refutes the finding: ``(False, level name)``. If no
+    Levels are checked in order. A level whose interval lies entirely on the wrong side of
+    zero (or has no width and is not on the predicted side; without an interval: whose point
+    is not) refutes the finding: ``(False, level name)``. If no
     level refutes it, it holds when every interval excludes zero, ``(True, noise)``; an
     interval that includes zero leaves it undecided, ``(NA, noise)``; without intervals (one
     seed, no bootstrap) it is undecided, ``(NA, "undecided")``. ``noise`` names the intervals
@@ -171,7 +176,9 @@ def judge(levels: Iterable[Level], sign: int, noise: str) -> tuple[object, str]:
         if np.isfinite(level.low) and np.isfinite(level.high):
             any_interval = True
             low, high = sorted((sign * level.low, sign * level.high))
-            if high <= tol:
+            # refuted: the interval lies below zero, or has no width at or below zero (e.g.
+            # seeds agreeing that the learned difference is nil); touching zero is undecided
+            if high < -tol or (high - low <= tol and high <= tol):
                 return False, level.name
             undecided |= low <= tol
         else:
@@ -1047,5 +1054,5 @@ def read_findings(out: Path) -> pd.DataFrame:
     return pd.read_csv(Path(out) / RESULTS_DIR / "findings.csv")
 
 
-__all__ = ["collect_results", "findings", "gallery", "headline", "read_findings", "run_accuracy",
-           "write_report"]
+__all__ = ["bootstrap_top1", "collect_results", "findings", "gallery", "headline", "judge",
+           "mechanism_findings", "read_findings", "run_accuracy", "write_report"]

@@ -101,6 +101,8 @@ def test_class_shuffle_refutes_and_tables_without_reference_column_are_measured(
 
 def test_judge_never_says_no_on_an_interval_straddling_zero():
     assert judge([Level("value", -0.05, -0.15, 0.05)], +1, "bootstrap") == (pd.NA, "bootstrap")
+    assert judge([Level("value", -0.5, -1.0, 0.0)], +1, "bootstrap") == (pd.NA, "bootstrap")
+    assert judge([Level("value", 0.0, 0.0, 0.0)], +1, "seed spread") == (False, "value")
     assert judge([Level("value", -0.05, -0.15, -0.01)], +1, "bootstrap") == (False, "value")
     assert judge([Level("value", 0.05, 0.01, 0.1)], +1, "bootstrap") == (True, "bootstrap")
 

@@ -209,6 +209,11 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
         table = pd.read_csv(results / f"{name}.csv")
         assert not table.empty, name
         assert _is_png(results / f"{name}.png"), name
+        assert (results / f"{name}.pdf").read_bytes()[:5] == b"%PDF-", name  # vector beside PNG
+    found = pd.read_csv(results / "findings.csv")
+    assert {"holds", "decided_by", "low", "high", "learned", "n_seeds"} <= set(found.columns)
+    assert set(found["decided_by"]) <= {"value", "init", "class-shuffle", "seed spread",
+                                        "bootstrap", "undecided"}
     per_run = pd.read_csv(results / "accuracy_by_setup.csv")
     # natural-only has the same run directory name for both test domains; both are kept apart
     assert sorted(per_run["run"]) == [
@@ -223,7 +228,9 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
             .isin(["with test domain", "other pairs"]).all())
     patch = pd.read_csv(results / "patching_by_layer.csv")
     assert patch["pairing"].eq("class_mean").all() and patch["metric"].eq("logit_diff").all()
-    assert (patch["ci_low"] <= patch["ci_high"]).all()
+    has_ci = patch[["ci_low", "ci_high"]].notna().all(axis=1)
+    assert has_ci[patch["reference"] == "none"].all()
+    assert (patch.loc[has_ci, "ci_low"] <= patch.loc[has_ci, "ci_high"]).all()
     summary = pd.read_csv(results / "patching.csv")
     patched = summary[(summary["statistic"] == "patched") & (summary["granularity"] == "site")
                       & (summary["pairing"] == "class_mean") & (summary["direction"] == "denoising")
