@@ -416,8 +416,10 @@ def _analysis_settings(config: ExperimentConfig, counts: dict[str, int], progres
     sizes = {"held-out": n_heldout, "seen": n_all - n_heldout, "all": n_all}
     # unbiased HSIC needs at least 4 rows (classes); smaller subsets are left out
     subsets = tuple(s for s in ("held-out", "seen", "all") if sizes[s] >= 4)
-    # the controls (issue 13): the seed reference's run is set per analysed run
-    controls = {"references": config.analysis_references, "n_boot": an.n_boot}
+    # the controls (issue 13); the seed reference and its run are added per analysed run
+    # (_run_settings), in one step, so a settings class never holds "seed" without its run
+    controls = {"references": tuple(r for r in config.analysis_references if r != "seed"),
+                "n_boot": an.n_boot}
     cka = _with_fields(CKASettings(classes=subsets, kernels=("linear", "rbf"),
                                    max_per_class=an.max_images_per_class, seed=0,
                                    progress=progress), **controls)
@@ -441,13 +443,12 @@ def _with_fields(settings, **values):
 
 
 def _run_settings(settings, partner: RunPlan | None):
-    """One analysed run's settings: the shared ones with its seed reference (the partner
-    run's directory, ``None`` without one)."""
-    seed = partner.run_dir if partner is not None else None
-    refs = getattr(settings, "references", ())
-    if partner is None and "seed" in refs:
-        settings = _with_fields(settings, references=tuple(r for r in refs if r != "seed"))
-    return _with_fields(settings, seed_reference=seed)
+    """One analysed run's settings: the shared ones plus, with a partner run (another seed
+    of the same setup), the ``seed`` reference and the partner's directory."""
+    if partner is None:
+        return settings
+    refs = tuple(getattr(settings, "references", ()))
+    return _with_fields(settings, references=(*refs, "seed"), seed_reference=partner.run_dir)
 
 
 def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:

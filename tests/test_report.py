@@ -281,3 +281,33 @@ def test_study_analyses_every_seed():
     assert study.analyses.seeds == study.train.seeds == (0, 1, 2)
     assert study.analysis_references == ("init", "class-shuffle", "seed")
     assert Path(pipeline.__file__).is_file()
+
+
+def test_controls_summary_averages_each_reference():
+    from domainlens.report import controls_summary
+
+    rows = [dict(analysis="cka", measure="cka_linear", site=s, domain_a="real", domain_b="sketch",
+                 class_subset="held-out", run=f"r{seed}", setup="cg-high", test_domain="sketch",
+                 seed=seed, reference=ref, value=0.6, reference_value=rv, excess=0.6 - rv,
+                 excess_low=0.5 - rv, excess_high=0.7 - rv, n_classes=6)
+            for ref, rv in (("init", 0.2), ("class-shuffle", 0.4)) for s in ("L1", "L2")
+            for seed in (0, 1)]
+    summary = controls_summary(pd.DataFrame(rows)).set_index("reference")
+    assert summary.loc["init", "excess"] == pytest.approx(0.4)
+    assert summary.loc["class-shuffle", "excess_low"] == pytest.approx(0.1)
+    assert summary.loc["init", "rows"] == 4 and summary.loc["init", "seeds"] == 2
+    assert controls_summary(pd.DataFrame()).empty
+
+
+def test_analysis_figures_draw_reference_rows_as_references():
+    """interp.plots on a table with init rows: dashed init lines, heatmaps of measured rows."""
+    from interp.plots.circuits import similarity_matrix
+    from interp.plots.cka import plot_cka_by_layer
+
+    table = cka_rows({"none": {0: (0.3, 0.6)}, "init": {0: (0.9, 0.9)}})
+    fig = plot_cka_by_layer(table[table["layer_index"] >= 0])
+    styles = [line.get_linestyle() for line in fig.axes[0].get_lines()]
+    assert styles.count("--") == styles.count("-") == 6  # one init line per domain pair
+    summary = table.assign(metric="wl_kernel", statistic="mean")
+    matrix = similarity_matrix(summary[summary["layer_index"] == 1], "wl_kernel", "held-out", DOMAINS)
+    assert matrix.loc["clipart", "sketch"] == pytest.approx(0.3)  # init rows (0.9) left out
