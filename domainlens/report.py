@@ -669,14 +669,14 @@ def plot_similarity_heatmaps(table: pd.DataFrame):
                 std.loc[row.domain_a, row.domain_b] = std.loc[row.domain_b, row.domain_a] = row.std
             cells[(ref, domain, setup)] = (mean, std, int(stats["n_seeds"].max()) if len(stats) else 0)
     limits = off_diagonal_limits([m for m, _, _ in cells.values()])
-    fig = _figure(figsize=(3.3 * len(panels) + 0.8, 3.2 * len(references)))
+    fig = _figure(figsize=(3.3 * len(panels) + 0.8, 3.7 * len(references)), layout="constrained")
     axes = fig.subplots(len(references), len(panels), squeeze=False)
     image = None
     for i, ref in enumerate(references):
         for j, (domain, setup) in enumerate(panels):
             mean, std, n = cells[(ref, domain, setup)]
-            title = (f"{REFERENCE_ROWS[ref]}: test domain {domain}, "
-                     f"{SETUP_LABELS.get(setup, setup)}\n" + (f"mean ± std, {n} seeds" if n > 1 else "one seed"))
+            title = (f"{REFERENCE_ROWS[ref]}\ntest domain {domain}, {SETUP_LABELS.get(setup, setup)}, "
+                     + (f"mean ± std over {n} seeds" if n > 1 else "one seed"))
             image = domain_heatmap(axes[i, j], mean, domains, title,
                                    spread=std if n > 1 else None, limits=limits)
     if image is not None:
