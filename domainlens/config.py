@@ -33,6 +33,9 @@ ANALYSIS_CLASSES = ("held-out", "seen", "all")
 CIRCUIT_METHODS = ("atp", "ig", "ig_loop")
 CIRCUIT_EDGE_METHODS = ("gxa", "ig")
 EVAL_EPOCHS = ("last", "all")
+#: Reference values computed beside every similarity (issue 13): the run's epoch-0
+#: checkpoint, a class-shuffled pairing, another seed's run of the same setup.
+REFERENCES = ("init", "class-shuffle", "seed")
 PIPELINE_SETUPS = tuple(s for s in SETUPS if s != "domain-interp")
 
 
@@ -101,7 +104,11 @@ class AnalysesSection:
     configured ones). ``classes`` is the class subset all three analyses use;
     ``circuit_classes`` caps how many of its classes get circuits (0: all).
     ``circuit_method``/``circuit_edge_method``: node and edge attribution (default the fast
-    ``atp``/``gxa``; the paper's is ``ig``/``ig``, 10 steps from a zero baseline)."""
+    ``atp``/``gxa``; the paper's is ``ig``/``ig``, 10 steps from a zero baseline).
+    ``references``: the controls computed beside every similarity (``init``,
+    ``class-shuffle``, ``seed``); ``seed`` is added by itself when more than one seed is
+    analysed, unless ``seed_reference = false``. ``n_boot``: bootstrap resamples of the
+    intervals (analyses' excess over a reference, the report's one-seed accuracy findings)."""
 
     setups: tuple[str, ...] = ("cg-high",)
     test_domains: tuple[str, ...] = ()
@@ -117,6 +124,9 @@ class AnalysesSection:
     circuit_fraction: float = 0.1
     circuit_method: str = "atp"
     circuit_edge_method: str = "gxa"
+    references: tuple[str, ...] = ("init", "class-shuffle")
+    seed_reference: bool = True
+    n_boot: int = 1000
     threads: int = 1
 
 
@@ -157,6 +167,16 @@ class ExperimentConfig:
     @property
     def analysed_test_domains(self) -> tuple[str, ...]:
         return self.analyses.test_domains or self.mixtures.test_domains
+
+    @property
+    def analysis_references(self) -> tuple[str, ...]:
+        """The references the analyses compute: the configured ones, plus ``seed`` when more
+        than one seed is analysed (and ``seed_reference`` is on)."""
+        an = self.analyses
+        refs = tuple(dict.fromkeys(an.references))
+        if len(an.seeds) > 1 and an.seed_reference and "seed" not in refs:
+            refs += ("seed",)
+        return refs
 
     def replace(self, section: str | None = None, **values: Any) -> ExperimentConfig:
         """A copy with top-level fields, or fields of one section, replaced (and validated)."""
@@ -271,6 +291,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             f"[analyses] circuit_images = {an.circuit_images} is more than the {data.n_test} "
             "test images per class and domain that [data] n_test generates"
         )
+    _check_choices(an.references, REFERENCES, "[analyses] references")
+    if "seed" in an.references and len(an.seeds) < 2:
+        raise ValueError("[analyses] references: 'seed' needs at least two [analyses] seeds, got "
+                         f"{list(an.seeds)}")
+    check_number("[analyses] n_boot", an.n_boot, low=10, integer=True)
     return config
 
 

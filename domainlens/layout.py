@@ -8,8 +8,9 @@ once changes everywhere. An experiment's output folder ``<out>``::
     <out>/data/                        generated images (source = "synth")
     <out>/mixtures/<D>/<name>.tsv      one mixture per (test domain D, setup)
     <out>/runs/<D>/<name>-s<seed>/     one training run (checkpoints, eval/zero_shot.csv)
-    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,cache}/
-    <out>/results/                     the tidy tables and the figures drawn from them
+    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,cache}/   (each analysis folder
+                                       with its controls.csv: value, reference, excess)
+    <out>/results/                     the tidy tables and the figures drawn from them (PNG+PDF)
     <out>/report.md, report.html       results tables, figures and per-step timings
     <out>/.state/                      one record per finished step (key, outputs, seconds)
 
@@ -56,6 +57,8 @@ COMPARISON_GROUPS = "comparison_groups.csv"
 NODE_SHARING_FIGURE = "node_sharing.png"
 CIRCUIT_SIMILARITY_FIGURE = "circuit_similarity.png"
 ACTIVATION_CACHE = "cache"
+#: Each analysis folder's value/reference/excess table (issue 13's controls).
+CONTROLS = "controls.csv"
 
 
 def cka_heatmaps(subset: str, kernel: str) -> str:
@@ -142,3 +145,15 @@ def analysed_runs(config: ExperimentConfig) -> list[RunPlan]:
     return [r for r in run_plans(config)
             if r.setup in config.analysed_setups and r.test_domain in config.analysed_test_domains
             and r.seed in an.seeds]
+
+
+def seed_partner(config: ExperimentConfig, run: RunPlan) -> RunPlan | None:
+    """The run whose analysis is ``run``'s ``seed`` reference: the same (setup, test domain)
+    with the next analysed seed (cyclically: seeds 0, 1, 2 use 1, 2, 0); ``None`` with one
+    analysed seed."""
+    seeds = list(config.analyses.seeds)
+    if len(seeds) < 2 or run.seed not in seeds:
+        return None
+    partner = seeds[(seeds.index(run.seed) + 1) % len(seeds)]
+    return next(r for r in run_plans(config)
+                if (r.test_domain, r.setup, r.seed) == (run.test_domain, run.setup, partner))

@@ -20,7 +20,7 @@ from training.util.files import digest, file_sha256, write_json, write_text
 
 from . import layout
 from .config import ExperimentConfig
-from .layout import RunPlan, analysed_runs, run_plans
+from .layout import RunPlan, analysed_runs, run_plans, seed_partner
 from .steps import Step, assign_keys, is_done, run_steps
 
 # Time estimates: model speeds are measured by timing a few steps of the configured model
@@ -191,42 +191,46 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     n_subset = {"held-out": n_heldout, "seen": n_classes - n_heldout, "all": n_classes}[an.classes]
     per_class = min(an.max_images_per_class, counts["test_per_class"])
     n_domains = len(DOMAINS)
-    cka_settings, patch_settings, circuit_settings = _analysis_settings(config, counts, progress)
-    # each analysis is keyed by its full settings dataclass (defaults included)
-    params = {
-        "cka": {"max_images_per_class": an.max_images_per_class,
-                "settings": _asdict(cka_settings, drop=("progress",))},
+    base = dict(zip(("cka", "patching", "circuits"),
+                    _analysis_settings(config, counts, progress), strict=True))
+    common = {
+        "cka": {"max_images_per_class": an.max_images_per_class},
         "patching": {"classes": an.classes, "max_images_per_class": an.max_images_per_class,
-                     "patch_source": an.patch_source,
-                     "settings": _asdict(patch_settings, drop=("progress",))},
+                     "patch_source": an.patch_source},
         "circuits": {"classes": an.classes, "circuit_classes": an.circuit_classes,
-                     "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction,
-                     "settings": _asdict(circuit_settings)},
+                     "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction},
     }
+    # each reference is one more pass of the analysis (init: the epoch-0 checkpoint, seed:
+    # the partner run); class-shuffle reuses the activations/circuits except in patching
+    references = config.analysis_references
+    passes = 1 + ("init" in references) + ("seed" in references)
+    estimates = {
+        "cka": passes * n_domains * n_classes * per_class / inference + 10,
+        "patching": (passes + ("class-shuffle" in references)) * PATCH_FORWARDS * n_subset
+        * per_class / inference + 10,
+        "circuits": passes * min(an.circuit_classes or n_subset, n_subset) * n_domains
+        * an.circuit_images * CIRCUIT_PASSES_PER_IMAGE / throughput + 10,
+    }
+    bodies = {"cka": _cka, "patching": _patch, "circuits": _circuits}
+    outputs = {"cka": lambda r: r.analysis_dir / layout.CKA_DIR / layout.CKA_TABLE,
+               "patching": lambda r: _patch_summary(config, r),
+               "circuits": lambda r: r.analysis_dir / layout.CIRCUITS_DIR / layout.COMPARISON_SUMMARY}
     for r in analysed_runs(config):
-        if an.cka:
+        partner = seed_partner(config, r) if "seed" in references else None
+        for kind in ("cka", "patching", "circuits"):
+            if not getattr(an, kind):
+                continue
+            settings = _run_settings(base[kind], partner)
+            # each analysis is keyed by its full settings dataclass (defaults included); the
+            # seed reference by the partner run's id and its training step, not by a path
+            identity = _asdict(settings, drop=("progress",))
+            if "seed_reference" in identity:
+                identity["seed_reference"] = partner.id if partner is not None else None
+            depends = [f"train/{r.id}"] + ([f"train/{partner.id}"] if partner is not None else [])
             steps.append(Step(
-                id=f"cka/{r.id}", params=params["cka"], depends=[f"train/{r.id}"],
-                run=_bind(_cka, config, r, cka_settings),
-                outputs=[r.analysis_dir / layout.CKA_DIR / layout.CKA_TABLE],
-                estimate=n_domains * n_classes * per_class / inference + 10, code=STEP_CODE["cka"],
-            ))
-        if an.patching:
-            steps.append(Step(
-                id=f"patching/{r.id}", params=params["patching"], depends=[f"train/{r.id}"],
-                run=_bind(_patch, config, r, patch_settings),
-                outputs=[_patch_summary(config, r)],
-                estimate=PATCH_FORWARDS * n_subset * per_class / inference + 10,
-                code=STEP_CODE["patching"],
-            ))
-        if an.circuits:
-            k = min(an.circuit_classes or n_subset, n_subset)
-            steps.append(Step(
-                id=f"circuits/{r.id}", params=params["circuits"], depends=[f"train/{r.id}"],
-                run=_bind(_circuits, config, r, circuit_settings, progress),
-                outputs=[r.analysis_dir / layout.CIRCUITS_DIR / layout.COMPARISON_SUMMARY],
-                estimate=k * n_domains * an.circuit_images * CIRCUIT_PASSES_PER_IMAGE / throughput
-                + 10, code=STEP_CODE["circuits"],
+                id=f"{kind}/{r.id}", params={**common[kind], "settings": identity},
+                depends=depends, run=_bind(bodies[kind], config, r, settings, progress),
+                outputs=[outputs[kind](r)], estimate=estimates[kind], code=STEP_CODE[kind],
             ))
 
     analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "cka", "patching", "circuits")]
@@ -412,13 +416,39 @@ def _analysis_settings(config: ExperimentConfig, counts: dict[str, int], progres
     sizes = {"held-out": n_heldout, "seen": n_all - n_heldout, "all": n_all}
     # unbiased HSIC needs at least 4 rows (classes); smaller subsets are left out
     subsets = tuple(s for s in ("held-out", "seen", "all") if sizes[s] >= 4)
-    cka = CKASettings(classes=subsets, kernels=("linear", "rbf"),
-                      max_per_class=an.max_images_per_class, seed=0, progress=progress)
-    patch = PatchSettings(classes=an.classes, max_per_class=an.max_images_per_class,
-                          progress=progress)
-    circuits = CircuitSettings(n_images=an.circuit_images, fraction=an.circuit_fraction,
-                               method=an.circuit_method, edge_method=an.circuit_edge_method)
+    # the controls (issue 13); the seed reference and its run are added per analysed run
+    # (_run_settings), in one step, so a settings class never holds "seed" without its run
+    controls = {"references": tuple(r for r in config.analysis_references if r != "seed"),
+                "n_boot": an.n_boot}
+    cka = _with_fields(CKASettings(classes=subsets, kernels=("linear", "rbf"),
+                                   max_per_class=an.max_images_per_class, seed=0,
+                                   progress=progress), **controls)
+    patch = _with_fields(PatchSettings(classes=an.classes, max_per_class=an.max_images_per_class,
+                                       progress=progress), **controls)
+    circuits = _with_fields(CircuitSettings(n_images=an.circuit_images,
+                                            fraction=an.circuit_fraction,
+                                            method=an.circuit_method,
+                                            edge_method=an.circuit_edge_method), **controls)
     return cka, patch, circuits
+
+
+def _with_fields(settings, **values):
+    """``settings`` with those of ``values`` replaced that its dataclass has: the controls'
+    fields (``references``, ``seed_reference``, ``n_boot``) belong to the experiments' settings
+    (domainlens.experiments); a settings class without them runs without controls."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(settings)}
+    return dataclasses.replace(settings, **{k: v for k, v in values.items() if k in names})
+
+
+def _run_settings(settings, partner: RunPlan | None):
+    """One analysed run's settings: the shared ones plus, with a partner run (another seed
+    of the same setup), the ``seed`` reference and the partner's directory."""
+    if partner is None:
+        return settings
+    refs = tuple(getattr(settings, "references", ()))
+    return _with_fields(settings, references=(*refs, "seed"), seed_reference=partner.run_dir)
 
 
 def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:
@@ -428,7 +458,7 @@ def _analysis_classes(config: ExperimentConfig, run: RunPlan) -> list[str]:
     return list(read_run_info(run.run_dir).subset(config.analyses.classes))
 
 
-def _cka(config: ExperimentConfig, run: RunPlan, settings) -> None:
+def _cka(config: ExperimentConfig, run: RunPlan, settings, progress: bool = True) -> None:
     from domainlens.experiments.cka import cka_run
 
     with torch_threads(config.analyses.threads):
@@ -442,7 +472,7 @@ def _patch_summary(config: ExperimentConfig, run: RunPlan) -> Path:
             / layout.patching_summary(config.analyses.patch_source, run.test_domain))
 
 
-def _patch(config: ExperimentConfig, run: RunPlan, settings) -> None:
+def _patch(config: ExperimentConfig, run: RunPlan, settings, progress: bool = True) -> None:
     from domainlens.experiments.patching import patch_run
 
     with torch_threads(config.analyses.threads):

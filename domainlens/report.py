@@ -1,10 +1,14 @@
 """The experiment report: tidy result tables, the figures drawn from them, report.md and HTML.
 
-:func:`collect_results` gathers every run's evaluation and every analysis into long tables;
-:func:`gallery` derives one small table per figure and draws it, writing each PNG beside the
-CSV it shows (``<out>/results/<name>.{csv,png}``); :func:`write_report` writes
-``report.md`` and ``report.html`` from the same tables. Figures are drawn from the CSVs
-only, so they can be redrawn without recomputation.
+:func:`collect_results` gathers every run's evaluation and every analysis (with its
+``reference`` rows and ``controls.csv``, issue 13) into long tables; :func:`findings` and
+:func:`mechanism_findings` check the paper's findings on them, judged on the controls
+(:func:`judge`: the init and class-shuffle references, the seed spread, or a bootstrap over
+classes and images with one seed); :func:`gallery` derives one small table per figure and
+draws it, writing each PNG and a vector PDF beside the CSV it shows
+(``<out>/results/<name>.{csv,png,pdf}``); :func:`write_report` writes ``report.md`` and
+``report.html`` from the same tables. Figures are drawn from the CSVs only, so they can be
+redrawn without recomputation.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ def _concat(items: Iterable[tuple[RunPlan, Path]]) -> pd.DataFrame:
 
 def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
     """Long tables of the whole experiment: ``accuracy`` (every run's zero-shot table),
-    ``cka``, ``patching``, ``circuit_summary``, ``circuit_groups``, ``circuit_nodes``; the
+    ``cka``, ``patching``, ``circuit_summary``, ``circuit_groups``, ``circuit_nodes`` (each
+    with a ``reference`` column: ``none`` for measured rows, else the control) and
+    ``controls`` (every analysis folder's ``controls.csv``, with an ``analysis`` column); the
     ``run`` column is :func:`run_id`."""
     runs = run_plans(config)
     analysed = analysed_runs(config)
@@ -67,7 +73,7 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
         return _concat([(r, r.analysis_dir / path.format(target=r.test_domain)) for r in analysed])
 
     circuits = layout.CIRCUITS_DIR
-    return {
+    tables = {
         "accuracy": _concat([(r, r.eval_table) for r in runs]),
         "cka": per_analysed(f"{layout.CKA_DIR}/{layout.CKA_TABLE}"),
         "patching": per_analysed(f"{layout.PATCHING_DIR}/"
@@ -76,6 +82,13 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
         "circuit_groups": per_analysed(f"{circuits}/{layout.COMPARISON_GROUPS}"),
         "circuit_nodes": per_analysed(f"{circuits}/{layout.CIRCUIT_NODES}"),
     }
+    # every analysis table gets a reference column ("none": measured) for the controls
+    tables = {k: v if k == "accuracy" else with_reference(v) for k, v in tables.items()}
+    controls = [per_analysed(f"{folder}/{layout.CONTROLS}").assign(analysis=folder)
+                for folder in (layout.CKA_DIR, layout.PATCHING_DIR, circuits)]
+    controls = [c for c in controls if len(c.columns) > 1]
+    tables["controls"] = pd.concat(controls, ignore_index=True) if controls else pd.DataFrame()
+    return tables
 
 
 def run_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -108,37 +121,241 @@ def headline(per_run: pd.DataFrame) -> pd.DataFrame:
     return _order(table)
 
 
-def findings(table: pd.DataFrame, chance: float) -> pd.DataFrame:
+# ---------------------------------------------------------------- findings, judged on controls
+
+#: Columns of the findings table. ``a``/``b``: the two sides compared (means over seeds, with
+#: their std); ``difference`` = a - b with the interval [low, high] the verdict used;
+#: ``learned``: the same difference on the excess over the init reference (value minus the
+#: epoch-0 checkpoint's), ``beyond_shuffle``: on the excess over the class-shuffle reference;
+#: ``holds``: True / False / NA (undecided); ``decided_by``: what decided it (see :func:`judge`).
+FINDING_COLUMNS = ["finding", "test_domain", "setup", "run", "n_seeds", "a", "a_std", "b", "b_std",
+                   "difference", "low", "high", "learned", "learned_low", "learned_high",
+                   "beyond_shuffle", "beyond_shuffle_low", "beyond_shuffle_high", "interval",
+                   "holds", "decided_by"]
+#: The references a finding is checked against, in order, and their findings columns.
+CONTROL_LEVELS = (("init", "learned"), ("class-shuffle", "beyond_shuffle"))
+MEASURED = "none"
+
+
+def with_reference(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``reference`` column (issue 13's tables; a table without one holds
+    measured values only: all ``"none"``)."""
+    if table.empty:
+        return table
+    if "reference" not in table.columns:
+        return table.assign(reference=MEASURED)
+    return table.assign(reference=table["reference"].fillna(MEASURED).astype(str))
+
+
+@dataclass(frozen=True)
+class Level:
+    """One quantity a finding is checked on: its point estimate and interval (NaN: none)."""
+
+    name: str       # "value" (the measured values), "init", "class-shuffle"
+    point: float
+    low: float = float("nan")
+    high: float = float("nan")
+
+
+def judge(levels: Iterable[Level], sign: int, noise: str) -> tuple[object, str]:
+    """``(holds, decided_by)`` of a finding that predicts ``sign * difference > 0`` on every
+    level (the measured difference, then its excess over each reference).
+
+    Levels are checked in order. A level whose interval lies entirely on the wrong side of
+    zero (or has no width and is not on the predicted side; without an interval: whose point
+    is not) refutes the finding: ``(False, level name)``. If no
+    level refutes it, it holds when every interval excludes zero, ``(True, noise)``; an
+    interval that includes zero leaves it undecided, ``(NA, noise)``; without intervals (one
+    seed, no bootstrap) it is undecided, ``(NA, "undecided")``. ``noise`` names the intervals
+    (``"seed spread"``, ``"bootstrap"``)."""
+    tol = 1e-9  # differences of equal means are zero up to rounding
+    undecided, any_interval = False, False
+    for level in levels:
+        if not np.isfinite(level.point):
+            continue
+        if np.isfinite(level.low) and np.isfinite(level.high):
+            any_interval = True
+            low, high = sorted((sign * level.low, sign * level.high))
+            # refuted: the interval lies below zero, or has no width at or below zero (e.g.
+            # seeds agreeing that the learned difference is nil); touching zero is undecided
+            if high < -tol or (high - low <= tol and high <= tol):
+                return False, level.name
+            undecided |= low <= tol
+        else:
+            if sign * level.point <= tol:
+                return False, level.name
+            undecided = True
+    if undecided:
+        return pd.NA, noise if any_interval else "undecided"
+    return True, noise
+
+
+def _seed_level(name: str, per_seed: np.ndarray) -> Level:
+    """Mean over seeds with the interval mean ± std (ddof 1); no interval with one seed."""
+    per_seed = np.asarray(per_seed, dtype=float)
+    per_seed = per_seed[np.isfinite(per_seed)]
+    if not per_seed.size:
+        return Level(name, float("nan"))
+    mean = float(per_seed.mean())
+    if per_seed.size < 2:
+        return Level(name, mean)
+    std = float(per_seed.std(ddof=1))
+    return Level(name, mean, mean - std, mean + std)
+
+
+def _boot_level(name: str, point: float, replicates: np.ndarray) -> Level:
+    """A point estimate with the 95% percentile interval of its bootstrap replicates."""
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return Level(name, point, float(low), float(high))
+
+
+def _finding_row(finding: str, test_domain: str, setup: str, run: str, n_seeds: int,
+                 a: np.ndarray, b: np.ndarray, levels: list[Level], sign: int, noise: str,
+                 interval: str) -> dict:
+    holds, decided = judge(levels, sign, noise)
+    by_name = {level.name: level for level in levels}
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    row = {"finding": finding, "test_domain": test_domain, "setup": setup, "run": run,
+           "n_seeds": n_seeds, "a": float(np.nanmean(a)), "b": float(np.nanmean(b)),
+           "a_std": float(np.nanstd(a, ddof=1)) if a.size > 1 else float("nan"),
+           "b_std": float(np.nanstd(b, ddof=1)) if b.size > 1 else float("nan"),
+           "interval": interval, "holds": holds, "decided_by": decided}
+    for name, column in (("value", "difference"), *CONTROL_LEVELS):
+        level = by_name.get(name, Level(name, float("nan")))
+        row.update({column: level.point, f"{column}_low" if column != "difference" else "low":
+                    level.low, f"{column}_high" if column != "difference" else "high": level.high})
+    return row
+
+
+def _findings_frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    out["holds"] = out["holds"].astype("boolean")
+    return out
+
+
+def class_top1(accuracy: pd.DataFrame, per_run: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the held-out classes' accuracies on its test domain at the run's last evaluated
+    epoch (``class_top1`` rows of ``eval/zero_shot.csv``). Columns run, class_name, value,
+    n_images."""
+    last = per_run.set_index("run")["epoch"]
+    rows = accuracy[(accuracy["metric"] == "class_top1") & (accuracy["class_subset"] == "held-out")
+                    & (accuracy["eval_domain"] == accuracy["test_domain"])]
+    rows = rows[rows["epoch"] == rows["run"].map(last)]
+    return rows[["run", "test_domain", "class_name", "value", "n_images"]].reset_index(drop=True)
+
+
+def bootstrap_top1(per_class: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Bootstrap replicates ``(n_boot,)`` of each run's held-out top-1 over classes and images.
+
+    Each replicate draws the classes with replacement (the same draw for every run of a test
+    domain: their test images are the same, so differences between setups are paired on
+    classes), then each drawn class's correct count from Binomial(n_images, accuracy) (the
+    same as redrawing its images with replacement). Seeded by ``seed``, the test domain and
+    the run (:func:`training.util.seeding.seeded_rng`)."""
+    from training.util.seeding import seeded_rng
+
+    out: dict[str, np.ndarray] = {}
+    for domain, rows in per_class.groupby("test_domain", sort=True):
+        classes = sorted(rows["class_name"].unique())
+        draw = seeded_rng(seed, "findings", "classes", str(domain)).integers(
+            len(classes), size=(n_boot, len(classes)))
+        for run, part in rows.groupby("run", sort=True):
+            part = part.set_index("class_name").reindex(classes)
+            p = part["value"].to_numpy(dtype=float)
+            n = part["n_images"].fillna(0).to_numpy(dtype=int)
+            p = np.nan_to_num(p)
+            rng = seeded_rng(seed, "findings", "images", str(run))
+            correct = rng.binomial(n[draw], p[draw])
+            total = n[draw].sum(axis=1)
+            out[str(run)] = correct.sum(axis=1) / np.maximum(total, 1)
+    return out
+
+
+def findings(table: pd.DataFrame, chance: float, per_run: pd.DataFrame | None = None,
+             accuracy: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The paper's qualitative accuracy findings checked on the headline table.
 
-    One row per (finding, test domain) with the two numbers compared and ``holds``; a finding
-    whose setups were not run is left out.
+    One row per (finding, test domain) with the two numbers compared (``a``, ``b``: means over
+    seeds), their difference and an interval (columns :data:`FINDING_COLUMNS`). With at least
+    two seeds in every cell compared (``per_run``), the interval is the mean ± std over seeds
+    of the difference computed per seed (``decided_by`` "seed spread"); otherwise a bootstrap
+    95% interval over classes and images (:func:`bootstrap_top1`, from ``accuracy``'s
+    per-class rows; "bootstrap"). A difference whose interval includes zero is undecided
+    (``holds`` NA), not "no" (:func:`judge`). A finding whose setups were not run is left out.
     """
-    means = table.set_index(["test_domain", "setup"])["heldout_mean"]
+    means = table.set_index(["test_domain", "setup"])["heldout_mean"].to_dict()
+    seeds: dict[tuple[str, str], dict[int, float]] = {}
+    if per_run is not None and not per_run.empty:
+        for (d, s), part in per_run.groupby(["test_domain", "setup"]):
+            seeds[(d, s)] = dict(zip(part["seed"].astype(int), part["heldout_top1"], strict=True))
+    replicates: dict[tuple[str, str], np.ndarray] = {}
+    if per_run is not None and accuracy is not None and not accuracy.empty:
+        per_class = class_top1(accuracy, per_run)
+        if not per_class.empty:
+            boot = bootstrap_top1(per_class, n_boot=n_boot, seed=seed)
+            for (d, s), part in per_run.groupby(["test_domain", "setup"]):
+                runs = [boot[r] for r in part["run"] if r in boot]
+                if len(runs) == len(part):
+                    replicates[(d, s)] = np.mean(runs, axis=0)
+
+    def check(finding, domain, sign, cells, sides) -> dict | None:
+        """``sides(values) -> (a, b)`` of a mapping (test domain, setup) -> top-1."""
+        if any(c not in means for c in cells):
+            return None
+        a, b = sides(means)
+        common = sorted(set.intersection(*(set(seeds.get(c, {})) for c in cells))) if seeds else []
+        if len(common) >= 2 and all(len(seeds[c]) >= 2 for c in cells):
+            per_seed = [sides({c: seeds[c][s] for c in cells}) for s in common]
+            pa, pb = np.array([p[0] for p in per_seed]), np.array([p[1] for p in per_seed])
+            level = _seed_level("value", pa - pb)
+            level = Level("value", a - b, level.low, level.high)
+            noise, interval = "seed spread", f"mean ± std over {len(common)} seeds"
+            n_seeds = len(common)
+        elif all(c in replicates for c in cells):
+            ra, rb = sides({c: replicates[c] for c in cells})
+            level, pa, pb = _boot_level("value", a - b, ra - rb), np.array([a]), np.array([b])
+            noise, interval = "bootstrap", "95% bootstrap over classes and images"
+            n_seeds = min(len(seeds.get(c, {0: 0})) for c in cells)
+        else:
+            level, pa, pb = Level("value", a - b), np.array([a]), np.array([b])
+            noise, interval, n_seeds = "undecided", "none", 1
+        row = _finding_row(finding, domain, "", "mean over seeds", n_seeds, pa, pb, [level],
+                           sign, noise, interval)
+        row.update(a=a, b=b)
+        return row
+
     rows = []
     checks = [("diversity helps (CG high-div. > natural-only)", "cg-high", "natural-only"),
               ("diversity helps (leave-out-domain > natural-only)", "leave-out-domain", "natural-only"),
               ("CG trails leave-out-domain", "leave-out-domain", "cg-high")]
+    domains = list(dict.fromkeys(table["test_domain"]))
     for finding, better, worse in checks:
-        for domain in table["test_domain"].unique():
-            if (domain, better) in means.index and (domain, worse) in means.index:
-                a, b = float(means[(domain, better)]), float(means[(domain, worse)])
-                rows.append({"finding": finding, "test_domain": domain, "a": a, "b": b,
-                             "holds": bool(a > b)})
+        for domain in domains:
+            row = check(finding, domain, +1, [(domain, better), (domain, worse)],
+                        lambda m, d=domain, x=better, y=worse: (m[(d, x)], m[(d, y)]))
+            if row is not None:
+                rows.append(row)
     by_domain = table.groupby("test_domain")["heldout_mean"].mean()
     if len(by_domain) > 1 and "quickdraw" in by_domain.index:
-        hardest = by_domain.idxmin()
-        rows.append({"finding": "quickdraw is hardest (lowest mean held-out top-1 over setups)",
-                     "test_domain": hardest, "a": float(by_domain["quickdraw"]),
-                     "b": float(by_domain.drop("quickdraw").min()), "holds": hardest == "quickdraw"})
-    out = pd.DataFrame(rows, columns=["finding", "test_domain", "a", "b", "holds"])
+        cells = [(d, s) for d, s in means if d in by_domain.index]
+        setups_of = {d: [s for dd, s in cells if dd == d] for d in by_domain.index}
+
+        def hardest_sides(m):
+            mean_of = {d: np.mean([m[(d, s)] for s in setups_of[d]], axis=0) for d in setups_of}
+            others = np.min([mean_of[d] for d in mean_of if d != "quickdraw"], axis=0)
+            return mean_of["quickdraw"], others
+
+        row = check("quickdraw is hardest (lowest mean held-out top-1 over setups)",
+                    str(by_domain.idxmin()), -1, cells, hardest_sides)
+        rows.append(row)
+    out = _findings_frame(rows)
     out.attrs["chance"] = chance
     return out
 
 
 def _pair_values(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) -> dict[str, pd.DataFrame]:
-    """Per (run, domain pair, layer) similarity: linear CKA of class means and circuit node
-    Jaccard (class mean), for ``class_subset`` where present, else all classes."""
+    """Per (run, reference, domain pair, layer) similarity: linear CKA of class means and
+    circuit node Jaccard (class mean), for ``class_subset`` where present, else all classes."""
     out = {}
     if not cka.empty:
         subset = class_subset if class_subset in set(cka["class_subset"]) else "all"
@@ -147,54 +364,120 @@ def _pair_values(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) ->
         part = summary[(summary["metric"] == "node_jaccard") & (summary["statistic"] == "mean")]
         subset = class_subset if class_subset in set(part["class_subset"]) else "all"
         out["node Jaccard"] = part[part["class_subset"] == subset]
-    keep = ["run", "test_domain", "domain_a", "domain_b", "layer_index", "value"]
-    return {k: v[keep].dropna(subset=["value"]) for k, v in out.items() if not v.empty}
+    keep = ["run", "setup", "test_domain", "seed", "reference", "domain_a", "domain_b",
+            "layer_index", "value"]
+    tables = {}
+    for name, table in out.items():
+        table = with_reference(table)
+        for column, default in (("setup", ""), ("seed", -1)):
+            if column not in table.columns:
+                table = table.assign(**{column: default})
+        tables[name] = table[keep].dropna(subset=["value"])
+    return {k: v for k, v in tables.items() if not v.empty}
+
+
+def _excess(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """The measured rows with ``value`` replaced by value minus ``reference``'s value of the
+    same (run, domain pair, layer); empty without that reference."""
+    keys = ["run", "domain_a", "domain_b", "layer_index"]
+    measured = table[table["reference"] == MEASURED]
+    ref = table[table["reference"] == reference].groupby(keys)["value"].mean().rename("ref")
+    if ref.empty:
+        return measured.iloc[:0]
+    merged = measured.join(ref, on=keys, how="inner")
+    return merged.assign(value=merged["value"] - merged["ref"]).drop(columns="ref")
+
+
+def _less_sharing(mid: pd.DataFrame, domain: str) -> tuple[float, float] | None:
+    """(mean over pairs with ``domain``, mean over the other pairs)."""
+    has = (mid["domain_a"] == domain) | (mid["domain_b"] == domain)
+    if not has.any() or has.all():
+        return None
+    return float(mid[has]["value"].mean()), float(mid[~has]["value"].mean())
+
+
+def _quickdraw_least(mid: pd.DataFrame, domain: str) -> tuple[float, float] | None:
+    """(quickdraw's mean over its pairs, the lowest other domain's mean)."""
+    domains = sorted(set(mid["domain_a"]) | set(mid["domain_b"]))
+    means = {d: float(mid[(mid["domain_a"] == d) | (mid["domain_b"] == d)]["value"].mean())
+             for d in domains}
+    if "quickdraw" not in means or len(means) <= 2:
+        return None
+    return means["quickdraw"], min(v for d, v in means.items() if d != "quickdraw")
 
 
 def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) -> pd.DataFrame:
-    """The paper's mechanistic findings checked per analysed run, in intermediate layers
-    (every layer but the first and the last):
+    """The paper's mechanistic findings checked per analysed (test domain, setup) over its
+    seeds, in intermediate layers (every layer but the first and the last):
 
     * less sharing with the test domain: mean similarity over domain pairs that include the
-      run's test domain (``a``) below the mean over the other pairs (``b``);
-    * quickdraw shares least: the domain whose pairs have the lowest mean similarity is
-      quickdraw (``a``: quickdraw's mean, ``b``: the lowest other domain's).
-    """
+      test domain (``a``) below the mean over the other pairs (``b``);
+    * quickdraw shares least: the mean over quickdraw's pairs (``a``) below the lowest other
+      domain's (``b``).
+
+    Each is checked (:func:`judge`) on the measured difference ``a - b``, then on the same
+    difference of the excess over the init reference (``learned``: is the pattern learned, or
+    already in the untrained network?) and over the class-shuffle reference
+    (``beyond_shuffle``: is it class-specific?), each as the mean ± std over seeds: it holds
+    only when all three are separated from zero by more than the seed spread. With one seed
+    it can be refuted but not confirmed (undecided). Columns :data:`FINDING_COLUMNS`."""
     rows = []
     for measure, table in _pair_values(cka, summary, class_subset).items():
-        for run, part in table.groupby("run", sort=False):
-            layers = sorted(part["layer_index"].unique())
-            mid = part[part["layer_index"].isin(layers[1:-1] or layers)]
-            domain = mid["test_domain"].iloc[0]
-            has_test = (mid["domain_a"] == domain) | (mid["domain_b"] == domain)
-            a, b = float(mid[has_test]["value"].mean()), float(mid[~has_test]["value"].mean())
-            rows.append({"finding": f"less sharing with the test domain, intermediate layers ({measure})",
-                         "test_domain": domain, "run": run, "a": a, "b": b, "holds": bool(a < b)})
-            domains = sorted(set(mid["domain_a"]) | set(mid["domain_b"]))
-            means = {d: float(mid[(mid["domain_a"] == d) | (mid["domain_b"] == d)]["value"].mean())
-                     for d in domains}
-            if "quickdraw" in means and len(means) > 2:
-                lowest = min(means, key=means.get)
-                others = min(v for d, v in means.items() if d != "quickdraw")
-                rows.append({"finding": f"quickdraw shares least, intermediate layers ({measure})",
-                             "test_domain": domain, "run": run, "a": means["quickdraw"], "b": others,
-                             "holds": lowest == "quickdraw"})
-    return pd.DataFrame(rows, columns=["finding", "test_domain", "run", "a", "b", "holds"])
+        groups = table.groupby(["test_domain", "setup"], sort=False)
+        for (domain, setup), part in groups:
+            runs = list(dict.fromkeys(part["run"]))
+            measured = part[part["reference"] == MEASURED]
+            layers = sorted(measured["layer_index"].unique())
+            mid_layers = layers[1:-1] or layers
+            level_tables = {"value": measured}
+            for reference, _ in CONTROL_LEVELS:
+                level_tables[reference] = _excess(part, reference)
+            for label, stat in (("less sharing with the test domain", _less_sharing),
+                                ("quickdraw shares least", _quickdraw_least)):
+                per_level: dict[str, list[float]] = {}
+                sides = []
+                for run in runs:
+                    for name, level_table in level_tables.items():
+                        mid = level_table[(level_table["run"] == run)
+                                          & level_table["layer_index"].isin(mid_layers)]
+                        found = stat(mid, domain) if not mid.empty else None
+                        if found is None:
+                            continue
+                        per_level.setdefault(name, []).append(found[0] - found[1])
+                        if name == "value":
+                            sides.append(found)
+                if not sides:
+                    continue
+                levels = [_seed_level(name, np.array(per_level[name]))
+                          for name in ("value", *(r for r, _ in CONTROL_LEVELS)) if name in per_level]
+                n = len(sides)
+                seeds = sorted(set(part["seed"])) if "seed" in part else []
+                interval = (f"mean ± std over {n} seeds" if n > 1
+                            else "one seed: no spread (can refute, not confirm)")
+                rows.append(_finding_row(
+                    f"{label}, intermediate layers ({measure})", domain, setup,
+                    runs[0] if n == 1 else f"{setup} seeds {', '.join(map(str, seeds))}", n,
+                    np.array([s[0] for s in sides]), np.array([s[1] for s in sides]), levels,
+                    -1, "seed spread", interval))
+    return _findings_frame(rows)
 
 
 def cka_by_layer(cka: pd.DataFrame, class_subset: str) -> pd.DataFrame:
     """Linear CKA per layer averaged over domain pairs with / without the run's test domain.
 
     Uses ``class_subset`` if the table has it, else ``all``. Columns: run, setup, test_domain,
-    seed, layer_index, layer, class_subset, pair_group, value, n_pairs.
+    seed, reference, layer_index, layer, class_subset, pair_group, value, n_pairs (one row
+    per run: the figure takes mean and spread over seeds).
     """
     if cka.empty:
         return cka
+    cka = with_reference(cka)
     subset = class_subset if class_subset in set(cka["class_subset"]) else "all"
     part = cka[(cka["kernel"] == "linear") & (cka["class_subset"] == subset)].copy()
     with_test = (part["domain_a"] == part["test_domain"]) | (part["domain_b"] == part["test_domain"])
     part["pair_group"] = np.where(with_test, "with test domain", "other pairs")
-    keys = ["run", "setup", "test_domain", "seed", "layer_index", "layer", "class_subset", "pair_group"]
+    keys = ["run", "setup", "test_domain", "seed", "reference", "layer_index", "layer",
+            "class_subset", "pair_group"]
     return part.groupby(keys, sort=False)["value"].agg(value="mean", n_pairs="count").reset_index()
 
 
@@ -208,13 +491,14 @@ def patching_by_layer(patching: pd.DataFrame) -> pd.DataFrame:
     construction, so class means are the informative pairing."""
     if patching.empty:
         return patching
+    patching = with_reference(patching)
     rows = patching[(patching["granularity"] == "site") & (patching["site_kind"] == "layer")
                      & (patching["statistic"] == "effect") & (patching["class_name"] == "all")
                      & (patching["direction"] == "denoising")
                      & (patching["pairing"] == "class_mean")]
-    keep = ["run", "setup", "test_domain", "seed", "source_domain", "target_domain", "site_order",
-            "site", "layer", "class_subset", "metric", "pairing", "receiver_mean", "donor_mean",
-            "value", "ci_low", "ci_high", "n"]
+    keep = ["run", "setup", "test_domain", "seed", "reference", "source_domain", "target_domain",
+            "site_order", "site", "layer", "class_subset", "metric", "pairing", "receiver_mean",
+            "donor_mean", "value", "ci_low", "ci_high", "n"]
     return rows[keep].sort_values(["run", "site_order"]).reset_index(drop=True)
 
 
@@ -223,11 +507,12 @@ def node_sharing_by_layer(groups: pd.DataFrame, class_subset: str) -> pd.DataFra
     and over the domain pairs with the test domain, without quickdraw, and all pairs."""
     if groups.empty:
         return groups
+    groups = with_reference(groups)
     subset = class_subset if class_subset in set(groups["class_subset"]) else "all"
     rows = groups[(groups["metric"] == "node_jaccard") & (groups["class_subset"] == subset)
                   & groups["pair_group"].isin(["with_test_domain", "excluding_quickdraw", "all_pairs"])]
-    keys = ["run", "setup", "test_domain", "seed", "layer_index", "layer", "site", "class_subset",
-            "pair_group", "value", "spread", "n_pairs"]
+    keys = ["run", "setup", "test_domain", "seed", "reference", "layer_index", "layer", "site",
+            "class_subset", "pair_group", "value", "spread", "n_pairs"]
     return rows[keys].reset_index(drop=True)
 
 
@@ -236,10 +521,11 @@ def circuit_similarity(summary: pd.DataFrame, metric: str = "wl_kernel") -> pd.D
     Jaccard) over the held-out classes if present, else all classes."""
     if summary.empty:
         return summary
+    summary = with_reference(summary)
     part = summary[(summary["metric"] == metric) & (summary["statistic"] == "mean")]
     subset = "held-out" if "held-out" in set(part["class_subset"]) else "all"
     part = part[part["class_subset"] == subset]
-    keep = ["run", "setup", "test_domain", "seed", "domain_a", "domain_b", "metric",
+    keep = ["run", "setup", "test_domain", "seed", "reference", "domain_a", "domain_b", "metric",
             "class_subset", "value"]
     return part[keep].reset_index(drop=True)
 
@@ -255,26 +541,33 @@ def _order(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _save(fig, table: pd.DataFrame, stem: Path) -> Path:
-    """Write ``stem.csv`` (the table the figure shows) and ``stem.png``, atomically."""
-    import matplotlib.pyplot as plt
+    """Write ``stem.csv`` (the table the figure shows), ``stem.png`` and the vector
+    ``stem.pdf`` beside it, atomically (:func:`interp.plots.save_figure`)."""
+    from interp.plots import save_figure
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     _atomic(stem.with_suffix(".csv"), lambda p: table.to_csv(p, index=False))
-    _atomic(stem.with_suffix(".png"), lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
-    plt.close(fig)
-    return stem.with_suffix(".png")
+    return save_figure(fig, stem.with_suffix(".png"), dpi=110, bbox_inches="tight")
+
+
+def _figure(**kwargs):
+    """A matplotlib ``Figure`` outside pyplot (no global state, nothing to close)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def plot_accuracy(per_run: pd.DataFrame, chance: float):
     """Grouped bars: held-out top-1 on the test domain per setup (mean over seeds, std as
     error bar, seeds as dots), one group per test domain."""
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
     domains = list(dict.fromkeys(per_run["test_domain"]))
     setups = [s for s in SETUP_ORDER if s in set(per_run["setup"])]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(domains) * max(1, len(setups)) / 4, 3.2))
+    fig = _figure(figsize=(1.6 + 1.5 * len(domains) * max(1, len(setups)) / 4, 3.2))
+    ax = fig.subplots()
     width = 0.8 / max(1, len(setups))
-    colours = plt.get_cmap("tab10")
+    colours = colormaps["tab10"]
     for j, setup in enumerate(setups):
         for i, domain in enumerate(domains):
             vals = per_run[(per_run["test_domain"] == domain) & (per_run["setup"] == setup)]["heldout_top1"]
@@ -292,55 +585,102 @@ def plot_accuracy(per_run: pd.DataFrame, chance: float):
     return fig
 
 
-def _line_panels(table: pd.DataFrame, x: str, group: str, y: str, ylabel: str, title_of,
-                 band: tuple[str, str] | None = None, label_col: str = "layer"):
-    import matplotlib.pyplot as plt
+def over_seeds(table: pd.DataFrame, keys: list[str], y: str = "value") -> pd.DataFrame:
+    """Mean, std (ddof 1; NaN with one seed), min, max and number of runs of ``y`` over the
+    runs (seeds) sharing ``keys``."""
+    grouped = table.groupby(keys, sort=False)
+    stats = grouped[y].agg(mean="mean", std="std", low="min", high="max")
+    return stats.assign(n_seeds=grouped["run"].nunique()).reset_index()
 
-    runs = list(dict.fromkeys(table["run"]))
+
+def _line_panels(table: pd.DataFrame, x: str, group: str, y: str, ylabel: str,
+                 band: tuple[str, str] | None = None, label_col: str = "layer"):
+    """One panel per (test domain, setup): per ``group`` the mean over seeds of ``y`` against
+    ``x`` with a ± std band over seeds (one seed: the ``band`` columns, e.g. a bootstrap
+    interval), and the init reference's mean as a dashed line in the same colour."""
+    from interp.plots import REFERENCE_STYLE
+
+    table = with_reference(table)
+    panels = list(dict.fromkeys(zip(table["test_domain"], table["setup"], strict=True)))
     # one colour and legend order per group across all panels
     colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(table[group]))}
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 2.9), squeeze=False, sharey=True)
-    for ax, run in zip(axes[0], runs, strict=True):
-        part = table[table["run"] == run]
+    fig = _figure(figsize=(3.4 * len(panels), 2.9))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)
+    for ax, (domain, setup) in zip(axes[0], panels, strict=True):
+        part = table[(table["test_domain"] == domain) & (table["setup"] == setup)]
+        measured = part[part["reference"] == MEASURED]
         position = {v: i for i, v in enumerate(sorted(part[x].unique()))}  # evenly spaced layers
+        n_seeds = measured["run"].nunique()
         for name, colour in colours.items():
-            rows = part[part[group] == name].sort_values(x)
+            rows = measured[measured[group] == name]
             if rows.empty:
                 continue
-            xs = rows[x].map(position)
-            ax.plot(xs, rows[y], marker="o", markersize=3, label=str(name), color=colour)
-            if band is not None:
-                ax.fill_between(xs, rows[band[0]], rows[band[1]], alpha=0.2, color=colour)
+            stats = over_seeds(rows, [x], y).sort_values(x)
+            xs = stats[x].map(position)
+            ax.plot(xs, stats["mean"], marker="o", markersize=3, label=str(name), color=colour)
+            if n_seeds > 1:
+                ax.fill_between(xs, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                                alpha=0.2, color=colour, lw=0)
+            elif band is not None:
+                ranges = rows.groupby(x)[list(band)].mean().loc[stats[x]]
+                ax.fill_between(xs, ranges[band[0]], ranges[band[1]], alpha=0.2, color=colour, lw=0)
+            for reference, style in REFERENCE_STYLE.items():
+                ref = part[(part["reference"] == reference) & (part[group] == name)]
+                if ref.empty:
+                    continue
+                line = ref.groupby(x)[y].mean().sort_index()
+                ax.plot(line.index.map(position), line.to_numpy(), ls=style, lw=1.0, color=colour,
+                        label=f"{name} ({reference})")
         ticks = part.drop_duplicates(x).sort_values(x)
         ax.set_xticks(ticks[x].map(position), ticks[label_col], rotation=60, ha="right", fontsize=6)
-        ax.set_title(title_of(part.iloc[0]), fontsize=8)
-        ax.legend(fontsize=6)
+        spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+        ax.set_title(f"test domain {domain}: {SETUP_LABELS.get(setup, setup)}\n{spread}", fontsize=8)
+        ax.legend(fontsize=5)
     axes[0][0].set_ylabel(ylabel)
     fig.tight_layout()
     return fig
 
 
-def _run_title(row: pd.Series) -> str:
-    return f"test domain {row['test_domain']}: {SETUP_LABELS.get(row['setup'], row['setup'])}, seed {row['seed']}"
+REFERENCE_ROWS = {MEASURED: "trained", "init": "init (epoch 0)", "class-shuffle": "class-shuffle",
+                  "seed": "other seed"}
 
 
 def plot_similarity_heatmaps(table: pd.DataFrame):
-    """One domain x domain heatmap of circuit similarity per run."""
-    import matplotlib.pyplot as plt
+    """Domain x domain heatmaps of circuit similarity: one column per (test domain, setup),
+    the mean over seeds (± std where there are several) in each cell; one row per reference
+    present (trained, init, class-shuffle). Diagonal masked; one colour scale from the
+    off-diagonal values of every panel."""
+    from interp.plots import domain_heatmap, off_diagonal_limits
 
-    from interp.plots import domain_heatmap
-
-    runs = list(dict.fromkeys(table["run"]))
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.3 * len(runs), 3.2), squeeze=False)
-    for ax, run in zip(axes[0], runs, strict=True):
-        part = table[table["run"] == run]
-        domains = sorted(set(part["domain_a"]) | set(part["domain_b"]))
-        matrix = pd.DataFrame(np.eye(len(domains)), index=domains, columns=domains)
-        for _, row in part.iterrows():
-            matrix.loc[row["domain_a"], row["domain_b"]] = row["value"]
-            matrix.loc[row["domain_b"], row["domain_a"]] = row["value"]
-        domain_heatmap(ax, matrix, domains, _run_title(part.iloc[0]))
-    fig.tight_layout()
+    table = with_reference(table)
+    panels = list(dict.fromkeys(zip(table["test_domain"], table["setup"], strict=True)))
+    references = [r for r in REFERENCE_ROWS if r in set(table["reference"]) and r != "seed"]
+    domains = sorted(set(table["domain_a"]) | set(table["domain_b"]))
+    cells = {}
+    for ref in references:
+        for domain, setup in panels:
+            part = table[(table["reference"] == ref) & (table["test_domain"] == domain)
+                         & (table["setup"] == setup)]
+            stats = over_seeds(part, ["domain_a", "domain_b"])
+            mean = pd.DataFrame(np.eye(len(domains)), index=domains, columns=domains)
+            std = pd.DataFrame(np.nan, index=domains, columns=domains)
+            for row in stats.itertuples(index=False):
+                mean.loc[row.domain_a, row.domain_b] = mean.loc[row.domain_b, row.domain_a] = row.mean
+                std.loc[row.domain_a, row.domain_b] = std.loc[row.domain_b, row.domain_a] = row.std
+            cells[(ref, domain, setup)] = (mean, std, int(stats["n_seeds"].max()) if len(stats) else 0)
+    limits = off_diagonal_limits([m for m, _, _ in cells.values()])
+    fig = _figure(figsize=(3.3 * len(panels) + 0.8, 3.7 * len(references)), layout="constrained")
+    axes = fig.subplots(len(references), len(panels), squeeze=False)
+    image = None
+    for i, ref in enumerate(references):
+        for j, (domain, setup) in enumerate(panels):
+            mean, std, n = cells[(ref, domain, setup)]
+            title = (f"{REFERENCE_ROWS[ref]}\ntest domain {domain}, {SETUP_LABELS.get(setup, setup)}, "
+                     + (f"mean ± std over {n} seeds" if n > 1 else "one seed"))
+            image = domain_heatmap(axes[i, j], mean, domains, title,
+                                   spread=std if n > 1 else None, limits=limits)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="similarity (off-diagonal scale)")
     return fig
 
 
@@ -367,34 +707,37 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
     subset = config.analyses.classes
     cka = cka_by_layer(tables["cka"], subset)
     if not cka.empty:
-        fig = _line_panels(cka, "layer_index", "pair_group", "value", "linear CKA (class means)",
-                           _run_title)
+        fig = _line_panels(cka, "layer_index", "pair_group", "value", "linear CKA (class means)")
         result.figures["cka_by_layer"] = (_save(fig, cka, out / "cka_by_layer"), (
             "Layerwise linear CKA between domains' class-mean activations, averaged over domain "
-            "pairs that include the test domain and over the other pairs."))
+            "pairs that include the test domain and over the other pairs: mean over seeds with "
+            "a ± std band, the untrained (epoch-0) network's value dashed in the same colour."))
     patch = patching_by_layer(tables["patching"])
     if not patch.empty:
         fig = _line_panels(patch, "site_order", "target_domain", "value",
-                           "effect on logit diff. (class-mean patch)", _run_title,
-                           band=("ci_low", "ci_high"))
+                           "effect on logit diff. (class-mean patch)", band=("ci_low", "ci_high"))
         result.figures["patching_by_layer"] = (_save(fig, patch, out / "patching_by_layer"), (
             "Change in test-domain images' logit difference (true class minus runner-up) when "
             f"the class-mean {config.analyses.patch_source} activation of their class is patched "
-            "in at each layer, with bootstrap intervals; the unpatched levels of both domains are "
-            "the receiver_mean and donor_mean columns."))
+            "in at each layer: mean over seeds with a ± std band (one seed: the bootstrap "
+            "interval), the epoch-0 network's effect dashed; the unpatched levels of both "
+            "domains are the receiver_mean and donor_mean columns."))
     sharing = node_sharing_by_layer(tables["circuit_groups"], subset)
     if not sharing.empty:
-        fig = _line_panels(sharing, "layer_index", "pair_group", "value", "node Jaccard", _run_title)
+        fig = _line_panels(sharing, "layer_index", "pair_group", "value", "node Jaccard")
         result.figures["node_sharing_by_layer"] = (_save(fig, sharing, out / "node_sharing_by_layer"), (
             "Circuit node sharing per layer: Jaccard of the kept units of a class's circuits in "
             "two domains, averaged over classes and over pairs with the test domain, without "
-            "quickdraw, and all pairs."))
+            "quickdraw, and all pairs: mean over seeds with a ± std band, the epoch-0 "
+            "network's circuits dashed in the same colour."))
     similarity = circuit_similarity(tables["circuit_summary"])
     if not similarity.empty:
         fig = plot_similarity_heatmaps(similarity)
         result.figures["circuit_similarity"] = (_save(fig, similarity, out / "circuit_similarity"), (
             "Whole-circuit similarity (Weisfeiler-Lehman subtree kernel, normalised) between "
-            "domains, averaged over classes."))
+            "domains, averaged over classes, mean (± std) over seeds; rows: the trained "
+            "network and its references (epoch 0, class-shuffled pairs). Diagonal masked, "
+            "colours scaled to the off-diagonal values."))
     drawing = _circuit_drawing(config, tables["circuit_nodes"], out)
     if drawing is not None:
         result.figures["circuit_drawing"] = drawing
@@ -412,14 +755,33 @@ def _circuit_drawing(config: ExperimentConfig, nodes: pd.DataFrame, out: Path):
     if not pngs:
         return None
     cls = pngs[0].stem.removeprefix("circuits_")
-    rows = nodes[(nodes["run"] == run_id(runs[0])) & (nodes["class_name"] == cls)]
+    nodes = with_reference(nodes)
+    rows = nodes[(nodes["run"] == run_id(runs[0])) & (nodes["class_name"] == cls)
+                 & (nodes["reference"] == MEASURED)]
     stem = out / "circuit_drawing"
     _atomic(stem.with_suffix(".csv"), lambda p: rows.to_csv(p, index=False))
     _atomic(stem.with_suffix(".png"), lambda p: shutil.copyfile(pngs[0], p))
+    pdf = pngs[0].with_suffix(".pdf")  # written beside it by interp.plots.save_figure
+    if pdf.is_file():
+        _atomic(stem.with_suffix(".pdf"), lambda p: shutil.copyfile(pdf, p))
+    else:
+        _png_as_pdf(stem.with_suffix(".png"))
     return stem.with_suffix(".png"), (
         f"The circuits of class '{cls}' in every domain (test domain {runs[0].test_domain}, "
         f"{SETUP_LABELS.get(runs[0].setup, runs[0].setup)}): kept units per layer and their "
         "strongest incoming edges.")
+
+
+def _png_as_pdf(png: Path) -> Path:
+    """``<stem>.pdf`` beside a PNG that is a picture already (the contact sheet of images, a
+    copied drawing without its PDF): the image placed on a PDF page."""
+    from PIL import Image
+
+    pdf = png.with_suffix(".pdf")
+    with Image.open(png) as image:
+        rgb = image.convert("RGB")
+        _atomic(pdf, lambda p: rgb.save(p, format="PDF", resolution=110.0))
+    return pdf
 
 
 def contact_sheet_table(root: Path, n: int = 12) -> pd.DataFrame:
@@ -446,6 +808,7 @@ def _contact_sheet(config: ExperimentConfig, out: Path) -> tuple[Path, str]:
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         drawn = contact_sheet(config.data_root, Path(tmp) / "sheet.png", n_classes=n)
         write_bytes(stem.with_suffix(".png"), Path(drawn).read_bytes())
+    _png_as_pdf(stem.with_suffix(".png"))
     shown = contact_sheet_table(config.data_root, n)
     _atomic(stem.with_suffix(".csv"), lambda p: shown.to_csv(p, index=False))
     try:
@@ -528,11 +891,12 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
 
     n_classes = len(class_names(config.data_root))
     n_heldout = len(heldout_classes(config.data_root))
-    found = findings(head, 1.0 / n_classes)
+    found = findings(head, 1.0 / n_classes, per_run=per_run, accuracy=tables["accuracy"],
+                     n_boot=config.analyses.n_boot, seed=config.data.seed)
     mechanism = mechanism_findings(tables["cka"], tables["circuit_summary"], config.analyses.classes)
-    found = pd.concat([found.assign(run="mean over seeds"), mechanism],
-                      ignore_index=True)[list(mechanism.columns)]
+    found = _findings_frame([*found.to_dict("records"), *mechanism.to_dict("records")])
     _atomic(results / "findings.csv", lambda p: found.to_csv(p, index=False))
+    controls = controls_summary(tables["controls"])
     figures = gallery(config, tables, results)
     times = step_times(config)
 
@@ -550,14 +914,35 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
               "results/accuracy.csv."),
     ]
     if not found.empty:
-        shown = found.assign(a=found["a"].round(3), b=found["b"].round(3),
-                             holds=found["holds"].map({True: "yes", False: "no"}))
         blocks += [("h2", "The paper's findings on this data"),
-                   ("p", "Accuracy rows: a and b are the mean held-out top-1 of the two sides "
-                         "compared. Mechanistic rows (one per analysed run, intermediate layers): "
+                   ("p", "Every finding is judged on its controls, not on the measured numbers "
+                         "alone. Accuracy rows: a and b are the mean held-out top-1 of the two "
+                         "sides compared; their difference gets an interval, the mean ± std over "
+                         "seeds of the difference per seed when every setup has several seeds, "
+                         "else a 95% bootstrap over classes and images; a difference whose "
+                         "interval includes zero is undecided, not no. Mechanistic rows (one per "
+                         "analysed test domain and setup, over its seeds, intermediate layers): "
                          "a and b are the mean similarity of domain pairs with and without the "
-                         "test domain, or quickdraw's mean and the lowest other domain's."),
-                   ("table", shown)]
+                         "test domain, or quickdraw's mean and the lowest other domain's; the "
+                         "difference is checked as measured, then as learned (the same "
+                         "difference of the excess over the epoch-0 network) and beyond shuffle "
+                         "(of the excess over class-shuffled pairs), each as mean ± std over "
+                         "seeds: a finding holds only if all three are separated from zero by "
+                         "more than the seed spread, and one seed can refute but not confirm "
+                         "it. 'decided by' names the check that decided (value, init, "
+                         "class-shuffle, seed spread, bootstrap) or 'undecided'. Every column: "
+                         "results/findings.csv."),
+                   ("table", findings_display(found))]
+    if not controls.empty:
+        _atomic(results / "controls_summary.csv", lambda p: controls.to_csv(p, index=False))
+        blocks += [("h2", "Controls"),
+                   ("p", "Each similarity beside its references (init: the run's epoch-0 "
+                         "checkpoint; class-shuffle: class c in one domain against another class "
+                         "in the other; seed: another seed's run), averaged over sites, domain "
+                         "pairs and seeds; excess = value - reference, with the mean of its "
+                         "bootstrap intervals over classes. Per site and pair: "
+                         "results/controls.csv."),
+                   ("table", controls)]
     blocks.append(("h2", "Figures"))
     for _name, (png, sentence) in figures.figures.items():
         rel = png.relative_to(out)
@@ -574,6 +959,53 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
     _atomic(out / layout.REPORT_HTML, lambda p: Path(p).write_text(_html(blocks, config.name)))
     return {"markdown": out / layout.REPORT_MD, "html": out / layout.REPORT_HTML,
             **{k: v[0] for k, v in figures.figures.items()}}
+
+
+def findings_display(found: pd.DataFrame) -> pd.DataFrame:
+    """The findings as text cells: sides as mean (± std over seeds), differences with their
+    interval, holds as yes / no / undecided."""
+    def num(v, std=float("nan")) -> str:
+        if pd.isna(v):
+            return ""
+        return f"{v:.3f}" + ("" if pd.isna(std) else f" ± {std:.3f}")
+
+    def interval(point, low, high) -> str:
+        if pd.isna(point):
+            return ""
+        return f"{point:+.3f}" + ("" if pd.isna(low) else f" [{low:+.3f}, {high:+.3f}]")
+
+    return pd.DataFrame({
+        "finding": found["finding"], "test domain": found["test_domain"], "run": found["run"],
+        "seeds": found["n_seeds"],
+        "a": [num(v, s) for v, s in zip(found["a"], found["a_std"], strict=True)],
+        "b": [num(v, s) for v, s in zip(found["b"], found["b_std"], strict=True)],
+        "a - b": [interval(*v) for v in zip(found["difference"], found["low"], found["high"], strict=True)],
+        "learned": [interval(*v) for v in zip(found["learned"], found["learned_low"],
+                                              found["learned_high"], strict=True)],
+        "beyond shuffle": [interval(*v) for v in zip(found["beyond_shuffle"],
+                                                     found["beyond_shuffle_low"],
+                                                     found["beyond_shuffle_high"], strict=True)],
+        "interval": found["interval"],
+        "holds": [("undecided" if pd.isna(h) else "yes" if h else "no") for h in found["holds"]],
+        "decided by": found["decided_by"],
+    })
+
+
+def controls_summary(controls: pd.DataFrame) -> pd.DataFrame:
+    """Per (analysis, measure, reference): mean value, reference value and excess over the
+    rows of ``controls.csv`` (sites, pairs, seeds), the mean excess interval and the numbers of
+    rows and seeds."""
+    need = {"measure", "reference", "value", "reference_value", "excess"}
+    if controls.empty or not need <= set(controls.columns):
+        return pd.DataFrame()
+    keys = [c for c in ("analysis", "measure", "reference") if c in controls.columns]
+    table = controls.assign(**{c: controls.get(c, np.nan) for c in ("excess_low", "excess_high")})
+    grouped = table.groupby(keys, sort=False)
+    out = grouped.agg(value=("value", "mean"), reference_value=("reference_value", "mean"),
+                      excess=("excess", "mean"), excess_low=("excess_low", "mean"),
+                      excess_high=("excess_high", "mean"), rows=("value", "size"),
+                      seeds=("run", "nunique")).reset_index()
+    return out.round(3)
 
 
 def _markdown(blocks: list[tuple[str, object]]) -> str:
@@ -622,5 +1054,5 @@ def read_findings(out: Path) -> pd.DataFrame:
     return pd.read_csv(Path(out) / RESULTS_DIR / "findings.csv")
 
 
-__all__ = ["collect_results", "findings", "gallery", "headline", "read_findings", "run_accuracy",
-           "write_report"]
+__all__ = ["bootstrap_top1", "collect_results", "findings", "gallery", "headline", "judge",
+           "mechanism_findings", "read_findings", "run_accuracy", "write_report"]

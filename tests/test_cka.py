@@ -370,7 +370,7 @@ def test_figures_are_drawn_from_the_table(tmp_path):
     heat = save_figure(plot_cka_heatmaps(table), tmp_path / "heat.png")
     assert by_layer.stat().st_size > 1000 and heat.stat().st_size > 1000
     assert by_layer.read_bytes()[:4] == b"\x89PNG" and sorted(p.name for p in tmp_path.iterdir()) == [
-        "heat.png", "layers.png"]  # written atomically: no temp file left
+        "heat.pdf", "heat.png", "layers.pdf", "layers.png"]  # atomic: no temp file left; PDF beside
     mixed = pd.concat([table, table.assign(kernel="rbf")])
     with pytest.raises(ValueError, match="filter it"):
         plot_cka_heatmaps(mixed)

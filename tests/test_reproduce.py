@@ -222,6 +222,11 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
         table = pd.read_csv(results / f"{name}.csv")
         assert not table.empty, name
         assert _is_png(results / f"{name}.png"), name
+        assert (results / f"{name}.pdf").read_bytes()[:5] == b"%PDF-", name  # vector beside PNG
+    found = pd.read_csv(results / "findings.csv")
+    assert {"holds", "decided_by", "low", "high", "learned", "n_seeds"} <= set(found.columns)
+    assert set(found["decided_by"]) <= {"value", "init", "class-shuffle", "seed spread",
+                                        "bootstrap", "undecided"}
     per_run = pd.read_csv(results / "accuracy_by_setup.csv")
     # natural-only has the same run directory name for both test domains; both are kept apart
     assert sorted(per_run["run"]) == [
@@ -236,12 +241,15 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
             .isin(["with test domain", "other pairs"]).all())
     patch = pd.read_csv(results / "patching_by_layer.csv")
     assert patch["pairing"].eq("class_mean").all() and patch["metric"].eq("logit_diff").all()
-    assert (patch["ci_low"] <= patch["ci_high"]).all()
+    has_ci = patch[["ci_low", "ci_high"]].notna().all(axis=1)
+    assert has_ci[patch["reference"] == "none"].all()
+    assert (patch.loc[has_ci, "ci_low"] <= patch.loc[has_ci, "ci_high"]).all()
     summary = pd.read_csv(results / "patching.csv")
     patched = summary[(summary["statistic"] == "patched") & (summary["granularity"] == "site")
                       & (summary["pairing"] == "class_mean") & (summary["direction"] == "denoising")
                       & (summary["class_name"] == "all") & (summary["site_kind"] == "layer")]
-    merged = patch.merge(patched, on=["run", "site"], suffixes=("", "_patched"))
+    keys = ["run", "site"] + (["reference"] if "reference" in summary.columns else [])
+    merged = patch.merge(patched, on=keys, suffixes=("", "_patched"))
     assert len(merged) == len(patch) > 0    # effect = patched level - unpatched target level
     assert np.allclose(merged["value"], merged["value_patched"] - merged["receiver_mean"], atol=1e-5)
     nodes = pd.read_csv(results / "node_sharing_by_layer.csv")
@@ -345,6 +353,9 @@ def _accuracy_rows(values: dict[tuple[str, str, int], tuple[float, float]]) -> p
                               metric="top1", n_images=10)
                 rows.append({**common, "eval_domain": domain, "value": v * scale})
                 rows.append({**common, "eval_domain": "real", "value": 0.99})
+                # one class of 100 images at the same accuracy: the findings' bootstrap
+                rows.append({**common, "eval_domain": domain, "value": v * scale,
+                             "metric": "class_top1", "class_name": f"c-{subset}", "n_images": 100})
     return pd.DataFrame(rows)
 
 
@@ -362,7 +373,8 @@ def test_headline_and_findings_by_hand():
     assert head.loc[("sketch", "cg-high"), "heldout_std"] == pytest.approx(np.std([0.3, 0.5], ddof=1))
     assert head.loc[("sketch", "natural-only"), "n_seeds"] == 2
     assert np.isnan(head.loc[("quickdraw", "cg-high"), "heldout_std"])
-    found = findings(head.reset_index(), chance=0.1).set_index(["finding", "test_domain"])
+    found = findings(head.reset_index(), chance=0.1, per_run=per_run,
+                     accuracy=_accuracy_rows(values)).set_index(["finding", "test_domain"])
     assert found.loc[("diversity helps (CG high-div. > natural-only)", "sketch"), "holds"]
     assert found.loc[("diversity helps (leave-out-domain > natural-only)", "sketch"), "a"] == pytest.approx(0.2)
     assert not found.loc[("CG trails leave-out-domain", "sketch"), "holds"]
@@ -426,9 +438,10 @@ def test_mechanism_findings_by_hand():
                 value = 0.2
             else:
                 value = 0.8
-            rows.append(dict(run="r", test_domain="sketch", domain_a=a, domain_b=b,
-                             layer_index=layer, kernel="linear", class_subset="held-out",
-                             value=value))
+            for seed in (0, 1):  # two seeds alike: no spread, so the seed spread decides
+                rows.append(dict(run=f"r{seed}", seed=seed, test_domain="sketch", domain_a=a,
+                                 domain_b=b, layer_index=layer, kernel="linear",
+                                 class_subset="held-out", value=value))
     found = mechanism_findings(pd.DataFrame(rows), pd.DataFrame(), "held-out").set_index("finding")
     less = found.loc["less sharing with the test domain, intermediate layers (CKA)"]
     assert less["a"] == pytest.approx(0.3) and less["b"] == pytest.approx((0.2 + 0.8 + 0.2) / 3)

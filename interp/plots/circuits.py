@@ -3,9 +3,11 @@ circuit files only (matplotlib ``Figure``, no pyplot state).
 
 * :func:`plot_node_sharing`: node Jaccard per layer, one line per domain pair (mean over
   classes); pairs containing the highlighted (test) domain in colour, others grey; one panel
-  per class subset.
+  per class subset; the ``init`` reference (a ``reference`` column, issue 13) dashed in the
+  pair's colour.
 * :func:`plot_similarity_heatmaps`: domain x domain circuit similarity (edge Jaccard, WL
-  kernel), one row per metric, one column per class subset.
+  kernel), one row per metric, one column per class subset; measured rows only, diagonal
+  masked, one colour scale from the off-diagonal values.
 * :func:`plot_circuits_for_class`: one layered circuit drawing per domain for one class.
 """
 
@@ -20,7 +22,13 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from interp.plots import domain_heatmap
+from interp.plots import (
+    REFERENCE_STYLE,
+    domain_heatmap,
+    off_diagonal_limits,
+    reference_handles,
+    split_references,
+)
 
 _REQUIRED = ("domain_a", "domain_b", "site", "metric", "class_subset", "statistic", "value")
 _SUBSETS = ("held-out", "seen", "all")
@@ -41,7 +49,10 @@ def plot_node_sharing(summary: pd.DataFrame, highlight: str | None = None,
                       title: str | None = None) -> Figure:
     """Mean node Jaccard per layer for each domain pair (see the module docstring)."""
     _check(summary)
+    summary, references = split_references(summary)
     part = summary[(summary["metric"] == "node_jaccard") & (summary["statistic"] == "mean")]
+    refs = {name: rows[(rows["metric"] == "node_jaccard") & (rows["statistic"] == "mean")]
+            for name, rows in references.items()}
     if part.empty:
         raise ValueError("the summary has no node_jaccard means to plot")
     subsets = _subsets(part)
@@ -62,6 +73,14 @@ def plot_node_sharing(summary: pd.DataFrame, highlight: str | None = None,
             ax.plot(line["layer_index"], line["value"], color=colour, lw=2.0 if hot else 1.0,
                     marker="o" if hot else None, ms=3, alpha=1.0 if hot else 0.7,
                     label=f"{a}-{b}" if hot else None, zorder=3 if hot else 2)
+            for name, style in REFERENCE_STYLE.items():
+                ref = refs.get(name)
+                if ref is None or ref.empty:
+                    continue
+                ref = ref[(ref["class_subset"] == subset) & (ref["domain_a"] == a)
+                          & (ref["domain_b"] == b)].groupby("layer_index")["value"].mean()
+                ax.plot(ref.index, ref.to_numpy(), color=colour, lw=1.0, ls=style,
+                        alpha=0.9 if hot else 0.5)
         ticks = rows[["layer_index", "layer"]].drop_duplicates().sort_values("layer_index")
         ax.set_xticks(ticks["layer_index"], ticks["layer"].astype(str), rotation=45, ha="right",
                       fontsize=7)
@@ -72,6 +91,7 @@ def plot_node_sharing(summary: pd.DataFrame, highlight: str | None = None,
     handles = list(axes[0].get_legend_handles_labels()[0])
     if highlight is not None:
         handles.append(Line2D([], [], color="0.65", lw=1.0, label="other pairs"))
+    handles += reference_handles(refs)
     fig.legend(handles=handles, loc="outside right center", fontsize=7,
                title=f"pairs with {highlight}" if highlight else "domain pairs")
     if title:
@@ -81,7 +101,8 @@ def plot_node_sharing(summary: pd.DataFrame, highlight: str | None = None,
 
 def similarity_matrix(summary: pd.DataFrame, metric: str, class_subset: str,
                       domains: Sequence[str]) -> pd.DataFrame:
-    """Domain x domain matrix of the class-mean ``metric`` (diagonal 1)."""
+    """Domain x domain matrix of the class-mean ``metric`` (diagonal 1; measured rows only)."""
+    summary, _ = split_references(summary)
     part = summary[(summary["metric"] == metric) & (summary["statistic"] == "mean")
                    & (summary["class_subset"] == class_subset)]
     matrix = pd.DataFrame(np.where(np.eye(len(domains), dtype=bool), 1.0, np.nan),
@@ -104,11 +125,13 @@ def plot_similarity_heatmaps(summary: pd.DataFrame, domains: Sequence[str] | Non
     fig = Figure(figsize=(size * len(subsets) + 1.0, size * len(metrics) + 0.5), layout="constrained")
     axes = fig.subplots(len(metrics), len(subsets), squeeze=False)
     image = None
+    matrices = {(metric, subset): similarity_matrix(summary, metric, subset, domains)
+                for metric in metrics for subset in subsets}
+    limits = off_diagonal_limits(list(matrices.values()))
     for i, metric in enumerate(metrics):
         for j, subset in enumerate(subsets):
-            ax = axes[i, j]
-            matrix = similarity_matrix(summary, metric, subset, domains)
-            image = domain_heatmap(ax, matrix, domains, f"{metric}, {subset}")
+            image = domain_heatmap(axes[i, j], matrices[(metric, subset)], domains,
+                                   f"{metric}, {subset}", limits=limits)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="similarity (mean over classes)")
     if title:

@@ -2,8 +2,10 @@
 
 * :func:`plot_cka_by_layer`: CKA per layer, one line per domain pair; pairs containing the
   highlighted (test) domain in colour, the others in grey; one panel per (class subset,
-  kernel). Rows repeated over runs or seeds are averaged, with a min-max band.
-* :func:`plot_cka_heatmaps`: a domain x domain heatmap per layer.
+  kernel). Rows repeated over runs or seeds are averaged, with a min-max band; the ``init``
+  reference rows (a ``reference`` column, issue 13) are a dashed line in the pair's colour.
+* :func:`plot_cka_heatmaps`: a domain x domain heatmap per layer (measured rows only,
+  diagonal masked, one colour scale from the off-diagonal values).
 
 Only ``matplotlib.figure.Figure`` is used (no pyplot), so nothing touches global state and
 no display is needed.
@@ -12,8 +14,6 @@ no display is needed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,16 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from interp.plots import domain_heatmap
+from interp.plots import (
+    REFERENCE_STYLE,
+    domain_heatmap,
+    off_diagonal_limits,
+    reference_handles,
+    save_figure,
+    split_references,
+)
+
+__all__ = ["cka_matrix", "plot_cka_by_layer", "plot_cka_heatmaps", "save_figure"]
 
 _PAIR_COLUMNS = ["domain_a", "domain_b"]
 _REQUIRED = ("layer", "layer_index", "domain_a", "domain_b", "value")
@@ -67,6 +76,8 @@ def plot_cka_by_layer(
     (class_subset, kernel)."""
     _check_table(table)
     highlight = _highlight(table, highlight)
+    table, references = split_references(table)
+    _check_table(table)
     facets = [c for c in ("class_subset", "kernel") if c in table.columns]
     groups = list(table.groupby(facets, sort=False)) if facets else [((), table)]
     fig = Figure(figsize=(4.6 * len(groups) + 1.8, 3.8), layout="constrained")
@@ -92,6 +103,9 @@ def plot_cka_by_layer(
             )
             if (line["max"] > line["min"]).any():
                 ax.fill_between(line["layer_index"], line["min"], line["max"], color=colour, alpha=0.15, lw=0)
+            for name, style in REFERENCE_STYLE.items():
+                _reference_line(ax, references.get(name), facets, key, (a, b), colour, style,
+                                hot, name)
         ticks, labels = _layer_ticks(part)
         ax.set_xticks(ticks, labels, rotation=45, ha="right", fontsize=8)
         ax.set_xlabel("layer")
@@ -102,6 +116,7 @@ def plot_cka_by_layer(
     handles = list(axes[0].get_legend_handles_labels()[0])
     if highlight is not None:
         handles.append(Line2D([], [], color="0.65", lw=1.0, label="other pairs"))
+    handles += reference_handles(references)
     fig.legend(
         handles=handles, loc="outside right center", fontsize=8,
         title=f"pairs with {highlight}" if highlight is not None else "domain pairs",
@@ -109,6 +124,21 @@ def plot_cka_by_layer(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _reference_line(ax, rows: pd.DataFrame | None, facets: list[str], key, pair: tuple[str, str],
+                    colour, style: str, hot: bool, name: str) -> None:
+    """The mean over repeated rows of one reference of one domain pair, dashed."""
+    if rows is None or rows.empty:
+        return
+    key = key if isinstance(key, tuple) else (key,)
+    mask = (rows["domain_a"] == pair[0]) & (rows["domain_b"] == pair[1])
+    for facet, value in zip(facets, key, strict=True):
+        mask &= rows[facet] == value
+    line = rows[mask].groupby("layer_index")["value"].mean().sort_index()
+    if not line.empty:
+        ax.plot(line.index, line.to_numpy(), color=colour, lw=1.2 if hot else 0.8, ls=style,
+                alpha=0.9 if hot else 0.5)
 
 
 def cka_matrix(table: pd.DataFrame, site: str, domains: Sequence[str] | None = None) -> pd.DataFrame:
@@ -130,11 +160,14 @@ def cka_matrix(table: pd.DataFrame, site: str, domains: Sequence[str] | None = N
 def plot_cka_heatmaps(
     table: pd.DataFrame, sites: Sequence[str] | None = None, ncols: int = 4, title: str | None = None
 ) -> Figure:
-    """One domain x domain CKA heatmap per layer (values annotated, shared 0-1 colour scale).
+    """One domain x domain CKA heatmap per layer (values annotated, diagonal masked, one
+    colour scale over all panels from the off-diagonal values).
 
     The table must hold one class subset, kernel and mode (filter it first); repeated rows
-    (runs, seeds) are averaged.
+    (runs, seeds) are averaged; reference rows (``reference`` other than ``none``) are left out.
     """
+    _check_table(table)
+    table, _ = split_references(table)
     _check_table(table)
     for column in ("class_subset", "kernel", "mode", "hsic"):
         if column in table.columns and table[column].nunique() > 1:
@@ -153,10 +186,11 @@ def plot_cka_heatmaps(
     fig = Figure(figsize=(size * ncols + 1.0, size * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     image = None
-    for ax, site in zip(axes.flat, sites, strict=False):
-        matrix = cka_matrix(table, site, domains)
+    matrices = [cka_matrix(table, site, domains) for site in sites]
+    limits = off_diagonal_limits(matrices)
+    for ax, site, matrix in zip(axes.flat, sites, matrices, strict=False):
         image = domain_heatmap(ax, matrix, domains, str(labels.get(site, site)),
-                               annotate=len(domains) <= 8, title_size=9)
+                               annotate=len(domains) <= 8, title_size=9, limits=limits)
     for ax in list(axes.flat)[len(sites):]:
         ax.set_axis_off()
     if image is not None:
@@ -164,14 +198,3 @@ def plot_cka_heatmaps(
     if title:
         fig.suptitle(title)
     return fig
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 150, **kwargs: Any) -> Path:
-    """Write ``fig`` to ``path`` (PNG/PDF/SVG by suffix, default PNG) atomically, creating
-    folders; ``kwargs`` go to ``savefig``; returns the path."""
-    from training.util.files import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png", **kwargs)
-    return path

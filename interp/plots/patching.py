@@ -2,7 +2,8 @@
 
 * :func:`plot_recovery_by_layer`: site-level recovery (or another statistic) per layer in
   forward order, one line per domain pair (source -> target) and site kind (solid: layers,
-  i.e. block outputs; dashed: components), bootstrap interval as a band; one panel per
+  i.e. block outputs; dash-dotted: components), bootstrap interval as a band, the ``init``
+  reference (a ``reference`` column, issue 13) dashed in the same colour; one panel per
   (pairing, direction). The y range follows the estimates; intervals reaching beyond it are
   clipped (recovery intervals get wide where the domains' metrics barely differ).
 * :func:`plot_layer_heatmap`: layer x position, layer x head or layer x channel-group
@@ -21,6 +22,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from interp.plots import REFERENCE_STYLE, reference_handles, save_figure, split_references
 from training.util.validate import check_choice
 
 _REQUIRED = ("layer", "site_order", "granularity", "statistic", "value", "direction")
@@ -50,8 +52,6 @@ def _select(table: pd.DataFrame, granularity: str, statistic: str) -> pd.DataFra
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:
     if path is not None:
-        from interp.plots.cka import save_figure
-
         save_figure(fig, path, dpi=130, bbox_inches="tight")
     return fig
 
@@ -64,7 +64,11 @@ def plot_recovery_by_layer(
     ``table``: a summary from :meth:`interp.interventions.patching.PatchingResult.to_frame` (or several
     concatenated). Written to ``path`` if given.
     """
-    rows = _select(table, "site", statistic)
+    measured, references = split_references(table)
+    rows = _select(measured, "site", statistic)
+    refs = {name: _select(r, "site", statistic) for name, r in references.items()
+            if name in REFERENCE_STYLE and not r.empty
+            and ((r["granularity"] == "site") & (r["statistic"] == statistic)).any()}
     pairings = sorted(rows["pairing"].unique())
     directions = sorted(rows["direction"].unique())
     panels = [(p, d) for p in pairings for d in directions]
@@ -86,7 +90,7 @@ def plot_recovery_by_layer(
                 data = data[data["site_kind"] == kind]
             if data.empty:
                 continue
-            style = "--" if kind == "component" else "-"
+            style = "-." if kind == "component" else "-"
             label = pair if len(kinds) == 1 else f"{pair} ({kind}s)"
             grouped = data.groupby("layer", sort=False)
             mean = grouped["value"].mean()
@@ -100,6 +104,15 @@ def plot_recovery_by_layer(
                     label=label)
             ax.fill_between(x, low[order].to_numpy(), high[order].to_numpy(), color=colours(i % 10),
                             alpha=0.2, linewidth=0)
+            for name, ref in refs.items():
+                ref = ref[(ref["pairing"] == pairing) & (ref["direction"] == direction)
+                          & (ref["pair"] == pair)]
+                if kind is not None:
+                    ref = ref[ref["site_kind"] == kind]
+                line = ref.groupby("layer", sort=False)["value"].mean()
+                line = line[[layer for layer in order if layer in line.index]]
+                ax.plot([position[layer] for layer in line.index], line.to_numpy(),
+                        linestyle=REFERENCE_STYLE[name], color=colours(i % 10), linewidth=1.0)
         values = panel["value"].to_numpy(dtype=float)
         values = values[np.isfinite(values)]
         if values.size:  # scale to the estimates; wide intervals are clipped, not the lines
@@ -113,7 +126,9 @@ def plot_recovery_by_layer(
         ax.set_title(f"{direction}, {pairing}", fontsize=9)
         ax.set_xlabel("site (forward order)")
         ax.set_ylabel(statistic)
-    next(ax for ax in axes[::-1] if ax.get_visible()).legend(fontsize=7, loc="best")
+    last = next(ax for ax in axes[::-1] if ax.get_visible())
+    handles = last.get_legend_handles_labels()[0] + reference_handles(refs)
+    last.legend(handles=handles, fontsize=7, loc="best")
     metric = ", ".join(sorted(rows["metric"].astype(str).unique())) if "metric" in rows else ""
     fig.suptitle(f"Cross-domain patching: {statistic} per layer ({metric})", fontsize=10)
     return _save(fig, path)
@@ -129,7 +144,7 @@ def plot_layer_heatmap(
     ``channel_group``); one panel per (domain pair, pairing, direction). Missing cells (e.g.
     ResNet stages with fewer positions) are blank; the colour scale is symmetric around 0."""
     check_choice("heatmap granularity", granularity, _AXIS_COLUMN)
-    rows = _select(table, granularity, statistic)
+    rows = _select(split_references(table)[0], granularity, statistic)
     column = _AXIS_COLUMN[granularity]
     panels = list(rows.groupby(["pair", "pairing", "direction"], sort=True).groups)
     layer_order = rows.drop_duplicates("layer").sort_values("site_order")["layer"].tolist()
