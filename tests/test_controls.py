@@ -263,3 +263,50 @@ def test_cka_refuses_bad_references_before_any_work(two_runs, tmp_path, monkeypa
     with pytest.raises(ValueError, match="epoch-0"):
         cka_run(only_late, settings=CKASettings())
     assert experiment.CKASettings().references == ("init", "class-shuffle")
+
+
+def test_circuit_references_init_class_shuffle_and_seed(two_runs, tmp_path):
+    from domainlens.experiments.circuits import CircuitSettings, run_circuits
+    from interp.circuits.circuit import Circuit
+    from interp.circuits.compare import edge_jaccard, node_jaccard_by_site, wl_kernel
+
+    run, twin, root = two_runs
+    classes, domains = ["axe", "cat", "dog"], ["clipart", "sketch"]
+    common = dict(n_images=2, n_boot=200)
+    settings = CircuitSettings(references=("init", "class-shuffle", "seed"), seed_reference=twin, **common)
+    with torch_threads(1):
+        results = run_circuits(run, classes=classes, domains=domains, settings=settings,
+                               out=tmp_path / "c", progress=False)
+        direct = run_circuits(run, classes=classes, domains=domains, epoch=0, progress=False,
+                              settings=CircuitSettings(references=(), **common), out=tmp_path / "c0")
+    comparison = pd.read_csv(tmp_path / "c" / "comparison.csv")
+    assert set(comparison["reference"]) == {"none", "init", "class-shuffle", "seed"}
+    by_ref = {r: t.reset_index(drop=True) for r, t in comparison.groupby("reference")}
+    want = direct.comparison.reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_ref["init"].drop(columns="reference"),
+                                  want.drop(columns="reference"), check_dtype=False)
+    np.testing.assert_allclose(by_ref["seed"]["value"], by_ref["none"]["value"], equal_nan=True)
+    assert set(by_ref["seed"]["run"]) == {"lso-rs-s1"}
+    assert not np.allclose(by_ref["init"]["value"], by_ref["none"]["value"], equal_nan=True)
+
+    # class-shuffle by hand: circuit of (c, A) against (pairing[c], B)
+    pairing = shuffle_pairing(classes, 0)
+    circuits = {key: Circuit.load(path) for key, path in results.circuit_files.items()}
+    shuffled = by_ref["class-shuffle"].set_index(["class_name", "domain_a", "domain_b", "metric", "site"])["value"]
+    for c in classes:
+        ca, cb = circuits[(c, "clipart")], circuits[(pairing[c], "sketch")]
+        assert shuffled[(c, "clipart", "sketch", "edge_jaccard", "*")] == pytest.approx(edge_jaccard(ca, cb))
+        assert shuffled[(c, "clipart", "sketch", "wl_kernel", "*")] == pytest.approx(wl_kernel(ca, cb), nan_ok=True)
+        for site, value in node_jaccard_by_site(ca, cb).items():
+            assert shuffled[(c, "clipart", "sketch", "node_jaccard", site)] == pytest.approx(value, nan_ok=True)
+
+    controls = pd.read_csv(tmp_path / "c" / "controls.csv")
+    assert set(controls["reference"]) == {"init", "class-shuffle", "seed"}
+    assert set(controls["measure"]) == {"node_jaccard", "edge_jaccard", "wl_kernel"}
+    assert set(controls["class_subset"]) == {"held-out", "seen", "all"}
+    np.testing.assert_allclose(controls.loc[controls["reference"] == "seed", "excess"], 0, atol=1e-12)
+    finite = controls.dropna(subset=["excess_low", "excess"])
+    assert ((finite["excess_low"] <= finite["excess"] + 1e-12)
+            & (finite["excess"] <= finite["excess_high"] + 1e-12)).all()
+    summary = pd.read_csv(tmp_path / "c" / "comparison_summary.csv")
+    assert set(summary["reference"]) == {"none", "init", "class-shuffle", "seed"}
