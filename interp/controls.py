@@ -24,15 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
 
-from interp.metrics import Interval, bootstrap_ci
 from training.util.seeding import seeded_rng
 from training.util.validate import check_choices, check_number
+
+if TYPE_CHECKING:  # torch and pandas load on first use: the CLI imports this module for its flags
+    import pandas as pd
+    import torch
+
+    from interp.metrics import Interval
 
 #: Reference kinds (module docstring); ``"none"`` marks the measured value in tables.
 REFERENCES: tuple[str, ...] = ("init", "class-shuffle", "seed")
@@ -93,6 +96,30 @@ def check_reference_runs(
             raise ValueError(f"seed reference run {str(other)!r} is the analysed run itself")
 
 
+def parse_references(text: str | None, seed_run: str | Path | None = None) -> tuple[str, ...]:
+    """The CLI's ``--references`` (comma-separated, e.g. ``init,class-shuffle,seed``; ``none``
+    or empty: no references). Not given (``None``): :data:`DEFAULT_REFERENCES`, plus ``seed``
+    when ``--seed-run`` is given. Validated later by :func:`check_references`."""
+    if text is None:
+        return (*DEFAULT_REFERENCES, *(("seed",) if seed_run is not None else ()))
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    return () if names == [NONE] else tuple(names)
+
+
+def add_reference_arguments(parser: Any, n_boot: bool = True) -> None:
+    """``--references``, ``--seed-run`` (and ``--n-boot``) of the analysis commands."""
+    parser.add_argument("--references", default=None, metavar="LIST",
+                        help="references computed beside the values, comma-separated from "
+                        f"{','.join(REFERENCES)} (default: init,class-shuffle, plus seed with "
+                        "--seed-run; 'none' for none); tables get a 'reference' column and "
+                        "controls.csv the excess over each with a bootstrap interval over classes")
+    parser.add_argument("--seed-run", default=None, metavar="DIR",
+                        help="a second seed's run of the same setup: the 'seed' reference")
+    if n_boot:
+        parser.add_argument("--n-boot", type=int, default=1000,
+                            help="bootstrap resamples of the excess intervals (default: 1000)")
+
+
 # --------------------------------------------------------------------------- class shuffle
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     """A uniformly drawn permutation of ``range(n)`` without fixed points, ``(n,)`` int.
@@ -150,6 +177,8 @@ def bootstrap_excess(
     Both see the same resamples. Conventions of :func:`interp.metrics.bootstrap_ci` (seeded;
     non-finite resamples widen the interval or make it NaN, never dropped).
     """
+    from interp.metrics import bootstrap_ci
+
     def excess(index: np.ndarray) -> np.ndarray:
         rows = index.astype(np.int64)
         return np.asarray(value_fn(rows), dtype=np.float64) - np.asarray(reference_fn(rows), dtype=np.float64)
@@ -192,6 +221,10 @@ def excess_table(
     ``by`` ..., ``reference``, ``value``, ``reference_value``, ``excess``, ``excess_low``,
     ``excess_high``, ``n_classes`` (aligned units).
     """
+    import pandas as pd
+
+    from interp.metrics import bootstrap_ci
+
     by, columns = list(by), list(columns)
     if statistic is None:
         if len(columns) != 1:
@@ -235,7 +268,9 @@ def controls_frame(table: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame
     """Order an excess table as ``controls.csv`` (:data:`CONTROL_COLUMNS`), the run columns
     (``run``, ``setup``, ``test_domain``, ``seed``) from ``meta`` (the analysed run's, also for
     rows whose reference was computed on another checkpoint or run)."""
-    out = table.copy()
+    import pandas as pd
+
+    out = pd.DataFrame(table).copy()
     for column in RUN_COLUMNS:
         out[column] = meta.get(column)
     for column in CONTROL_COLUMNS:
@@ -254,7 +289,7 @@ def _batched_hsic(k: torch.Tensor, l: torch.Tensor, unbiased: bool) -> torch.Ten
     if not unbiased:
         value = inner - 2.0 / n * (k_rows * l_rows).sum(1) + k_rows.sum(1) * l_rows.sum(1) / n**2
         return value / (n - 1) ** 2
-    k_diag, l_diag = torch.diagonal(k, dim1=1, dim2=2), torch.diagonal(l, dim1=1, dim2=2)
+    k_diag, l_diag = k.diagonal(dim1=1, dim2=2), l.diagonal(dim1=1, dim2=2)
     trace = inner - (k_diag * l_diag).sum(1)
     k_rows, l_rows = k_rows - k_diag, l_rows - l_diag
     ones_term = k_rows.sum(1) * l_rows.sum(1) / ((n - 1) * (n - 2))
@@ -264,6 +299,8 @@ def _batched_hsic(k: torch.Tensor, l: torch.Tensor, unbiased: bool) -> torch.Ten
 
 def _resampled_grams(x: torch.Tensor, index: torch.Tensor, kernel: str, sigma: float | None) -> torch.Tensor:
     """Gram matrices of ``x[index[r]]`` for every resample: ``(R, n, n)``."""
+    import torch
+
     from interp.similarity.cka import gram_linear, squared_distances
 
     rows, cols = index[:, :, None], index[:, None, :]
@@ -299,6 +336,8 @@ def resampled_cka(
     NaN where a self-HSIC is not positive. Batched over ``R`` in chunks of about ``chunk``
     Gram entries. Returns ``(R,)`` float64.
     """
+    import torch
+
     from interp.similarity.cka import as_matrix
 
     x, y = as_matrix(x, "x"), as_matrix(y, "y")

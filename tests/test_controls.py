@@ -371,3 +371,32 @@ def test_patching_references_init_class_shuffle_and_seed(two_runs, tmp_path):
     # point estimate; they are ordered and the estimate is the hand-computed difference
     finite = controls.dropna(subset=["excess_low"])
     assert len(finite) > 0 and (finite["excess_low"] <= finite["excess_high"]).all()
+
+
+def test_parse_references():
+    from interp.controls import parse_references
+
+    assert parse_references(None) == ("init", "class-shuffle")
+    assert parse_references(None, "runs/s1") == ("init", "class-shuffle", "seed")
+    assert parse_references("init, seed") == ("init", "seed")
+    assert parse_references("none") == () and parse_references("") == ()
+
+
+@pytest.mark.parametrize("command", ["cka", "patch", "circuits"])
+def test_cli_refuses_bad_references_before_any_work(two_runs, tmp_path, capsys, monkeypatch, command):
+    from domainlens.cli import main
+
+    run, twin, root = two_runs
+    monkeypatch.setattr("interp.hooked.runs.load_hooked_run",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("work started")))
+    extra = ["--source", "real", "--target", "sketch"] if command == "patch" else []
+    base = [command, str(run), *extra, "--out", str(tmp_path / "o"), "--quiet"]
+    assert main([*base, "--references", "init,shuffle"]) == 2
+    assert "unknown ['shuffle']" in capsys.readouterr().err
+    assert main([*base, "--references", "init,seed"]) == 2
+    assert "--seed-run" in capsys.readouterr().err
+    late = tmp_path / "late"
+    shutil.copytree(run, late)
+    (late / "checkpoints" / "epoch_0.pt").unlink()
+    assert main([command, str(late), *extra, "--quiet"]) == 2
+    assert "epoch-0" in capsys.readouterr().err
