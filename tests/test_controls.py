@@ -400,3 +400,18 @@ def test_cli_refuses_bad_references_before_any_work(two_runs, tmp_path, capsys, 
     (late / "checkpoints" / "epoch_0.pt").unlink()
     assert main([command, str(late), *extra, "--quiet"]) == 2
     assert "epoch-0" in capsys.readouterr().err
+
+
+def test_cli_cka_with_a_seed_run(two_runs, tmp_path, capsys):
+    from domainlens.cli import main
+
+    run, twin, _ = two_runs
+    out = tmp_path / "cka"
+    with torch_threads(1):
+        assert main(["cka", str(run), "--domains", "real", "sketch", "--classes", "held-out",
+                     "--kernel", "linear", "--biased", "--seed-run", str(twin), "--n-boot", "20",
+                     "--no-cache", "--out", str(out), "--quiet"]) == 0
+    assert "controls.csv" in capsys.readouterr().out
+    assert set(pd.read_csv(out / "cka.csv")["reference"]) == {"none", "init", "class-shuffle", "seed"}
+    controls = pd.read_csv(out / "controls.csv")
+    assert set(controls["reference"]) == {"init", "class-shuffle", "seed"}
