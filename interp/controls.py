@@ -81,8 +81,8 @@ def check_reference_runs(
     a run directory with a checkpoint. Raises ``ValueError`` naming what is missing."""
     from training.checkpoints import list_checkpoints
 
-    if "init" in references:
-        found = list_checkpoints(run_dir) if Path(run_dir).is_dir() else {}
+    if "init" in references and Path(run_dir).is_dir():  # a missing run: the loader's error
+        found = list_checkpoints(run_dir)
         if 0 not in found:
             raise ValueError(
                 f"reference 'init' needs the run's epoch-0 (untrained) checkpoint, but {run_dir} has "

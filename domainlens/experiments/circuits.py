@@ -227,6 +227,8 @@ def run_circuits(
 
     settings = (settings or CircuitSettings()).validate()
     run_dir = Path(run_dir)
+    references_asked = tuple(dict.fromkeys(settings.references))
+    check_reference_runs(run_dir, references_asked, settings.seed_reference)
     spec = read_run_info(run_dir, data_root)  # classes, held-out classes, seeds, data root
     spec.require_data()
     classes, domains = check_classes_domains(classes, domains, spec.classes,
@@ -240,8 +242,6 @@ def run_circuits(
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    references_asked = tuple(dict.fromkeys(settings.references))
-    check_reference_runs(run_dir, references_asked, settings.seed_reference)
     run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
     if run.kind != "clip":
         raise ValueError(f"circuits need a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
