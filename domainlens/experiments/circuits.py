@@ -19,7 +19,17 @@ interrupted run resumes where it stopped and a rerun with, e.g., another ``top_k
 * ``comparison.csv``: per class and domain pair, node Jaccard per site, edge Jaccard, WL
   kernel; ``comparison_summary.csv``: over held-out / seen / all classes (mean, std, n);
   ``comparison_groups.csv``: averaged over domain-pair groups;
-* figures drawn from those tables (:mod:`interp.plots.circuits`).
+* figures drawn from those tables (:mod:`interp.plots.circuits`), of the measured circuits;
+* ``controls.csv`` (:mod:`interp.controls`): per metric, site, domain pair, class subset and
+  reference, the class means of value and reference, their excess and a bootstrap interval
+  over classes.
+
+References (``settings.references``): ``comparison.csv``, ``comparison_summary.csv`` and
+``comparison_groups.csv`` have a ``reference`` column: ``"none"`` (the measured circuits),
+``"init"`` (the circuits of the run's epoch-0 checkpoint on the same images, cached like the
+others), ``"class-shuffle"`` (the circuit of ``(c, A)`` against that of ``(c', B)``, ``c -> c'`` a
+derangement of the classes seeded by ``settings.seed``; no new circuits) and ``"seed"`` (the
+circuits of the run ``settings.seed_reference`` at ``epoch``, default its latest).
 """
 
 from __future__ import annotations
