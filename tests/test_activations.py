@@ -260,7 +260,9 @@ def test_cka_command_writes_table_and_figures(run_dir, fake_root, tmp_path, caps
     argv = [str(run_dir), "--data", str(fake_root), "--classes", "seen", "all", "--missing", "intersect",
             "--domains", "clipart", "painting", "sketch", "--out", str(out), "--quiet"]
     assert cka_command(argv) == 0
-    table = pd.read_csv(out / "cka.csv")
+    full = pd.read_csv(out / "cka.csv")
+    assert set(full.reference) == {"none", "init", "class-shuffle"}  # default references
+    table = full[full.reference == "none"]
     assert len(table) == 2 * 2 * 4 * 3  # subsets x kernels x layers x pairs
     assert set(table.columns) >= {"run", "setup", "test_domain", "seed", "site", "layer", "domain_a", "domain_b", "class_subset", "kernel", "metric", "value"}
     assert set(table.test_domain) == {"sketch"} and set(table.seed) == {1}

@@ -400,7 +400,8 @@ def test_circuits_command_writes_tables_figures_and_resumes(circuit_run, tmp_pat
     comparison = pd.read_csv(out / "comparison.csv")
     assert set(comparison.columns) >= {"run", "setup", "test_domain", "seed", "class_name", "domain_a",
                                        "domain_b", "site", "layer", "metric", "value"}
-    assert len(comparison) == 2 * 3 * (6 + 2)  # classes x pairs x (sites + edge + WL)
+    measured = comparison[comparison["reference"] == "none"]  # the rest: reference rows
+    assert len(measured) == 2 * 3 * (6 + 2)  # classes x pairs x (sites + edge + WL)
     summary = pd.read_csv(out / "comparison_summary.csv")
     assert set(summary.class_subset) == {"held-out", "seen", "all"}  # axe is held out
     faith = pd.read_csv(out / "faithfulness.csv")

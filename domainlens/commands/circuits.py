@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from interp.controls import add_reference_arguments
+
 DESCRIPTION = """\
 Compute the circuit of every requested class in every domain of a CLIP run and compare them
 across domains (the paper's circuit analysis). Per (class, domain): N test images (seeded),
@@ -22,7 +24,13 @@ circuits/<class>/<domain>.json, circuit_nodes.csv, circuit_edges.csv, faithfulne
 comparison.csv (per class and domain pair: node Jaccard per site, edge Jaccard, WL kernel),
 comparison_summary.csv (held-out / seen / all classes: mean, std, n), comparison_groups.csv
 (domain-pair groups; 'excluding_quickdraw' has no quickdraw pair), node_sharing.png,
-circuit_similarity.png, circuits_<class>.png."""
+circuit_similarity.png, circuits_<class>.png.
+
+References (--references, default init,class-shuffle; seed with --seed-run): the comparison
+tables also hold, in a 'reference' column, the same comparison of the epoch-0 checkpoint's
+circuits (init), of class c in A against a seeded other class c' in B (class-shuffle) and of a
+second seed's run (seed); controls.csv gives value, reference, excess and a bootstrap interval
+over classes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,13 +87,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "then once over all classes to assemble the tables from the cache)")
     parser.add_argument("--out", default=None, help="output folder (default: <run>/circuits)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_reference_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
     from domainlens.experiments.circuits import CircuitSettings, run_circuits
+    from interp.controls import parse_references
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -98,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         edge_method=args.edge_method, top_k=args.top_k, edge_rank=args.edge_rank, wl_h=args.wl_h,
         neighbours=args.neighbours, faithfulness=args.faithfulness, n_random=args.n_random,
         seed=args.seed, batch_size=args.batch_size,
+        references=parse_references(args.references, args.seed_run),
+        seed_reference=Path(args.seed_run) if args.seed_run else None, n_boot=args.n_boot,
     )
     results = run_circuits(
         args.run, data_root=args.data, classes=args.classes, domains=args.domains,
@@ -105,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         draw_class=args.draw_class, progress=not args.quiet,
     )
     groups = results.groups
-    wl = groups[(groups["metric"] == "wl_kernel") & (groups["class_subset"] == "all")]
+    wl = groups[(groups["metric"] == "wl_kernel") & (groups["class_subset"] == "all")
+                & (groups["reference"] == "none")]
     for row in wl.itertuples():
         print(f"WL kernel (h={settings.wl_h}), {row.pair_group}: {row.value:.3f} over {row.n_pairs} pairs")
     print(f"{results.out}: {len(results.circuit_files)} circuits, tables and {len(results.figures)} figures")

@@ -2,7 +2,9 @@
 
 Loads a checkpoint as a hooked image tower, collects pooled activations over each domain's
 test split (cached on disk), computes CKA between every pair of domains at every layer for
-each class subset and kernel, and writes ``cka.csv`` plus figures drawn from it.
+each class subset and kernel, and writes ``cka.csv`` plus figures drawn from it; with
+``--references`` the same for the epoch-0 checkpoint, a class-shuffled pairing and a second
+seed's run (``reference`` column), and ``controls.csv`` (excess over each reference).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from domainlens.experiments.cka import CLASS_SUBSETS
+from interp.controls import add_reference_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,24 +54,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     parser.add_argument("--out", default=None, help="output folder (default: <run>/eval/cka)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_reference_arguments(parser)
     parser.set_defaults(func=run_cka)
 
 
 def run_cka(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import pandas as pd
 
     from domainlens.experiments.cka import CKASettings, cka_run
+    from interp.controls import parse_references
 
     settings = CKASettings(
         classes=args.classes, kernels=args.kernel, unbiased=not args.biased, mode=args.mode,
         missing=args.missing, pooling=args.pooling, sites=args.sites,
         max_per_class=args.max_per_class, split=args.split, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+        references=parse_references(args.references, args.seed_run),
+        seed_reference=Path(args.seed_run) if args.seed_run else None, n_boot=args.n_boot,
     )
     written = cka_run(args.run, args.data, args.domains, settings, epoch=args.epoch,
                       out=args.out, cache_dir="" if args.no_cache else args.cache_dir,
                       device=args.device)
     table = pd.read_csv(written["table"])
+    table = table[table["reference"] == "none"]
     summary = table.pivot_table(index=["class_subset", "kernel", "layer_index", "layer"],
                                 values="value", aggfunc="mean").reset_index()
     run, epoch = table["run"].iloc[0], table["epoch"].iloc[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from interp.controls import add_reference_arguments
 from training.runinfo import CLASS_SUBSETS
 
 _PAIRINGS = ("paired", "class_mean")
@@ -57,17 +58,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default: <run>/patching)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_reference_arguments(parser, n_boot=False)
     parser.set_defaults(func=run_patch)
 
 
 def run_patch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from domainlens.experiments.patching import PatchSettings, patch_run
+    from interp.controls import parse_references
 
     settings = PatchSettings(
         classes=args.classes, max_per_class=args.max_per_class, metric=args.metric,
         pairings=args.pairing, directions=args.directions, site_sets=args.sites,
         granularities=args.granularity, n_groups=args.n_groups, logit_scale=args.logit_scale,
         n_boot=args.n_boot, seed=args.seed, max_batch=args.max_batch, progress=not args.quiet,
+        references=parse_references(args.references, args.seed_run),
+        seed_reference=Path(args.seed_run) if args.seed_run else None,
     )
     written = patch_run(args.run, args.source, args.target, args.data, settings, epoch=args.epoch,
                         out=args.out, device=args.device)
@@ -75,7 +82,7 @@ def run_patch(args: argparse.Namespace) -> int:
 
     table = pd.read_csv(written["summary"])
     site_rows = table[(table["granularity"] == "site") & (table["statistic"] == "recovery")
-                      & (table["class_name"] == "all")]
+                      & (table["class_name"] == "all") & (table["reference"] == "none")]
     print(f"recovery ({args.source} -> {args.target}, metric {args.metric}):")
     print(site_rows.pivot_table(index=["site_order", "layer"], columns=["pairing", "direction"],
                                 values="value").droplevel(0).to_string(float_format=lambda v: f"{v:.3f}"))

@@ -19,12 +19,24 @@ interrupted run resumes where it stopped and a rerun with, e.g., another ``top_k
 * ``comparison.csv``: per class and domain pair, node Jaccard per site, edge Jaccard, WL
   kernel; ``comparison_summary.csv``: over held-out / seen / all classes (mean, std, n);
   ``comparison_groups.csv``: averaged over domain-pair groups;
-* figures drawn from those tables (:mod:`interp.plots.circuits`).
+* figures drawn from those tables (:mod:`interp.plots.circuits`), of the measured circuits;
+* ``controls.csv`` (:mod:`interp.controls`): per metric, site, domain pair, class subset and
+  reference, the class means of value and reference, their excess and a bootstrap interval
+  over classes.
+
+References (``settings.references``): ``comparison.csv``, ``comparison_summary.csv`` and
+``comparison_groups.csv`` have a ``reference`` column: ``"none"`` (the measured circuits),
+``"init"`` (the circuits of the run's epoch-0 checkpoint on the same images, cached like the
+others), ``"class-shuffle"`` (the circuit of ``(c, A)`` against that of ``(c', B)``, ``c -> c'`` a
+derangement of the classes seeded by ``settings.seed``; no new circuits) and ``"seed"`` (the
+circuits of the run ``settings.seed_reference`` at ``epoch``, default its latest).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +64,7 @@ from interp.circuits.circuit import (
 )
 from interp.circuits.compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
 from interp.circuits.edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
+from interp.controls import DEFAULT_REFERENCES, check_references
 from training.util.files import torch_save, write_csv
 from training.util.validate import check_choice
 
@@ -101,6 +114,9 @@ class CircuitSettings:
     n_reference_per_class: int = 2
     seed: int = 0
     batch_size: int = 32
+    references: tuple[str, ...] = DEFAULT_REFERENCES
+    seed_reference: Path | None = None
+    n_boot: int = 1000
 
     def validate(self) -> CircuitSettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
@@ -124,6 +140,7 @@ class CircuitSettings:
             raise ValueError(f"wl_h must be >= 0, got {self.wl_h}")
         if self.n_random < 0:
             raise ValueError(f"n_random must be >= 0, got {self.n_random}")
+        check_references(self.references, self.seed_reference, self.n_boot)
         return self
 
     def heavy_key(self) -> dict[str, Any]:
@@ -147,6 +164,7 @@ class CircuitResults:
     groups: pd.DataFrame
     circuit_files: dict[tuple[str, str], Path]
     figures: list[Path]
+    controls: pd.DataFrame | None = None
 
 
 def _load_images(paths: Sequence[str], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -205,10 +223,9 @@ def run_circuits(
     same ``out``: results are cached per (class, domain), so a final run over all classes
     only assembles the tables.
     """
-    from interp.hooked.activations import model_digest, select_per_class
-    from interp.hooked.head import ZeroShotHead
+    from interp.controls import CONTROLS_FILE, check_reference_runs, shuffle_pairing
+    from interp.hooked.activations import select_per_class
     from interp.hooked.runs import load_hooked_run
-    from interp.interventions.units import site_label
     from interp.plots.circuits import (
         plot_circuits_for_class,
         plot_node_sharing,
@@ -216,12 +233,12 @@ def run_circuits(
     )
     from interp.plots.cka import save_figure
     from training.domainnet import available_domains, load_index
-    from training.models import tokenizer_for
     from training.runinfo import read_run_info
-    from training.zeroshot import class_text_embeddings, class_texts
 
     settings = (settings or CircuitSettings()).validate()
     run_dir = Path(run_dir)
+    references_asked = tuple(dict.fromkeys(settings.references))
+    check_reference_runs(run_dir, references_asked, settings.seed_reference)
     spec = read_run_info(run_dir, data_root)  # classes, held-out classes, seeds, data root
     spec.require_data()
     classes, domains = check_classes_domains(classes, domains, spec.classes,
@@ -238,22 +255,7 @@ def run_circuits(
     run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
     if run.kind != "clip":
         raise ValueError(f"circuits need a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
-    model = run.model.eval()
     meta = spec.meta()
-    digest = model_digest(model)
-    text_file = cache_dir / f"text-{cache_key(model=digest, classes=list(spec.classes))}.pt"
-    if text_file.is_file():
-        embeddings = torch.load(text_file, weights_only=True)
-    else:
-        embeddings = class_text_embeddings(run.source, tokenizer_for(spec.model_config),
-                                           class_texts(spec.classes))
-        torch_save(embeddings, text_file)
-    model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes))
-    label_of = {c: i for i, c in enumerate(spec.classes)}
-
-    sites = check_node_sites(model, settings.sites)
-    labels_by_site = {s: site_label(model, s) for s in sites}
-    parents = site_parents(model, sites)
 
     # ---- select images, failing fast on classes with too few
     indexes = {d: load_index(spec.data_root, [d], splits=("test",)) for d in domains}
@@ -272,6 +274,121 @@ def run_circuits(
             f"(class/domain: available) {short[:10]}{' ...' if len(short) > 10 else ''}; "
             "lower n_images or leave those classes out"
         )
+    common = dict(spec=spec, classes=classes, domains=domains, chosen=chosen, indexes=indexes,
+                  settings=settings, cache_dir=cache_dir, device=device, progress=progress)
+    computed, labels_by_site = _compute_circuits(run, meta, desc="circuits", **common)
+
+    # ---- per (class, domain): circuit files and long tables
+    node_rows, edge_rows, faith_rows = [], [], []
+    circuits: dict[tuple[str, str], Circuit] = {}
+    files: dict[tuple[str, str], Path] = {}
+    for (c, d), (circuit, payload) in computed.items():
+        circuits[(c, d)] = circuit
+        files[(c, d)] = circuit.save(out / "circuits" / _safe(c) / f"{_safe(d)}.json")
+        nodes, edges_frame = circuit.to_frames()
+        row_meta = {**meta, "class_name": c, "domain": d}
+        node_rows.append(nodes.assign(**row_meta, metric="node_effect").rename(columns={"score": "value"}))
+        edge_rows.append(edges_frame.assign(**row_meta, metric="edge_weight").rename(columns={"weight": "value"}))
+        if payload.get("faithfulness") is not None:
+            faith_rows.append(pd.DataFrame(payload["faithfulness"]).assign(**row_meta))
+
+    nodes_table = pd.concat(node_rows, ignore_index=True)
+    edges_table = pd.concat(edge_rows, ignore_index=True)
+    faith_table = (pd.concat(faith_rows, ignore_index=True) if faith_rows
+                   else pd.DataFrame(columns=[*FAITH_COLUMNS, *meta, "class_name", "domain"]))
+
+    # ---- comparison of the measured circuits and of every reference (same code path)
+    def compare(found: dict[tuple[str, str], Circuit], found_meta: dict[str, Any]) -> pd.DataFrame:
+        return compare_domains(found, h=settings.wl_h, neighbours=settings.neighbours,
+                               labels=labels_by_site, meta=found_meta)
+
+    tables = {"none": compare(circuits, meta)}
+    if "init" in references_asked:  # epoch 0 analysed already: the same circuits
+        if run.epoch == 0:
+            tables["init"] = tables["none"]
+        else:
+            init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
+            found, _ = _compute_circuits(init, meta, desc="circuits (epoch 0)", **common)
+            tables["init"] = compare({k: v[0] for k, v in found.items()}, meta)
+    if "class-shuffle" in references_asked:
+        if len(classes) < 2:
+            warnings.warn(f"class-shuffle reference skipped: it needs at least 2 classes, got {classes}",
+                          stacklevel=2)
+        else:
+            tables["class-shuffle"] = _class_shuffle_comparison(
+                circuits, classes, domains, shuffle_pairing(classes, settings.seed), compare, meta)
+    if "seed" in references_asked:
+        other = load_hooked_run(settings.seed_reference, epoch=epoch, device=device,
+                                data_root=spec.data_root)
+        if other.kind != "clip":
+            raise ValueError(f"seed reference run {settings.seed_reference} is a {other.kind!r} run")
+        other_meta = other.info.meta()
+        found, _ = _compute_circuits(other, other_meta, desc="circuits (seed run)", **common)
+        tables["seed"] = compare({k: v[0] for k, v in found.items()}, other_meta)
+
+    parts, summaries, group_parts = [], [], []
+    for reference, table in tables.items():
+        table = table.assign(class_subset=table["class_name"].map(spec.class_subset))
+        parts.append(table.assign(reference=reference))
+        part_summary = aggregate(table.drop(columns=["class_subset"]), spec.heldout)
+        summaries.append(part_summary.assign(reference=reference))
+        group_parts.append(pair_group_summary(part_summary, spec.test_domain).assign(reference=reference))
+    comparison = pd.concat(parts, ignore_index=True)
+    summary = pd.concat(summaries, ignore_index=True)
+    groups = pd.concat(group_parts, ignore_index=True)
+    controls = _controls(comparison, spec, settings, meta)
+    for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),
+                        (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
+                        (summary, "comparison_summary.csv"), (groups, "comparison_groups.csv"),
+                        (controls, CONTROLS_FILE)):
+        write_csv(out / name, frame)
+    measured = summary[summary["reference"] == "none"].drop(columns=["reference"])
+
+    figures = []
+    if len(domains) >= 2:
+        fig = plot_node_sharing(measured, highlight=spec.test_domain)
+        figures.append(out / "node_sharing.png")
+        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
+        fig = plot_similarity_heatmaps(measured, domains=domains)
+        figures.append(out / "circuit_similarity.png")
+        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
+    cls = draw
+    fig = plot_circuits_for_class({d: files[(cls, d)] for d in domains}, cls)
+    figures.append(out / f"circuits_{_safe(cls)}.png")
+    save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
+    return CircuitResults(out, nodes_table, edges_table, faith_table, comparison, summary, groups,
+                          files, figures, controls)
+
+
+def _compute_circuits(
+    run: Any, meta: dict[str, Any], *, spec: Any, classes: Sequence[str], domains: Sequence[str],
+    chosen: dict[tuple[str, str], pd.DataFrame], indexes: dict[str, pd.DataFrame],
+    settings: CircuitSettings, cache_dir: Path, device: str, progress: bool, desc: str,
+) -> tuple[dict[tuple[str, str], tuple[Circuit, dict[str, Any]]], dict[str, str]]:
+    """The circuit of every (class, domain) of one checkpoint on the chosen images, through
+    the (class, domain) cache (keyed by the weights, so every checkpoint has its own entries).
+    Returns ``({(class, domain): (circuit, payload)}, {site: label})``."""
+    from interp.hooked.activations import model_digest, select_per_class
+    from interp.hooked.head import ZeroShotHead
+    from interp.interventions.units import site_label
+    from training.models import tokenizer_for
+    from training.zeroshot import class_text_embeddings, class_texts
+
+    model = run.model.eval()
+    digest = model_digest(model)
+    text_file = cache_dir / f"text-{cache_key(model=digest, classes=list(spec.classes))}.pt"
+    if text_file.is_file():
+        embeddings = torch.load(text_file, weights_only=True)
+    else:
+        embeddings = class_text_embeddings(run.source, tokenizer_for(run.info.model_config),
+                                           class_texts(spec.classes))
+        torch_save(embeddings, text_file)
+    model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes))
+    label_of = {c: i for i, c in enumerate(spec.classes)}
+
+    sites = check_node_sites(model, settings.sites)
+    labels_by_site = {s: site_label(model, s) for s in sites}
+    parents = site_parents(model, sites)
     size = run.image_size
     references: dict[str, torch.Tensor] = {}
 
@@ -281,12 +398,9 @@ def run_circuits(
             references[domain] = _load_images(rows["path"].tolist(), size, run.mean, run.std)
         return references[domain]
 
-    # ---- per (class, domain): nodes, edges, faithfulness (cached)
-    node_rows, edge_rows, faith_rows = [], [], []
-    circuits: dict[tuple[str, str], Circuit] = {}
-    files: dict[tuple[str, str], Path] = {}
+    found: dict[tuple[str, str], tuple[Circuit, dict[str, Any]]] = {}
     pairs = [(c, d) for c in classes for d in domains]
-    for c, d in tqdm(pairs, desc="circuits", disable=not progress):
+    for c, d in tqdm(pairs, desc=desc, disable=not progress):
         rows = chosen[(c, d)]
         # the pixels the model sees (decoding a few small images is cheap next to the
         # attribution), so an image edited in place, whatever its mtime, is recomputed
@@ -308,44 +422,47 @@ def run_circuits(
         circuit = build_circuit(effects, edges, top_k=settings.top_k, rank=settings.edge_rank,
                                 labels=labels_by_site,
                                 meta={**meta, "class_name": c, "domain": d,
-                                      **{k: v for k, v in asdict(settings).items() if k != "sites"}})
-        circuits[(c, d)] = circuit
-        files[(c, d)] = circuit.save(out / "circuits" / _safe(c) / f"{_safe(d)}.json")
-        nodes, edges_frame = circuit.to_frames()
-        common = {**meta, "class_name": c, "domain": d}
-        node_rows.append(nodes.assign(**common, metric="node_effect").rename(columns={"score": "value"}))
-        edge_rows.append(edges_frame.assign(**common, metric="edge_weight").rename(columns={"weight": "value"}))
-        if payload.get("faithfulness") is not None:
-            faith_rows.append(pd.DataFrame(payload["faithfulness"]).assign(**common))
+                                      **{k: v for k, v in asdict(settings).items()
+                                         if k not in ("sites", "seed_reference", "references")}})
+        found[(c, d)] = (circuit, payload)
+    return found, labels_by_site
 
-    nodes_table = pd.concat(node_rows, ignore_index=True)
-    edges_table = pd.concat(edge_rows, ignore_index=True)
-    faith_table = (pd.concat(faith_rows, ignore_index=True) if faith_rows
-                   else pd.DataFrame(columns=[*FAITH_COLUMNS, *meta, "class_name", "domain"]))
-    comparison = compare_domains(circuits, h=settings.wl_h, neighbours=settings.neighbours,
-                                 labels=labels_by_site, meta=meta)
-    comparison["class_subset"] = comparison["class_name"].map(spec.class_subset)
-    summary = aggregate(comparison.drop(columns=["class_subset"]), spec.heldout)
-    groups = pair_group_summary(summary, spec.test_domain)
-    for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),
-                        (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
-                        (summary, "comparison_summary.csv"), (groups, "comparison_groups.csv")):
-        write_csv(out / name, frame)
 
-    figures = []
-    if len(domains) >= 2:
-        fig = plot_node_sharing(summary, highlight=spec.test_domain)
-        figures.append(out / "node_sharing.png")
-        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
-        fig = plot_similarity_heatmaps(summary, domains=domains)
-        figures.append(out / "circuit_similarity.png")
-        save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
-    cls = draw
-    fig = plot_circuits_for_class({d: files[(cls, d)] for d in domains}, cls)
-    figures.append(out / f"circuits_{_safe(cls)}.png")
-    save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
-    return CircuitResults(out, nodes_table, edges_table, faith_table, comparison, summary, groups,
-                          files, figures)
+def _class_shuffle_comparison(
+    circuits: dict[tuple[str, str], Circuit], classes: Sequence[str], domains: Sequence[str],
+    pairing: dict[str, str], compare: Callable[..., pd.DataFrame], meta: dict[str, Any],
+) -> pd.DataFrame:
+    """The class-shuffle reference: per domain pair (A, B) and class ``c``, the circuit of
+    ``(c, A)`` against that of ``(pairing[c], B)``, by the same comparison (rows named by
+    ``c``)."""
+    parts = []
+    for a, b in itertools.combinations(domains, 2):
+        mixed: dict[tuple[str, str], Circuit] = {}
+        for c in classes:
+            mixed[(c, a)] = circuits[(c, a)]
+            mixed[(c, b)] = circuits[(pairing[c], b)]
+        parts.append(compare(mixed, meta))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _controls(comparison: pd.DataFrame, spec: Any, settings: CircuitSettings,
+              meta: dict[str, Any]) -> pd.DataFrame:
+    """``controls.csv``: per (metric, site, domain pair, class subset, reference) the mean over
+    classes of value and reference, their excess and a bootstrap interval over classes."""
+    from interp.controls import CONTROL_KEYS, controls_frame, excess_table
+
+    table = comparison.rename(columns={"metric": "measure"})
+    keep = ["measure", "site", "domain_a", "domain_b", "class_name", "value", "reference"]
+    parts = []
+    for subset in ("held-out", "seen", "all"):
+        rows = table if subset == "all" else table[table["class_name"].map(spec.class_subset) == subset]
+        parts.append(rows[keep].assign(class_subset=subset))
+    long = pd.concat(parts, ignore_index=True)
+    values = long[long["reference"] == "none"].drop(columns=["reference"])
+    references = long[long["reference"] != "none"]
+    excess = excess_table(values, references, by=list(CONTROL_KEYS), n_boot=settings.n_boot,
+                          seed=settings.seed)
+    return controls_frame(excess, meta)
 
 
 def _compute_one(model, images, label, sites, parents, settings: CircuitSettings,

@@ -14,6 +14,16 @@ a source and a target domain, and writes under ``out`` (default ``<run>/patching
 
 Metadata columns (run, setup, test_domain, seed = training seed, mixture_seed, epoch) come
 from the run's :class:`training.runinfo.RunInfo`.
+
+References (:mod:`interp.controls`): both tables have a ``reference`` column (``"none"``: the
+measured patching). The site-level patching (not the sweeps) is repeated, on the same images
+and by the same code, for ``"init"`` (the run's epoch-0 checkpoint, with its own zero-shot
+head), ``"class-shuffle"`` (donor class ``c'`` of the source patched into class ``c`` of the
+target: the source labels relabelled by a seeded derangement of the subset's classes, so the
+recovery is normalised by that donor as well) and ``"seed"`` (the run ``seed_reference``).
+``controls.csv``: recovery of value and reference, excess and its bootstrap interval over
+classes, per (pairing, direction, site); ``measure`` is ``recovery_<pairing>_<direction>``,
+``domain_a``/``domain_b`` the source/target.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import pandas as pd
 import torch
 
 from domainlens import layout
+from interp.controls import DEFAULT_REFERENCES, check_references
 from interp.hooked.base import HookedImageTower
 from interp.interventions.patching import (
     DIRECTIONS,
@@ -67,6 +78,8 @@ class PatchSettings:
     seed: int = 0
     max_batch: int = 256
     progress: bool = True
+    references: tuple[str, ...] = DEFAULT_REFERENCES
+    seed_reference: Path | None = None
 
     def validate(self) -> PatchSettings:
         """Check every choice; raises ``ValueError`` naming the bad value and the allowed ones."""
@@ -88,6 +101,7 @@ class PatchSettings:
             raise ValueError(f"max_per_class must be >= 1, got {self.max_per_class}")
         if self.n_groups < 1 or self.n_boot < 1 or self.max_batch < 1:
             raise ValueError("n_groups, n_boot and max_batch must be >= 1")
+        check_references(self.references, self.seed_reference, self.n_boot)
         return self
 
 
@@ -123,6 +137,23 @@ def _load_domain(
     return images, labels, index
 
 
+def _with_head(run: object, spec: object, settings: PatchSettings, device: str) -> HookedImageTower:
+    """The run's hooked tower in eval mode with a zero-shot head over all classes of the data
+    root, from the run's own text tower (cosine logits or times its learned scale)."""
+    from interp.hooked.head import ZeroShotHead
+    from training.models import tokenizer_for
+    from training.zeroshot import class_text_embeddings, class_texts
+
+    model = run.model.eval()
+    with torch.no_grad():
+        embeddings = class_text_embeddings(
+            run.source, tokenizer_for(run.info.model_config), class_texts(spec.classes)
+        )
+    scale = float(run.source.logit_scale.detach().exp()) if settings.logit_scale == "model" else 1.0
+    model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes, logit_scale=scale))
+    return model
+
+
 def patch_run(
     run_dir: str | Path,
     source: str,
@@ -134,36 +165,36 @@ def patch_run(
     out: str | Path | None = None,
     device: str = "cpu",
 ) -> dict[str, Path]:
-    """Cross-domain activation patching of one run between ``source`` and ``target`` domains.
+    """Cross-domain activation patching of one run between ``source`` and ``target`` domains,
+    with its references (module docstring).
 
-    Returns ``{"summary": csv, "examples": csv, <figure name>: png, ...}``. See the module
-    docstring for what is written.
+    Returns ``{"summary": csv, "examples": csv, "controls": csv, <figure name>: png, ...}``.
+    The ``"seed"`` reference run is read at ``epoch`` (default: its latest checkpoint).
     """
-    from interp.hooked.head import ZeroShotHead
+    from interp.controls import (
+        CONTROLS_FILE,
+        check_reference_runs,
+        shuffle_pairing,
+        shuffled_labels,
+    )
     from interp.hooked.runs import load_hooked_run
     from interp.plots.patching import plot_layer_heatmap, plot_recovery_by_layer
     from training.domains import check_domains
-    from training.models import tokenizer_for
     from training.util.files import write_csv
-    from training.zeroshot import class_text_embeddings, class_texts
 
     settings = (settings or PatchSettings()).validate()
     check_domains([source, target])
     if source == target:
         raise ValueError(f"source and target domains must differ, both are {source!r}")
     run_dir = Path(run_dir)
+    references = tuple(dict.fromkeys(settings.references))
+    check_reference_runs(run_dir, references, settings.seed_reference)
     run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
     spec = run.info  # the run's metadata: classes, held-out classes, seeds, data root
     spec.require_data()
     if run.kind != "clip":
         raise ValueError(f"patching needs a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
-    model = run.model.eval()
-    with torch.no_grad():
-        embeddings = class_text_embeddings(
-            run.source, tokenizer_for(spec.model_config), class_texts(spec.classes)
-        )
-    scale = float(run.source.logit_scale.detach().exp()) if settings.logit_scale == "model" else 1.0
-    model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes, logit_scale=scale))
+    model = _with_head(run, spec, settings, device)
 
     subset = list(spec.subset(settings.classes))
     if not subset:
@@ -176,7 +207,7 @@ def patch_run(
     meta = {**spec.meta(run.epoch), "class_subset": settings.classes}
     common = dict(
         metric=settings.metric, source_domain=source, target_domain=target,
-        class_names=spec.classes, seed=settings.seed, meta=meta, max_batch=settings.max_batch,
+        class_names=spec.classes, seed=settings.seed, max_batch=settings.max_batch,
         progress=settings.progress, directions=settings.directions,
     )
     (xs, ys, _), (xt, yt, _) = loaded[source], loaded[target]
@@ -189,22 +220,61 @@ def patch_run(
     order = model.site_names()
     sites = sorted(dict.fromkeys(sites), key=order.index)
     frame_args = dict(n_boot=settings.n_boot, level=settings.level, seed=settings.seed)
+
+    def site_level(patched_model: HookedImageTower, source_labels: torch.Tensor, source_images: torch.Tensor,
+                   row_meta: dict) -> list:
+        return [result for pairing in settings.pairings
+                for result in cross_domain_patching(patched_model, source_images, source_labels, xt, yt,
+                                                    sites=sites, pairing=pairing, meta=row_meta, **common)]
+
+    results = {"none": site_level(model, ys, xs, meta)}
+    if "init" in references:
+        if run.epoch == 0:  # the analysed checkpoint is the untrained one
+            results["init"] = results["none"]
+        else:
+            init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
+            results["init"] = site_level(_with_head(init, spec, settings, device), ys, xs,
+                                         {**init.info.meta(init.epoch), "class_subset": settings.classes})
+    if "class-shuffle" in references:
+        if len(subset) < 2:
+            import warnings
+
+            warnings.warn(f"class-shuffle reference skipped: class subset {settings.classes!r} has "
+                          f"{len(subset)} class(es)", stacklevel=2)
+        else:
+            # donor class pairing[c] of the source for class c of the target: relabel the source
+            pairing = shuffle_pairing(subset, settings.seed, settings.classes)
+            names = [spec.classes[i] for i in ys.tolist()]
+            new, keep = shuffled_labels(names, pairing)
+            label_of = {c: i for i, c in enumerate(spec.classes)}
+            keep_t = torch.as_tensor(keep)
+            results["class-shuffle"] = site_level(
+                model, torch.tensor([label_of[c] for c in new.tolist()], dtype=torch.long),
+                xs[keep_t], meta)
+    if "seed" in references:
+        other = load_hooked_run(settings.seed_reference, epoch=epoch, device=device,
+                                data_root=spec.data_root)
+        if other.kind != "clip":
+            raise ValueError(f"seed reference run {settings.seed_reference} is a {other.kind!r} run")
+        results["seed"] = site_level(_with_head(other, spec, settings, device), ys, xs,
+                                     {**other.info.meta(other.epoch), "class_subset": settings.classes})
+
     summaries, examples = [], []
-    for pairing in settings.pairings:
-        for result in cross_domain_patching(model, xs, ys, xt, yt, sites=sites, pairing=pairing, **common):
-            summaries.append(result.to_frame(per_class=True, **frame_args))
-            examples.append(result.examples_frame())
+    for reference, found in results.items():
+        for result in found:
+            summaries.append(result.to_frame(per_class=True, **frame_args).assign(reference=reference))
+            examples.append(result.examples_frame().assign(reference=reference))
 
     granularities = settings.granularities
     if granularities is None:
         granularities = ("position", "head") if model.cfg.architecture == "vit" else ("position", "channel_group")
     granularities = [g for g in granularities if g != "site"]
     for granularity in granularities:
-        results = cross_domain_patching(
+        swept = cross_domain_patching(
             model, xs, ys, xt, yt, sites=sweep_sites(model, granularity), granularity=granularity,
-            n_groups=settings.n_groups, pairing=settings.sweep_pairing, **common,
+            n_groups=settings.n_groups, pairing=settings.sweep_pairing, meta=meta, **common,
         )
-        summaries += [r.to_frame(**frame_args) for r in results]
+        summaries += [r.to_frame(**frame_args).assign(reference="none") for r in swept]
 
     out = Path(out) if out is not None else run_dir / layout.PATCHING_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -213,9 +283,56 @@ def patch_run(
     written = {"summary": write_csv(out / layout.patching_summary(source, target), summary),
                "examples": write_csv(out / layout.patching_examples(source, target),
                                      pd.concat(examples, ignore_index=True))}
+    written["controls"] = write_csv(out / CONTROLS_FILE, _controls(results, spec, settings, meta))
+    measured = summary[summary["reference"] == "none"]
     written["recovery_by_layer"] = out / f"recovery_by_layer_{stem}.png"
-    plot_recovery_by_layer(summary, path=written["recovery_by_layer"])
+    plot_recovery_by_layer(measured, path=written["recovery_by_layer"])
     for granularity in granularities:
         written[f"layer_{granularity}"] = out / f"layer_{granularity}_{stem}.png"
-        plot_layer_heatmap(summary, granularity, path=written[f"layer_{granularity}"])
+        plot_layer_heatmap(measured, granularity, path=written[f"layer_{granularity}"])
     return written
+
+
+def class_sums(result: object, class_names: Sequence[str]) -> pd.DataFrame:
+    """Per intervention and class of a :class:`~interp.interventions.patching.PatchingResult`,
+    the sums ``num`` of ``patched - receiver`` and ``den`` of ``target - receiver`` (target: the
+    whole-site reference of class-mean patching, else the donor), whose ratio over any set of
+    classes is the recovery of those classes' examples. Columns ``site``, ``class_name``,
+    ``num``, ``den``."""
+    import numpy as np
+
+    values = result.values.double().cpu().numpy()
+    receiver = result.receiver.double().cpu().numpy()
+    goal = result.reference if result.reference is not None else result.donor
+    goal = np.broadcast_to(goal.double().cpu().numpy(), values.shape)
+    names = np.asarray(class_names, dtype=object)[result.labels.cpu().numpy()]
+    rows = []
+    for u, group in enumerate(result.interventions):
+        site = "+".join(dict.fromkeys(unit.site for unit in group))
+        for name in dict.fromkeys(names.tolist()):
+            mask = names == name
+            rows.append({"site": site, "class_name": name,
+                         "num": float((values[u, mask] - receiver[mask]).sum()),
+                         "den": float((goal[u, mask] - receiver[mask]).sum())})
+    return pd.DataFrame(rows)
+
+
+def _controls(results: dict[str, list], spec: object, settings: PatchSettings, meta: dict) -> pd.DataFrame:
+    """``controls.csv`` of the site-level patching: recovery of value and each reference over
+    classes, excess and a bootstrap interval over classes (ratio of per-class sums)."""
+    from interp.controls import CONTROL_KEYS, controls_frame, excess_table, ratio_of_sums
+
+    parts = []
+    for reference, found in results.items():
+        for result in found:
+            parts.append(class_sums(result, spec.classes).assign(
+                measure=f"recovery_{result.meta['pairing']}_{result.direction}",
+                domain_a=result.meta["source_domain"], domain_b=result.meta["target_domain"],
+                class_subset=settings.classes, reference=reference))
+    long = pd.concat(parts, ignore_index=True)
+    values = long[long["reference"] == "none"].drop(columns=["reference"])
+    references = long[long["reference"] != "none"]
+    table = excess_table(values, references, by=list(CONTROL_KEYS), columns=("num", "den"),
+                         statistic=ratio_of_sums, n_boot=settings.n_boot, level=settings.level,
+                         seed=settings.seed)
+    return controls_frame(table, meta)
