@@ -241,8 +241,10 @@ def run_dir(tmp_path_factory, fake_root):
     write_model_config(run, cfg)
     torch.manual_seed(0)
     save_checkpoint(checkpoint_path(run, 0), {"epoch": 0, "name": run.name, "state_dict": build_clip(cfg).state_dict(), "optimizer": None})
-    spec = {"setup": "cg-high", "test_domain": "sketch", "seed": 1, "data_root": str(fake_root)}
+    spec = {"setup": "cg-high", "test_domain": "sketch", "seed": 0, "data_root": str(fake_root)}
     (run / "mixture.json").write_text(json.dumps({"name": run.name, "spec": spec}))
+    # tables' seed is the training seed (run.json), not the mixture's
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 1}}))
     return run
 
 
@@ -266,6 +268,7 @@ def test_cka_command_writes_table_and_figures(run_dir, fake_root, tmp_path, caps
     assert len(table) == 2 * 2 * 4 * 3  # subsets x kernels x layers x pairs
     assert set(table.columns) >= {"run", "setup", "test_domain", "seed", "site", "layer", "domain_a", "domain_b", "class_subset", "kernel", "metric", "value"}
     assert set(table.test_domain) == {"sketch"} and set(table.seed) == {1}
+    assert set(table.mixture_seed) == {0}
     assert table.value.notna().all()
     seen = table[(table.class_subset == "seen") & (table.domain_b == "painting")]
     assert set(seen.n_classes) == {5}  # the fake root's 6 seen classes minus painting's missing 'bed'
