@@ -1,0 +1,158 @@
+"""domainlens.experiments.embeddings / features on the tiny trained run, and the
+aligned-captions comparison on two tiny runs trained here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import torch_threads
+
+from domainlens import layout
+from domainlens.experiments.embeddings import (
+    EmbeddingSettings,
+    aligned_captions_run,
+    embeddings_run,
+    heldout_accuracy,
+)
+from domainlens.experiments.features import FeatureSettings, features_run
+
+QUIET = dict(progress=False)
+
+
+def test_embeddings_run_writes_tables_with_references(trained_run, tmp_path) -> None:
+    settings = EmbeddingSettings(folds=3, umap=False, **QUIET)
+    written = embeddings_run(trained_run, settings=settings, out=tmp_path, cache_dir="")
+    dist = pd.read_csv(written["separation"])
+    assert set(dist["reference"]) == {"model", "init", "domain_shuffle", "class_shuffle"}
+    assert set(dist["class_subset"]) == {"held-out", "seen", "all"}
+    assert set(dist["domain_a"]) == {"real", "sketch"}
+    assert (dist["run"] == trained_run.name).all()
+    assert set(dist[dist["reference"] == "init"]["epoch"]) == {0}
+    probe = pd.read_csv(written["probe"])
+    assert set(probe["reference"]) == {"model", "init", "domain_shuffle"}
+    assert probe["value"].between(0, 1).all()
+    assert (tmp_path / layout.SEPARATION_FIGURE).is_file()
+    assert (tmp_path / layout.DOMAIN_PROBE_FIGURE).is_file()
+    dims = pd.read_csv(written["dimensions"])
+    assert len(dims[(dims["reference"] == "model")]) == 2 * 32  # 2 domains x 32 dims
+
+
+def test_embeddings_run_refuses_bad_input(trained_run, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"unknown domain\(s\) \['drawing'\]"):
+        embeddings_run(trained_run, domains=["real", "drawing"], out=tmp_path)
+    with pytest.raises(ValueError, match="too few images for a 7-fold domain probe"):
+        embeddings_run(trained_run, settings=EmbeddingSettings(folds=7, max_per_class=1,
+                                                               umap=False, **QUIET),
+                       out=tmp_path, cache_dir="")
+    with pytest.raises(ValueError, match="references: unknown"):
+        embeddings_run(trained_run, settings=EmbeddingSettings(references=["random"]))
+    assert not (tmp_path / layout.SEPARATION_TABLE).exists()
+
+
+def base_root(shapes_root: Path, tmp_path: Path) -> Path:
+    """A copy of the shapes root with a base set (some real training images, captioned)."""
+    root = tmp_path / "data"
+    shutil.copytree(shapes_root, root)
+    lines = ["filepath\ttitle"]
+    for line in (root / "real_train.txt").read_text().split("\n")[::10]:
+        if line.strip():
+            rel = line.split()[0]
+            lines.append(f"{rel}\ta photo of a {rel.split('/')[1]}.")
+    (root / "base.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_features_run_per_layer(trained_run, shapes_root, tmp_path) -> None:
+    from interp.hooked.runs import load_hooked_run
+
+    root = base_root(shapes_root, tmp_path)
+    layer = load_hooked_run(trained_run).model.layers()[-2].name
+    settings = FeatureSettings(sites=(layer, "hook_image_embed"), lr=3e-3, sae_batch_size=64,
+                               epochs=3, top=5, ks=(2, 4), **QUIET)
+    written = features_run(trained_run, data_root=root, settings=settings, out=tmp_path / "f",
+                           cache_dir="")
+    quality = pd.read_csv(written["quality"])
+    assert set(quality["site"]) == {layer, "hook_image_embed"}
+    assert set(quality["split"]) == {"train", "test"}
+    # train split of both domains (2 x 6 classes x 20) plus the base set (12 images)
+    assert quality[quality["split"] == "train"]["n_images"].unique().tolist() == [240 + 12]
+    assert quality["explained_variance"].notna().all() and (quality["l0"] >= 0).all()
+    scores = pd.read_csv(written["scores"])
+    assert set(scores["domain"]) == {"real", "sketch"}  # every domain's row, not one fixed one
+    assert scores["value"].between(0, 1).all()
+    summary = pd.read_csv(written["summary"])
+    assert set(summary["class_subset"]) == {"held-out", "seen", "all"}
+    assert (tmp_path / "f" / layout.SHARING_FIGURE).is_file()
+    assert (tmp_path / "f" / layout.SHARING_BY_LAYER).is_file()
+    assert (tmp_path / "f" / layout.sae_file("hook_image_embed")).is_file()
+
+
+def test_features_run_refuses_bad_input(trained_run, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="base.tsv"):  # the shapes root has no base set
+        features_run(trained_run, settings=FeatureSettings(**QUIET), out=tmp_path)
+    with pytest.raises(ValueError, match=r"top=200 is larger than the number of latents \(128\)"):
+        features_run(trained_run, settings=FeatureSettings(include_base=False, top=200, epochs=1,
+                                                           **QUIET), out=tmp_path, cache_dir="")
+    with pytest.raises(ValueError, match="k must be"):
+        FeatureSettings(ks=(0,)).validate()
+
+
+# ---------------------------------------------------------------- aligned captions
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory, shapes_root, tiny_rn_json) -> tuple[Path, Path]:
+    """Two tiny runs on the same rows and seed: domain-word captions vs aligned ones."""
+    from shapes import write_mixture
+
+    from training.evaluate import evaluate_run
+    from training.train import TrainConfig, train_clip
+
+    base = tmp_path_factory.mktemp("twins")
+    runs = []
+    for style in ("domain", "aligned"):
+        tsv = write_mixture(shapes_root, base / f"{style}.tsv", name=f"toy-{style}", limit=6)
+        if style == "aligned":  # no domain word: "an image of a circle."
+            rows = pd.read_csv(tsv, sep="\t")
+            rows["title"] = rows["title"].str.replace(r"^a \w+ of", "an image of", regex=True)
+            rows.to_csv(tsv, sep="\t", index=False)
+        manifest = json.loads(tsv.with_suffix(".json").read_text())
+        manifest["spec"] = {**manifest["spec"], "setup": "cg-high", "captions": style}
+        manifest["content_hash"] = hashlib.sha256(tsv.read_bytes()).hexdigest()
+        tsv.with_suffix(".json").write_text(json.dumps(manifest))
+        with torch_threads(1):
+            run = train_clip(TrainConfig(mixture=tsv, out=base / f"run-{style}",
+                                         model=str(tiny_rn_json), epochs=2, batch_size=32,
+                                         lr=3e-3, progress=False))
+            evaluate_run(run, epochs=[2], templates=("a photo of a {}.",), figure=False,
+                         progress=False)
+        runs.append(run)
+    return runs[0], runs[1]
+
+
+def test_aligned_captions_side_by_side(twin_runs, tmp_path) -> None:
+    standard, aligned = twin_runs
+    settings = EmbeddingSettings(folds=3, **QUIET)
+    written = aligned_captions_run(standard, aligned, settings=settings, out=tmp_path,
+                                   cache_dir="")
+    table = pd.read_csv(written["table"])
+    assert set(table["variant"]) == {"standard", "aligned"}
+    assert set(table["quantity"]) == {"heldout_top1", "domain_probe",
+                                      "domain_mean_distance_to_sketch",
+                                      "class_mean_distance_to_sketch"}
+    acc = table[(table["quantity"] == "heldout_top1") & (table["variant"] == "aligned")]
+    expected = heldout_accuracy(aligned).set_index("eval_domain")["value"]
+    assert np.allclose(acc.set_index("domain")["value"].loc[expected.index], expected)
+    assert (tmp_path / layout.ALIGNED_FIGURE).is_file()
+
+
+def test_aligned_captions_refuses_non_twins(twin_runs, trained_run, tmp_path) -> None:
+    standard, aligned = twin_runs
+    with pytest.raises(ValueError, match="expected a standard run then an aligned-captions run"):
+        aligned_captions_run(aligned, standard, out=tmp_path)
+    with pytest.raises(ValueError, match="not twins: setup"):
+        aligned_captions_run(trained_run, aligned, out=tmp_path)
