@@ -156,3 +156,23 @@ def test_aligned_captions_refuses_non_twins(twin_runs, trained_run, tmp_path) ->
         aligned_captions_run(aligned, standard, out=tmp_path)
     with pytest.raises(ValueError, match="not twins: setup"):
         aligned_captions_run(trained_run, aligned, out=tmp_path)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_embeddings_and_features(trained_run, tmp_path, capsys) -> None:
+    from domainlens.cli import main
+
+    out = tmp_path / "emb"
+    assert main(["embeddings", str(trained_run), "--no-umap", "--folds", "3", "--references",
+                 "--quiet", "--no-cache", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "domain probe" in printed and (out / layout.DOMAIN_PROBE).is_file()
+    assert set(pd.read_csv(out / layout.SEPARATION_TABLE)["reference"]) == {"model"}
+    assert main(["features", str(trained_run), "--no-base", "--epochs", "2", "--top", "5",
+                 "--ks", "2", "4", "--quiet", "--no-cache", "--out", str(tmp_path / "f")]) == 0
+    assert "sharing score per domain" in capsys.readouterr().out
+    # bad input: one line, exit code 2
+    assert main(["features", str(trained_run), "--no-base", "--ks", "0", "--quiet"]) == 2
+    assert "k must be" in capsys.readouterr().err
+    assert main(["embeddings", str(trained_run), "--domains", "drawing", "real"]) == 2
+    assert "unknown domain(s) ['drawing']" in capsys.readouterr().err

@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
+
+if TYPE_CHECKING:  # numpy and pandas load inside the functions: `--help` stays fast
+    import numpy as np
+    import pandas as pd
 
 EMBED_SITE = "hook_image_embed"
 REFERENCES: tuple[str, ...] = ("init", "domain_shuffle", "class_shuffle")
@@ -76,6 +77,9 @@ def collect_embeddings(
     """L2-normalised final embeddings ``(N, E)`` of ``run`` (a
     :class:`interp.hooked.runs.HookedRun`) over ``domains``, and their index (path, domain,
     class_name, label, split), domain by domain."""
+    import numpy as np
+    import pandas as pd
+
     from interp.embeddings.separation import l2_normalise
     from interp.hooked.activations import collect_domain_activations
 
@@ -152,6 +156,8 @@ def embeddings_run(
     it). ``domains``: default every domain with a test split. The ``init`` reference needs
     the run's epoch-0 checkpoint (refused up front if it is missing).
     """
+    import pandas as pd
+
     from interp.hooked.runs import load_hooked_run
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_distances, plot_probe
@@ -195,6 +201,8 @@ def embeddings_run(
 
 def _umap(x: np.ndarray, index: pd.DataFrame, settings: EmbeddingSettings, meta: dict,
           title: str, out: Path) -> dict[str, Path]:
+    import pandas as pd
+
     from interp.embeddings.projection import umap_coordinates
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_umap
@@ -246,6 +254,8 @@ def check_twins(standard: Any, aligned: Any) -> None:
 def heldout_accuracy(run_dir: str | Path, epoch: int | None = None) -> pd.DataFrame:
     """Held-out (C2) zero-shot top-1 per eval domain from ``<run>/eval/zero_shot.csv`` at
     ``epoch`` (default: the latest evaluated): columns eval_domain, epoch, value."""
+    import pandas as pd
+
     path = layout.eval_table(Path(run_dir))
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: evaluate the run first (domainlens eval)")
@@ -282,6 +292,8 @@ def aligned_captions_run(
     ``model`` reference). Default ``out``: ``<standard run>/eval/aligned_captions``.
     ``cache_dir`` default: each run's own activation cache.
     """
+    import pandas as pd
+
     from interp.hooked.runs import load_hooked_run
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_side_by_side

@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from domainlens import layout
 from training.runinfo import CLASS_SUBSETS
 
 if TYPE_CHECKING:
+
     from interp.embeddings.sae import SAEConfig
 
 EMBED_SITE = "hook_image_embed"
@@ -108,6 +106,9 @@ def features_run(
     """SAE feature sharing of one run (module docstring); returns ``{"quality": csv,
     "history": csv, "sharing": csv, "summary": csv, "scores": csv, "sharing_figure": png,
     ["sharing_by_layer": png], "sae_<site>": pt}``."""
+    import numpy as np
+    import pandas as pd
+
     from interp.embeddings.sae import encode, sae_quality, save_sae, train_sae
     from interp.embeddings.separation import l2_normalise
     from interp.embeddings.sharing import (
