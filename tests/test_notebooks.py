@@ -29,6 +29,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], int]] = {
     "circuit_discovery.ipynb": (
         ("circuits/circuit_nodes.csv", "circuits/circuit_edges.csv", "circuits/faithfulness.csv",
          "circuits/comparison.csv", "circuits/comparison_summary.csv"), 5),
+    "embeddings_and_features.ipynb": (
+        ("embeddings/separation.csv", "embeddings/domain_probe.csv", "features/sharing.csv",
+         "features/sharing_scores.csv"), 3),
 }
 
 
