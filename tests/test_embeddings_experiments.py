@@ -176,3 +176,27 @@ def test_cli_embeddings_and_features(trained_run, tmp_path, capsys) -> None:
     assert "k must be" in capsys.readouterr().err
     assert main(["embeddings", str(trained_run), "--domains", "drawing", "real"]) == 2
     assert "unknown domain(s) ['drawing']" in capsys.readouterr().err
+
+
+def test_embeddings_run_umap_pictures(trained_run, tmp_path, monkeypatch) -> None:
+    """The UMAP plumbing (both pictures, table, figure keys), with the projection replaced by
+    its subsample and a fixed map (the real umap-learn is tested in test_embeddings.py)."""
+    import interp.embeddings.projection as projection
+
+    def fake(x, domains, classes=None, *, per_domain, seed, exclude=(), **_):
+        rows = projection.subsample_per_domain(domains, per_domain, seed, exclude)
+        return pd.DataFrame({"row": rows, "domain": np.asarray(domains)[rows],
+                             "class_name": np.asarray(classes)[rows], "x": x[rows, 0],
+                             "y": x[rows, 1]})
+
+    monkeypatch.setattr(projection, "umap_coordinates", fake)
+    settings = EmbeddingSettings(folds=3, references=(), umap_per_domain=5, umap_without="real",
+                                 **QUIET)
+    written = embeddings_run(trained_run, settings=settings, out=tmp_path, cache_dir="")
+    assert written["umap_figure"] == tmp_path / layout.UMAP_FIGURE
+    assert written["umap_no_real"] == tmp_path / layout.umap_without("real")
+    assert all(p.is_file() for p in written.values())
+    coords = pd.read_csv(written["umap"])
+    assert coords.groupby("picture")["domain"].apply(set).to_dict() == {
+        "all": {"real", "sketch"}, "no_real": {"sketch"}}
+    assert (coords.groupby(["picture", "domain"]).size() == 5).all()

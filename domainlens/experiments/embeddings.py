@@ -150,7 +150,8 @@ def embeddings_run(
     device: str = "cpu",
 ) -> dict[str, Path]:
     """Embedding separation of one run (module docstring); returns ``{"separation": csv,
-    "dimensions": csv, "probe": csv, "umap": csv, <figure stem>: png, ...}``.
+    "dimensions": csv, "probe": csv, "separation_figure", "probe_figure": png, and with UMAP
+    "umap": csv, "umap_figure", "umap_no_<domain>": png}``.
 
     ``cache_dir``: activation cache (default ``<run>/cache/activations``; ``""`` disables
     it). ``domains``: default every domain with a test split. The ``init`` reference needs
@@ -221,8 +222,8 @@ def _umap(x: np.ndarray, index: pd.DataFrame, settings: EmbeddingSettings, meta:
         parts.append(coords)
         fig_name = layout.UMAP_FIGURE if not exclude else layout.umap_without(exclude[0])
         label = "" if not exclude else f", without {exclude[0]}"
-        written[Path(fig_name).stem] = save_figure(plot_umap(coords, title=f"{title}{label}"),
-                                                   out / fig_name)
+        key = "umap_figure" if not exclude else Path(fig_name).stem
+        written[key] = save_figure(plot_umap(coords, title=f"{title}{label}"), out / fig_name)
     written["umap"] = write_csv(out / layout.UMAP_TABLE,
                                 pd.concat(parts, ignore_index=True).assign(**meta))
     return {"umap": written.pop("umap"), **written}

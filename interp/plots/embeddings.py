@@ -45,8 +45,13 @@ def plot_distances(distances: pd.DataFrame, class_subset: str = "all", title: st
     panels = list(part.groupby(["measure", "reference"], sort=False))
     domains = _order(part["domain_a"])
     vmax = float(np.nanmax(part["value"])) or 1.0
-    fig = Figure(figsize=(2.6 * len(panels) + 0.6, 2.9), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ncols = min(4, len(panels))  # at most 4 panels a row
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(2.6 * ncols + 0.6, 2.9 * nrows), layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in grid[len(panels):]:
+        ax.set_axis_off()
+    axes = grid[:len(panels)]
     image = None
     for ax, ((measure, ref), p) in zip(axes, panels, strict=True):
         m = p.pivot(index="domain_a", columns="domain_b", values="value").loc[domains, domains]
@@ -104,7 +109,7 @@ def plot_sharing(summary: pd.DataFrame, title: str = "") -> Figure:
     """Class-averaged sharing matrices (columns site, domain_a, domain_b, value), one panel
     per site."""
     sites = list(dict.fromkeys(summary["site"])) if "site" in summary else [None]
-    fig = Figure(figsize=(2.7 * len(sites) + 0.6, 2.9), layout="constrained")
+    fig = Figure(figsize=(max(4.2, 2.7 * len(sites) + 0.6), 3.1), layout="constrained")
     axes = fig.subplots(1, len(sites), squeeze=False)[0]
     image = None
     for ax, site in zip(axes, sites, strict=True):
@@ -113,7 +118,7 @@ def plot_sharing(summary: pd.DataFrame, title: str = "") -> Figure:
         m = p.pivot(index="domain_a", columns="domain_b", values="value").loc[domains, domains]
         image = domain_heatmap(ax, m, domains, str(site or ""))
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="share@k (mean over k)")
-    fig.suptitle(title or "SAE feature sharing", fontsize=9)
+    fig.suptitle(title or "SAE feature sharing", fontsize=8)
     return fig
 
 
