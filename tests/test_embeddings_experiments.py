@@ -74,18 +74,22 @@ def test_features_run_per_layer(trained_run, shapes_root, tmp_path) -> None:
     root = base_root(shapes_root, tmp_path)
     layer = load_hooked_run(trained_run).model.layers()[-2].name
     settings = FeatureSettings(sites=(layer, "hook_image_embed"), lr=3e-3, sae_batch_size=64,
-                               epochs=3, top=5, ks=(2, 4), **QUIET)
+                               epochs=3, top=5, ks=(2, 4), references=("init", "class_shuffle"),
+                               **QUIET)
     written = features_run(trained_run, data_root=root, settings=settings, out=tmp_path / "f",
                            cache_dir="")
     quality = pd.read_csv(written["quality"])
     assert set(quality["site"]) == {layer, "hook_image_embed"}
     assert set(quality["split"]) == {"train", "test"}
+    assert set(quality["reference"]) == {"model", "init"}
+    assert set(quality[quality["reference"] == "init"]["epoch"]) == {0}
     # train split of both domains (2 x 6 classes x 20) plus the base set (12 images)
     assert quality[quality["split"] == "train"]["n_images"].unique().tolist() == [240 + 12]
     assert quality["explained_variance"].notna().all() and (quality["l0"] >= 0).all()
     scores = pd.read_csv(written["scores"])
     assert set(scores["domain"]) == {"real", "sketch"}  # every domain's row, not one fixed one
     assert scores["value"].between(0, 1).all()
+    assert set(scores["reference"]) == {"model", "init", "class_shuffle"}
     summary = pd.read_csv(written["summary"])
     assert set(summary["class_subset"]) == {"held-out", "seen", "all"}
     assert (tmp_path / "f" / layout.SHARING_FIGURE).is_file()

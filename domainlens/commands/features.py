@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.experiments.features import CLASS_SUBSETS, EMBED_SITE
+from domainlens.experiments.features import CLASS_SUBSETS, EMBED_SITE, REFERENCES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "pooled as in cka)")
     parser.add_argument("--classes", nargs="+", choices=CLASS_SUBSETS, default=list(CLASS_SUBSETS),
                         help="class subsets to average the sharing matrices over")
+    parser.add_argument("--references", nargs="*", choices=REFERENCES, default=["class_shuffle"],
+                        help="controls: class_shuffle (class labels permuted within each domain), "
+                        "init (everything again on the epoch-0 checkpoint); default: "
+                        "class_shuffle; none: pass the flag alone")
     parser.add_argument("--expansion", type=int, default=4, help="latents per input dimension")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
     parser.add_argument("--l1", type=float, default=1e-4, help="L1 coefficient on the latents")
@@ -68,7 +72,7 @@ def run_features(args: argparse.Namespace) -> int:
         sites=args.sites, expansion=args.expansion, lr=args.lr, l1=args.l1,
         sae_batch_size=args.sae_batch_size, epochs=args.epochs, top=args.top, ks=args.ks,
         include_base=not args.no_base, train_max_per_class=args.train_max_per_class,
-        classes=args.classes, pooling=args.pooling, max_per_class=args.max_per_class,
+        classes=args.classes, references=args.references, pooling=args.pooling, max_per_class=args.max_per_class,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet,
     )
@@ -78,11 +82,12 @@ def run_features(args: argparse.Namespace) -> int:
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     quality = pd.read_csv(written["quality"])
     print("SAE quality:")
-    print(quality[["site", "split", "explained_variance", "l0", "dead", "n_latents"]]
+    print(quality[["site", "reference", "split", "explained_variance", "l0", "dead", "n_latents"]]
           .to_string(index=False, float_format=fmt))
     scores = pd.read_csv(written["scores"])
     print("sharing score per domain (mean of its row without the diagonal):")
-    print(scores.pivot_table(index=["site", "class_subset"], columns="domain", values="value")
+    print(scores.pivot_table(index=["site", "reference", "class_subset"], columns="domain",
+                             values="value")
           .to_string(float_format=fmt))
     for path in written.values():
         print(f"wrote {path}")
