@@ -8,8 +8,9 @@ once changes everywhere. An experiment's output folder ``<out>``::
     <out>/data/                        generated images (source = "synth")
     <out>/mixtures/<D>/<name>.tsv      one mixture per (test domain D, setup)
     <out>/runs/<D>/<name>-s<seed>/     one training run (checkpoints, eval/zero_shot.csv)
-    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,cache}/   (each analysis folder
-                                       with its controls.csv: value, reference, excess)
+    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,embeddings,features,cache}/
+                                       (each analysis folder with its controls.csv:
+                                       value, reference, excess)
     <out>/results/                     the tidy tables and the figures drawn from them (PNG+PDF)
     <out>/report.md, report.html       results tables, figures and per-step timings
     <out>/.state/                      one record per finished step (key, outputs, seconds)
@@ -59,11 +60,40 @@ CIRCUIT_SIMILARITY_FIGURE = "circuit_similarity.png"
 ACTIVATION_CACHE = "cache"
 #: Each analysis folder's value/reference/excess table (issue 13's controls).
 CONTROLS = "controls.csv"
+EMBEDDINGS_DIR = "embeddings"
+SEPARATION_TABLE = "separation.csv"
+SEPARATION_DIMS = "separation_dims.csv"
+DOMAIN_PROBE = "domain_probe.csv"
+UMAP_TABLE = "umap.csv"
+SEPARATION_FIGURE = "separation.png"
+DOMAIN_PROBE_FIGURE = "domain_probe.png"
+UMAP_FIGURE = "umap.png"
+FEATURES_DIR = "features"
+SAE_QUALITY = "sae_quality.csv"
+SAE_HISTORY = "sae_history.csv"
+SHARING_TABLE = "sharing.csv"
+SHARING_SUMMARY = "sharing_summary.csv"
+SHARING_SCORES = "sharing_scores.csv"
+SHARING_FIGURE = "sharing.png"
+SHARING_BY_LAYER = "sharing_by_layer.png"
+ALIGNED_DIR = "aligned_captions"
+ALIGNED_TABLE = "aligned_captions.csv"
+ALIGNED_FIGURE = "aligned_captions.png"
 
 
 def cka_heatmaps(subset: str, kernel: str) -> str:
     """Figure stem of one (class subset, kernel) CKA heatmap grid."""
     return f"cka_heatmaps_{subset}_{kernel}"
+
+
+def umap_without(domain: str) -> str:
+    """Figure of the UMAP picture without one domain (``umap_no_quickdraw.png``)."""
+    return f"umap_no_{domain}.png"
+
+
+def sae_file(site: str) -> str:
+    """Weights of the SAE trained on one site's activations."""
+    return f"sae_{site.replace('.', '_')}.pt"
 
 
 def patching_summary(source: str, target: str) -> str:

@@ -1,6 +1,6 @@
 """The tutorial notebooks in ``notebooks/`` run top to bottom on a tiny shared workspace.
 
-The three notebooks are executed in order with nbclient, in a kernel on this interpreter,
+The notebooks are executed in order with nbclient, in a kernel on this interpreter,
 with ``DOMAINLENS_NOTEBOOK_DIR`` pointing at one temporary work directory: the first one
 generates the data and trains the tiny CLIP, the others reuse them (as when a reader runs
 them in sequence). Each must run without an error, show its figures and write its tables.
@@ -29,6 +29,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], int]] = {
     "circuit_discovery.ipynb": (
         ("circuits/circuit_nodes.csv", "circuits/circuit_edges.csv", "circuits/faithfulness.csv",
          "circuits/comparison.csv", "circuits/comparison_summary.csv"), 5),
+    "embeddings_and_features.ipynb": (
+        ("embeddings/separation.csv", "embeddings/domain_probe.csv", "features/sharing.csv",
+         "features/sharing_scores.csv"), 3),
 }
 
 
