@@ -221,7 +221,9 @@ def _create(name: str, pretrained: str | None, device: str | torch.device,
     except (FileNotFoundError, PermissionError):
         raise
     except Exception as error:  # noqa: BLE001 - torch / safetensors / hub raise many kinds
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        if len(message) > 300:  # a state-dict mismatch lists every key: keep it one short line
+            message = message[:297] + "..."
         raise ValueError(f"cannot load {what}: {type(error).__name__}: {message}") from None
     return model.eval()
 
