@@ -224,3 +224,24 @@ def test_a_tower_that_cannot_be_hooked_is_refused(tmp_path):
     with pytest.raises(TypeError, match="unsupported image tower TimmModel; supported: OpenCLIP's "
                                         "VisionTransformer .* ModifiedResNet"):
         load_hooked_model(f"local-dir:{folder}")
+
+
+def test_evaluate_source_scores_a_pretrained_file_like_its_run(registered, trained, shapes_root,
+                                                               tmp_path):
+    from training.evaluate import SOURCE_EVAL_COLUMNS, evaluate_source
+
+    run_dir, _ = trained
+    weights = str(checkpoint_path(run_dir, 1))
+    templates = ["a photo of a {}."]
+    table = evaluate_source(registered, weights, data_root=shapes_root, out=tmp_path,
+                            templates=templates, progress=False)
+    assert list(table.columns) == list(SOURCE_EVAL_COLUMNS)
+    assert set(table["model"]) == {f"{NAME}/epoch_1"} and (tmp_path / "zero_shot.csv").is_file()
+    from_run = evaluate_source(run_dir, templates=templates, progress=False)
+    key = ["eval_domain", "class_subset", "class_name", "metric"]
+    merged = table.merge(from_run[from_run["epoch"] == 1], on=key, suffixes=("", "_run"))
+    assert len(merged) == len(table) > 0
+    np.testing.assert_allclose(merged["value"], merged["value_run"])
+    assert set(from_run["model"]) == {run_dir.name}
+    with pytest.raises(ValueError, match="needs a data root"):
+        evaluate_source(registered, weights)
