@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from interp.hooked import hook_image_tower
-from interp.hooked.base import UnknownSiteError
+from interp.hooked.base import UnknownSiteError, layer_scale
 from interp.hooked.head import ZeroShotHead
 from interp.hooked.resnet import HookedResNet
 from interp.hooked.vit import HookedViT
@@ -287,11 +287,18 @@ def test_layers_are_ordered_valid_sites(vit, resnet):
 
 
 def test_unsupported_towers_are_refused():
-    custom = tiny_clip({**VIT, "qk_norm": True})
-    with pytest.raises(ValueError, match="ResidualAttentionBlock"):
-        hook_image_tower(custom)
+    # 'custom' blocks are hooked (see the OpenCLIP coverage test) unless an option normalises
+    # the heads jointly
+    for option in ("scale_attn", "scale_attn_inner"):
+        with pytest.raises(ValueError, match=f"unsupported 'custom' vision block option.*{option}"):
+            hook_image_tower(tiny_clip({**VIT, option: True}))
     with pytest.raises(TypeError, match="unsupported image tower"):
         hook_image_tower(torch.nn.Linear(2, 2))
+    torch.manual_seed(0)
+    timm_clip = open_clip.CLIP(embed_dim=24, text_cfg=TEXT_CFG, vision_cfg={
+        "timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False, "image_size": 32})
+    with pytest.raises(TypeError, match="unsupported image tower TimmModel.*VisionTransformer.*ModifiedResNet"):
+        hook_image_tower(timm_clip)
 
 
 # ----------------------------------------------------------------------------- head
@@ -456,3 +463,70 @@ def test_resnet_forward_from_every_checkpoint_equals_the_full_forward(resnet, im
             torch.testing.assert_close(hooked.forward_from(site, x), expected, atol=1e-6, rtol=1e-6)
         with pytest.raises(ValueError, match="'layer1.0.hook_conv1' is not a residual checkpoint"):
             hooked.forward_from("layer1.0.hook_conv1", cache["layer1.0.hook_conv1"])
+
+
+# ----------------------------------------------------------------------------- OpenCLIP's own configs
+def cut_down(name: str, **overrides) -> dict:
+    """OpenCLIP's config ``name`` with depth and width cut down (head counts, patch size,
+    mlp ratio, pooling, LayerScale, ... kept): ViT width = heads x 8 with 2 blocks, image =
+    2 x 2 patches; ResNet layers // 4 (at least 1) and width // 8 at 64 px."""
+    cfg = open_clip.get_model_config(name)
+    assert cfg is not None, name
+    vision = dict(cfg["vision_cfg"])
+    if isinstance(vision["layers"], list):  # ModifiedResNet
+        vision.update(layers=[max(1, n // 4) for n in vision["layers"]], width=vision["width"] // 8,
+                      image_size=64)
+    else:
+        heads = vision["width"] // vision.get("head_width", 64)
+        vision.update(width=heads * 8, head_width=8, layers=2, image_size=2 * vision["patch_size"])
+        if vision.get("attentional_pool"):
+            vision["attn_pooler_queries"] = 3
+    vision.update(overrides)
+    return {"embed_dim": 32, "quick_gelu": cfg.get("quick_gelu", False), "vision_cfg": vision,
+            "text_cfg": TEXT_CFG}
+
+
+OPENCLIP_VARIANTS = {
+    "ViT-B-32": {},                       # plain ViT, class-token pooling
+    "ViT-B-16-quickgelu": {},             # QuickGELU MLPs
+    "ViT-M-16-alt": {},                   # LayerScale (ls_init_value)
+    "ViT-L-14-CLIPA": {},                 # mean pooling, no ln_pre, LayerNorm after the pool
+    "coca_ViT-B-32": {},                  # attentional pooler (output_tokens too)
+    "ViT-B-32+custom": {"block_type": "custom"},
+    "ViT-B-32+custom-qknorm-scaleheads-scalefc": {"qk_norm": True, "scale_heads": True,
+                                                  "scale_fc": True, "ls_init_value": 0.5},
+    "RN50": {}, "RN101": {}, "RN50x4": {}, "RN50-quickgelu": {},
+}
+
+
+@pytest.mark.parametrize("variant", list(OPENCLIP_VARIANTS))
+def test_hooked_tower_reproduces_every_openclip_variant(variant):
+    from interp.interventions.intervene import residual_checkpoints
+
+    cfg = cut_down(variant.split("+")[0], **OPENCLIP_VARIANTS[variant])
+    torch.manual_seed(0)
+    model = perturb(open_clip.CLIP(**cfg), seed=0).eval()
+    size = cfg["vision_cfg"]["image_size"]
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(4))
+    hooked = hook_image_tower(model)
+    with torch.no_grad():
+        expected = model.visual(x)
+        if isinstance(expected, tuple):  # output_tokens: (pooled, tokens)
+            expected = expected[0]
+        got, cache = hooked.run_with_cache(x)
+        assert got.shape == expected.shape == (3, 32)
+        assert_same_output(got, expected)
+        for site in [s for s in residual_checkpoints(hooked) if s != "head.hook_logits"]:
+            assert_same_output(hooked.forward_from(site, cache[site]), expected)
+        if hooked.reads_class_token_only:
+            assert_same_output(hooked.forward_from(None, x, class_token_only=True), expected)
+    if isinstance(hooked, HookedViT):
+        block, attn = hooked.blocks[1], hooked.blocks[1].attn
+        summed = cache["blocks.1.attn.hook_result"].sum(dim=2) + attn.b_O
+        torch.testing.assert_close(summed, cache["blocks.1.hook_attn_out"], atol=1e-5, rtol=1e-5)
+        mlp_out = layer_scale(block.mlp.c_proj(cache["blocks.1.mlp.hook_post"]), block.ls_2)
+        torch.testing.assert_close(mlp_out, cache["blocks.1.hook_mlp_out"], atol=1e-5, rtol=1e-5)
+        heads = open_clip.get_model_config(variant.split("+")[0])["vision_cfg"]
+        assert hooked.cfg.n_heads == heads["width"] // heads.get("head_width", 64)
+    else:
+        assert [len(getattr(hooked, s)) for s in hooked.stage_names] == cfg["vision_cfg"]["layers"]

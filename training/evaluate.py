@@ -340,3 +340,78 @@ def plot_learning_curve(
         fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
+
+
+#: Columns of :func:`evaluate_source`'s table: the ``model`` column, then :data:`EVAL_COLUMNS`.
+SOURCE_EVAL_COLUMNS: tuple[str, ...] = ("model", *EVAL_COLUMNS)
+
+
+@torch.no_grad()
+def evaluate_source(
+    source: str | Path,
+    pretrained: str | None = None,
+    data_root: str | Path | None = None,
+    heldout: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    domains: Sequence[str] | None = None,
+    batch_size: int = 256,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Zero-shot evaluation of any model source (:func:`training.sources.open_model`).
+
+    A run directory is scored by :func:`evaluate_run` (all its epochs; ``out`` unused);
+    another source (``"RN50"`` + ``pretrained="openai"``, ``local-dir:DIR``, ...) is scored
+    once, its images preprocessed by OpenCLIP's preprocess config of that model, on
+    ``data_root`` with the ``heldout`` classes (default: the root's ``heldout_classes.txt``).
+    Returns the tidy table (columns :data:`SOURCE_EVAL_COLUMNS`; ``setup``/``test_domain`` ""
+    and ``seed``/``epoch`` empty for a non-run source), also written to
+    ``<out>/zero_shot.csv`` when ``out`` is given. ``cache_dir``: OpenCLIP's download cache.
+    """
+    from tqdm.auto import tqdm
+
+    from .sources import is_run_dir, open_model
+    from .util.files import write_csv
+
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if is_run_dir(source):
+        if pretrained is not None or heldout:
+            raise ValueError(f"{str(source)!r} is a run directory: its weights and held-out "
+                             "classes are its own (drop pretrained/heldout)")
+        table = evaluate_run(source, data_root=data_root, domains=domains, batch_size=batch_size,
+                             templates=templates, device=device, progress=progress)
+        table.insert(0, "model", Path(source).name)
+        return table
+    if data_root is None:
+        raise ValueError(f"evaluating {str(source)!r} needs a data root (--data)")
+    loaded = open_model(source, pretrained, device=device, data_root=data_root, heldout=heldout,
+                        cache_dir=cache_dir)
+    info, pre = loaded.info, loaded.preprocess
+    root = info.require_data()
+    index = load_index(root, domains=domains, splits=("test",))
+    if index.empty:
+        raise ValueError(f"no test images under {root} for domains {domains}")
+    weights = class_text_embeddings(loaded.model, loaded.tokenizer, class_texts(info.classes),
+                                    templates, device=device)
+    paths = index["path"].tolist()
+    preds = []
+    for start in tqdm(range(0, len(paths), batch_size), desc=f"eval {info.model}",
+                      unit="batch", disable=not progress):
+        pixels = torch.from_numpy(np.stack([pre.decode(p) for p in paths[start:start + batch_size]]))
+        features = loaded.model.encode_image(pre.normalize(pixels).to(device))
+        preds.append(zero_shot_logits(features, weights.to(device)).argmax(dim=1).cpu())
+    pred = torch.cat(preds).numpy()
+    labels = index["label"].to_numpy()
+    rows = []
+    for domain in [d for d in DOMAINS if d in set(index["domain"])]:
+        mask = (index["domain"] == domain).to_numpy()
+        for row in score(labels[mask], pred[mask], info.classes, info.heldout):
+            rows.append({"model": info.model, "run": info.name, "setup": "", "test_domain": "",
+                         "seed": None, "epoch": None, "eval_domain": domain, **row})
+    table = pd.DataFrame(rows, columns=list(SOURCE_EVAL_COLUMNS))
+    if out is not None:
+        write_csv(Path(out) / TABLE_FILE, table)
+    return table

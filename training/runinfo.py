@@ -17,6 +17,7 @@ root and image normalisation from it, so their tables agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ class RunInfo:
     """A run's metadata, read by :func:`read_run_info`.
 
     Attributes:
-        run_dir: the run directory.
+        run_dir: the run directory (``None`` for a model that is not a run, e.g. an OpenCLIP
+            name with pretrained weights: see :mod:`training.sources`).
         kind: ``"clip"`` or ``"supervised"``.
         setup: the mixture's setup (``""`` if the manifest names none).
         test_domain: the mixture's test domain (``None`` if unknown).
@@ -57,9 +59,15 @@ class RunInfo:
         model_config: the OpenCLIP model config.
         run_json: ``run.json`` as written (``{"kind": "clip"}`` if absent).
         manifest: ``mixture.json`` as written (``{}`` if absent).
+        label: the ``model`` column of a non-run source (``RN50/openai``); ``""`` for a run.
+        source: ``run``, ``openclip`` (name + pretrained), ``local-dir`` or ``hf-hub``.
+        pretrained: the pretrained tag or weights file of an ``openclip`` source.
+        location: the weights file or folder of a non-run source, if any.
+        preprocess: OpenCLIP's preprocess config of a non-run source (``size``, ``mean``,
+            ``std``, ``interpolation``, ``resize_mode``, ``fill_color``); ``{}`` for a run.
     """
 
-    run_dir: Path
+    run_dir: Path | None
     kind: str
     setup: str
     test_domain: str | None
@@ -75,11 +83,26 @@ class RunInfo:
     model_config: dict[str, Any] = field(default_factory=dict)
     run_json: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    source: str = "run"
+    pretrained: str | None = None
+    location: Path | None = None
+    preprocess: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        """The run's name (its directory name)."""
-        return self.run_dir.name
+        """The run's name (its directory name), or a non-run source's label."""
+        return self.run_dir.name if self.run_dir is not None else self.label
+
+    @property
+    def model(self) -> str:
+        """The tidy ``model`` column: name + pretrained tag (``RN50/openai``), or the run."""
+        return self.label or self.name
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the model is a training run of this toolkit (with setup, seeds, epochs)."""
+        return self.run_dir is not None
 
     @property
     def seen(self) -> tuple[str, ...]:
@@ -91,7 +114,9 @@ class RunInfo:
         """The data root, or a one-line error if the run names none or it does not exist."""
         if self.data_root is None:
             raise ValueError(
-                f"no data root for {self.run_dir}: its mixture manifest names none; pass one (--data)"
+                f"no data root for {self.run_dir or self.name}: "
+                + ("its mixture manifest names none" if self.is_run else "none was given")
+                + "; pass one (--data)"
             )
         if not self.data_root.is_dir():
             raise FileNotFoundError(f"data root {str(self.data_root)!r} is not a directory")
@@ -109,12 +134,12 @@ class RunInfo:
         """``held-out`` or ``seen``: which subset a class belongs to."""
         return "held-out" if class_name in set(self.heldout) else "seen"
 
-    def meta(self, epoch: int | None = None) -> dict[str, Any]:
+    def meta(self, epoch: int | None = None, *, model: bool = False) -> dict[str, Any]:
         """Metadata columns of every tidy table: run, setup, test_domain, seed (training),
-        mixture_seed, plus epoch when given."""
-        out: dict[str, Any] = {"run": self.name, "setup": self.setup,
-                               "test_domain": self.test_domain, "seed": self.seed,
-                               "mixture_seed": self.mixture_seed}
+        mixture_seed, plus epoch when given; ``model=True`` puts the ``model`` column first."""
+        out: dict[str, Any] = {"model": self.model} if model else {}
+        out |= {"run": self.name, "setup": self.setup, "test_domain": self.test_domain,
+                "seed": self.seed, "mixture_seed": self.mixture_seed}
         if epoch is not None:
             out["epoch"] = int(epoch)
         return out
@@ -136,10 +161,14 @@ def resolve_heldout(names: Any, classes: tuple[str, ...], source: str, root: Pat
     return tuple(sorted(set(heldout)))
 
 
-def read_run_info(run_dir: str | Path, data_root: str | Path | None = None) -> RunInfo:
+def read_run_info(
+    run_dir: str | Path, data_root: str | Path | None = None,
+    heldout: Sequence[str] | None = None,
+) -> RunInfo:
     """Read a run's metadata (module docstring) into a :class:`RunInfo`.
 
-    ``data_root`` overrides the manifest's root; an override must be a directory. Without a
+    ``data_root`` overrides the manifest's root; an override must be a directory. ``heldout``
+    (folder or display names) overrides the manifest's held-out classes. Without a
     usable root, ``classes`` and ``heldout`` are empty and :meth:`RunInfo.require_data`
     raises. Raises ``FileNotFoundError`` for a missing run directory or model config and
     ``ValueError`` for held-out classes that are not classes of the root.
@@ -163,11 +192,14 @@ def read_run_info(run_dir: str | Path, data_root: str | Path | None = None) -> R
             raise FileNotFoundError(f"data root {str(root)!r} is not a directory")
     elif spec.get("data_root"):
         root = Path(spec["data_root"]).expanduser().resolve()
+    if heldout and (root is None or not root.is_dir()):
+        raise ValueError("held-out classes need a data root to resolve them against")
     classes: tuple[str, ...] = ()
-    heldout: tuple[str, ...] = ()
     if root is not None and root.is_dir():
         classes = tuple(class_names(root))
-        if spec.get("heldout"):
+        if heldout:
+            heldout = resolve_heldout(heldout, classes, "the given held-out classes", root)
+        elif spec.get("heldout"):
             heldout = resolve_heldout(spec["heldout"], classes, "the run's manifest", root)
         else:
             heldout = tuple(heldout_classes(root, classes))
@@ -186,7 +218,7 @@ def read_run_info(run_dir: str | Path, data_root: str | Path | None = None) -> R
         mixture_seed=_int_or_none(spec.get("seed")),
         data_root=root,
         classes=classes,
-        heldout=heldout,
+        heldout=tuple(heldout or ()),
         image_size=config_image_size(cfg),
         mean=mean,
         std=std,

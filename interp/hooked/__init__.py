@@ -17,6 +17,13 @@ from interp.hooked.base import HookedImageTower
 from interp.hooked.resnet import HookedResNet
 from interp.hooked.vit import HookedViT
 
+#: The towers :func:`hook_image_tower` can wrap, for error messages.
+SUPPORTED_TOWERS = (
+    "VisionTransformer (plain, LayerScale, attentional pooler, 'tok'/'avg' pooling, 'custom' "
+    "blocks with qk_norm / scale_heads / scale_fc; e.g. ViT-B-32, ViT-M-16-alt, "
+    "ViT-L-14-CLIPA, coca_ViT-B-32) and ModifiedResNet (RN50, RN101, RN50x4, RN50x16, RN50x64)"
+)
+
 
 def hook_image_tower(
     model: nn.Module, head: nn.Module | None = None, copy: bool = False
@@ -39,7 +46,7 @@ def hook_image_tower(
         hooked = HookedResNet(visual, head=head)
     else:
         raise TypeError(
-            f"unsupported image tower {type(visual).__name__}; supported: OpenCLIP "
-            "VisionTransformer and ModifiedResNet (timm towers are not)"
+            f"unsupported image tower {type(visual).__name__}; supported: OpenCLIP's "
+            f"{SUPPORTED_TOWERS} (timm towers such as convnext/ViTamin/EVA and HF towers are not)"
         )
     return hooked.train(visual.training)

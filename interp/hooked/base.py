@@ -145,6 +145,12 @@ class HookedImageTower(HookedRootModule):
             raise ValueError("return_type='logits' needs a zero-shot head: use set_head(...)")
         return self.head(embed)
 
+    @property
+    def reads_class_token_only(self) -> bool:
+        """Whether the embedding depends on the last block's class token alone (then
+        ``class_token_only`` may truncate that block); ``False`` unless a subclass says so."""
+        return False
+
     def embed_from(self, site: str | None, x: Tensor, *, class_token_only: bool = False) -> Tensor:
         """The rest of :meth:`embed_image` from a residual checkpoint ``site`` whose hook
         receives ``x`` (``None``: from the images); see the subclasses."""

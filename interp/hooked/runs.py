@@ -1,9 +1,12 @@
-"""A training run's checkpoint as a hooked image tower, with the run's metadata.
+"""Any model source as a hooked image tower, with its metadata.
 
-Loading goes through ``training.checkpoints.load_run_model`` (which checks the checkpoint
-against ``model_config.json``); the run's metadata (setup, test domain, training and mixture
-seeds, held-out classes, data root, normalisation) is its :class:`training.runinfo.RunInfo`,
-read by :func:`training.runinfo.read_run_info`, the reader every command uses.
+:func:`load_hooked_model` opens a run directory, an OpenCLIP name with a pretrained tag or
+weights file, ``local-dir:DIR`` or ``hf-hub:ORG/REPO`` through
+:func:`training.sources.open_model`; :func:`load_hooked_run` is the run-directory case.
+Loading a run goes through ``training.checkpoints.load_run_model`` (which checks the checkpoint
+against ``model_config.json``); the metadata (setup, test domain, training and mixture seeds,
+held-out classes, data root, normalisation, the ``model`` label) is a
+:class:`training.runinfo.RunInfo` for every source, the type every command reads.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from torch import nn
 from interp.hooked import hook_image_tower
 from interp.hooked.base import HookedImageTower
 from interp.hooked.head import ZeroShotHead
-from training.runinfo import RunInfo, read_run_info
+from training.runinfo import RunInfo
+from training.sources import Preprocess, open_model
 
 
 @dataclass
@@ -37,12 +41,20 @@ class HookedRun:
     model: HookedImageTower
     source: nn.Module
     info: RunInfo
-    epoch: int
-    checkpoint: Path
+    epoch: int | None
+    checkpoint: Path | None
+    preprocess: Preprocess | None = None
+    tokenizer: Any = None
 
     @property
-    def run_dir(self) -> Path:
+    def run_dir(self) -> Path | None:
+        """The run directory (``None`` for a model that is not a run)."""
         return self.info.run_dir
+
+    @property
+    def label(self) -> str:
+        """The tidy ``model`` column: name + pretrained tag, or the run's name."""
+        return self.info.model
 
     @property
     def name(self) -> str:
@@ -101,27 +113,58 @@ class HookedRun:
         templates: Sequence[str] | None = None,
         use_model_logit_scale: bool = False,
     ) -> ZeroShotHead:
-        """A zero-shot head over ``class_names`` from this run's text tower (CLIP runs only);
-        attach it with ``run.model.set_head(head)``."""
+        """A zero-shot head over ``class_names`` from this model's text tower (CLIP models
+        only); attach it with ``run.model.set_head(head)``."""
         if self.kind != "clip":
             raise ValueError(f"run {self.name!r} is a {self.kind} run: it has no text tower")
-        from training.models import tokenizer_for
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            from training.models import tokenizer_for
 
+            tokenizer = tokenizer_for(self.model_config)
         return ZeroShotHead.from_texts(
-            self.source, tokenizer_for(self.model_config), class_names, templates,
-            use_model_logit_scale,
+            self.source, tokenizer, class_names, templates, use_model_logit_scale,
         )
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self, model: bool = False) -> dict[str, Any]:
         """Metadata columns for tidy tables: run, setup, test_domain, seed (training seed),
-        epoch."""
+        epoch; ``model=True`` puts the ``model`` column first."""
         return {
+            **({"model": self.label} if model else {}),
             "run": self.name,
             "setup": self.setup,
             "test_domain": self.test_domain,
             "seed": self.seed,
             "epoch": self.epoch,
         }
+
+
+def load_hooked_model(
+    source: str | Path,
+    pretrained: str | None = None,
+    *,
+    epoch: int | None = None,
+    device: str | torch.device = "cpu",
+    head: nn.Module | None = None,
+    data_root: str | Path | None = None,
+    heldout: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+) -> HookedRun:
+    """Any model source (:func:`training.sources.open_model`) as a hooked tower in eval mode.
+
+    ``source``: a run directory, an OpenCLIP name (with ``pretrained`` a tag, a weights file
+    or ``None``), ``local-dir:DIR`` or ``hf-hub:ORG/REPO``; ``epoch`` (runs only: default the
+    latest); ``data_root``/``heldout``: the data root and held-out classes (a run's manifest by
+    default). The image tower must be hookable (:func:`interp.hooked.hook_image_tower`:
+    ``TypeError``/``ValueError`` naming what is supported otherwise); this is checked before
+    any data is read.
+    """
+    loaded = open_model(source, pretrained, epoch=epoch, device=device, data_root=data_root,
+                        heldout=heldout, cache_dir=cache_dir)
+    hooked = hook_image_tower(loaded.model, head=head).eval()
+    return HookedRun(model=hooked, source=loaded.model, info=loaded.info, epoch=loaded.epoch,
+                     checkpoint=loaded.checkpoint, preprocess=loaded.preprocess,
+                     tokenizer=loaded.tokenizer)
 
 
 def load_hooked_run(
@@ -137,12 +180,12 @@ def load_hooked_run(
     for a missing run or checkpoint and ``ValueError`` for an epoch without a checkpoint or a
     checkpoint that does not fit the run's model config.
     """
-    from training.checkpoints import load_run_model
+    from training.models import MODEL_CONFIG_FILE
 
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir, data_root)
-    loaded = load_run_model(run_dir, epoch=epoch, device=device)
-    source = loaded.model.eval()
-    hooked = hook_image_tower(source, head=head).eval()
-    return HookedRun(model=hooked, source=source, info=info, epoch=int(loaded.epoch),
-                     checkpoint=Path(loaded.path))
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    if not (run_dir / MODEL_CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{run_dir / MODEL_CONFIG_FILE} does not exist: is {str(run_dir)!r} a training run?")
+    return load_hooked_model(run_dir, epoch=epoch, device=device, head=head, data_root=data_root)

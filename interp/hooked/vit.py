@@ -10,10 +10,11 @@ out of place. Hook names (B = batch, T = 1 + patches, H = heads):
 ``hook_patch_embed``              (B, P, D) patch embeddings (conv1), no class token
 ``hook_embed``                    (B, T, D) class token + patches + position embedding
 ``blocks.{i}.hook_resid_pre``     (B, T, D) block input (after ``ln_pre`` for block 0)
-``blocks.{i}.attn.hook_q/k/v``    (B, T, H, d_head)
+``blocks.{i}.attn.hook_q/k/v``    (B, T, H, d_head) (q, k after a 'custom' block's qk_norm)
 ``blocks.{i}.attn.hook_attn_scores``  (B, H, T, T) scaled dot products, pre-softmax
 ``blocks.{i}.attn.hook_pattern``  (B, H, T, T) attention probabilities
-``blocks.{i}.attn.hook_z``        (B, T, H, d_head) pattern-weighted values
+``blocks.{i}.attn.hook_z``        (B, T, H, d_head) pattern-weighted values (times a
+                                  'custom' block's per-head scale)
 ``blocks.{i}.attn.hook_result``   (B, T, H, D) per-head output, LayerScale applied:
                                   ``attn_out = result.sum(2) + attn.b_O``
 ``blocks.{i}.hook_attn_out``      (B, T, D) attention output added to the residual
@@ -30,7 +31,12 @@ out of place. Hook names (B = batch, T = 1 + patches, H = heads):
 from __future__ import annotations
 
 import torch
-from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from open_clip.transformer import (
+    Attention,
+    CustomResidualAttentionBlock,
+    ResidualAttentionBlock,
+    VisionTransformer,
+)
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -43,15 +49,33 @@ class HookedAttention(nn.Module):
     Input ``(B, T, D)`` (already normalised by ``ln_1``), output ``(B, T, D)`` after LayerScale.
     """
 
-    def __init__(self, mha: nn.MultiheadAttention, ls: nn.Module) -> None:
+    def __init__(self, mha: nn.Module, ls: nn.Module) -> None:
         super().__init__()
-        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
-            raise ValueError(
-                "only self-attention with a packed in_proj_weight and no bias_k/zero_attn is "
-                "supported (OpenCLIP's default vision blocks)"
-            )
+        if isinstance(mha, nn.MultiheadAttention):
+            if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+                raise ValueError(
+                    "only self-attention with a packed in_proj_weight and no bias_k/zero_attn is "
+                    "supported (OpenCLIP's default vision blocks)"
+                )
+            self.ln_q, self.ln_k = nn.Identity(), nn.Identity()
+            self.head_scale = None
+        elif isinstance(mha, Attention):  # a 'custom' block's attention
+            unsupported = [name for name, on in (
+                ("scaled_cosine_attn", mha.logit_scale is not None),
+                ("scale_attn_inner", not isinstance(mha.ln_inner, nn.Identity)),
+            ) if on]
+            if unsupported:
+                raise ValueError(
+                    f"unsupported 'custom' vision block option(s) {unsupported}: they normalise "
+                    "the heads jointly, so per-head hooks would not add up; supported 'custom' "
+                    "options: qk_norm, scale_heads, scale_fc, ls_init_value"
+                )
+            self.ln_q, self.ln_k = mha.ln_q, mha.ln_k  # over d_head, per head and token
+            self.head_scale = mha.head_scale  # (H, 1, 1) or None
+        else:
+            raise ValueError(f"unsupported attention module {type(mha).__name__}")
         self.n_heads = int(mha.num_heads)
-        self.d_model = int(mha.embed_dim)
+        self.d_model = int(mha.in_proj_weight.shape[1])
         self.d_head = self.d_model // self.n_heads
         self.in_proj_weight = mha.in_proj_weight
         if mha.in_proj_bias is not None:
@@ -87,11 +111,11 @@ class HookedAttention(nn.Module):
         batch, tokens, _ = qkv.shape
         heads, d_head = self.n_heads, self.d_head
         q, k, v = (t.reshape(batch, tokens, heads, d_head) for t in qkv.chunk(3, dim=-1))
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        q, k, v = self.hook_q(self.ln_q(q)), self.hook_k(self.ln_k(k)), self.hook_v(v)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * d_head**-0.5
         scores = self.hook_attn_scores(scores)
         pattern = self.hook_pattern(scores.softmax(dim=-1))
-        z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
+        z = self.hook_z(self._scale_heads(torch.einsum("bhqk,bkhd->bqhd", pattern, v)))
         w_out = self.out_proj.weight.reshape(self.d_model, heads, d_head)
         result = torch.einsum("bqhd,mhd->bqhm", z, w_out)
         result = self.hook_result(layer_scale(result, self.ls))
@@ -99,6 +123,12 @@ class HookedAttention(nn.Module):
         if self.out_proj.bias is not None:
             out = out + layer_scale(self.out_proj.bias, self.ls)
         return out
+
+    def _scale_heads(self, z: Tensor) -> Tensor:
+        """``(B, T, H, d_head)`` times a 'custom' block's per-head scale (NormFormer), if any."""
+        if self.head_scale is None:
+            return z
+        return z * self.head_scale.reshape(1, 1, self.n_heads, 1).to(z.dtype)
 
     def forward_class_query(self, x: Tensor, qkv: Tensor | None = None) -> Tensor:
         """Attention output of the class token only: ``x`` ``(B, T, D)`` -> ``(B, 1, D)``.
@@ -118,33 +148,45 @@ class HookedAttention(nn.Module):
         else:
             q, kv = qkv[:, :1, :width], qkv[..., width:]
         batch, tokens, _ = kv.shape
-        q = q.reshape(batch, heads, d_head)
+        q = self.ln_q(q.reshape(batch, heads, d_head))
         k, v = (t.reshape(batch, tokens, heads, d_head) for t in kv.chunk(2, dim=-1))
+        k = self.ln_k(k)
         scores = torch.einsum("bhd,bkhd->bhk", q, k) * d_head**-0.5
-        z = torch.einsum("bhk,bkhd->bhd", scores.softmax(dim=-1), v).reshape(batch, 1, width)
+        z = torch.einsum("bhk,bkhd->bhd", scores.softmax(dim=-1), v).reshape(batch, 1, heads, d_head)
+        z = self._scale_heads(z).reshape(batch, 1, width)
         return layer_scale(self.out_proj(z), self.ls)
 
 
 class HookedMLP(nn.Module):
-    """OpenCLIP's block MLP (``c_fc`` -> activation -> ``c_proj``) with neuron hooks.
+    """OpenCLIP's block MLP (``c_fc`` -> activation [-> LayerNorm] -> ``c_proj``) with neuron hooks.
 
-    Input ``(B, T, D)``, hidden ``(B, T, M)``, output ``(B, T, D)`` (before LayerScale).
+    Input ``(B, T, D)``, hidden ``(B, T, M)``, output ``(B, T, D)`` (before LayerScale). The
+    LayerNorm is a 'custom' block's ``scale_fc`` (NormFormer); ``hook_post`` sees its output,
+    so ``c_proj(hook_post)`` is the MLP output in every layout.
     """
 
     def __init__(self, mlp: nn.Module) -> None:
         super().__init__()
         names = [name for name, _ in mlp.named_children()]
-        if names != ["c_fc", "gelu", "c_proj"]:
-            raise ValueError(f"unsupported MLP layout {names}; expected ['c_fc', 'gelu', 'c_proj']")
+        if names not in (["c_fc", "gelu", "c_proj"], ["c_fc", "gelu", "ln", "c_proj"]):
+            raise ValueError(
+                f"unsupported MLP layout {names}; expected ['c_fc', 'gelu', 'c_proj'] "
+                "(or with 'ln' before 'c_proj')"
+            )
         self.c_fc = mlp.c_fc
         self.hook_pre = hook_point("tokens")
         self.act = mlp.gelu
+        self.ln = getattr(mlp, "ln", nn.Identity())
         self.hook_post = hook_point("tokens")
         self.c_proj = mlp.c_proj
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``(B, T, D)`` -> ``(B, T, D)``."""
-        return self.c_proj(self.hook_post(self.act(self.hook_pre(self.c_fc(x)))))
+        return self.c_proj(self.hook_post(self.ln(self.act(self.hook_pre(self.c_fc(x))))))
+
+    def compute(self, x: Tensor) -> Tensor:
+        """:meth:`forward` without calling the hooks."""
+        return self.c_proj(self.ln(self.act(self.c_fc(x))))
 
 
 class HookedViTBlock(nn.Module):
@@ -152,10 +194,18 @@ class HookedViTBlock(nn.Module):
 
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
-        if type(block) is not ResidualAttentionBlock:
+        if type(block) not in (ResidualAttentionBlock, CustomResidualAttentionBlock):
             raise ValueError(
-                f"unsupported vision block {type(block).__name__}: only OpenCLIP's default "
-                "ResidualAttentionBlock is supported (no qk_norm / scaled-cosine 'custom' blocks)"
+                f"unsupported vision block {type(block).__name__}: supported are OpenCLIP's "
+                "ResidualAttentionBlock and CustomResidualAttentionBlock"
+            )
+        if hasattr(block, "ln_1_kv"):
+            raise ValueError("cross-attention blocks are not supported in an image tower")
+        if not isinstance(getattr(block, "ln_attn", nn.Identity()), nn.Identity):
+            raise ValueError(
+                "unsupported 'custom' vision block option ['scale_attn']: it normalises the "
+                "heads jointly, so per-head hooks would not add up; supported 'custom' options: "
+                "qk_norm, scale_heads, scale_fc, ls_init_value"
             )
         self.hook_resid_pre = hook_point("tokens")
         self.ln_1 = block.ln_1
@@ -195,8 +245,7 @@ class HookedViTBlock(nn.Module):
         """
         x = self.hook_resid_pre(x)
         x0 = x[:, :1] + self.attn.forward_class_query(self.ln_1(x) if qkv is None else x, qkv=qkv)
-        mlp = self.mlp
-        mlp_out = layer_scale(mlp.c_proj(mlp.act(mlp.c_fc(self.ln_2(x0)))), self.ls_2)
+        mlp_out = layer_scale(self.mlp.compute(self.ln_2(x0)), self.ls_2)
         return self.hook_resid_post(x0 + mlp_out)
 
 
