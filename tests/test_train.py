@@ -803,3 +803,21 @@ def test_bf16_is_an_option_flagged_in_the_run_and_not_the_default(tmp_path, caps
     with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16', 'fp16'\]"):
         train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "x", precision="int8"))
     assert not (tmp_path / "fp16").exists() and not (tmp_path / "x").exists()
+
+
+def test_precision_in_the_experiment_config(tmp_path):
+    from domainlens import pipeline
+    from domainlens.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nprecision = 'fp8'\n")
+    with pytest.raises(ValueError, match=r"\[train\] precision must be one of \['fp32', 'bf16', "
+                                         r"'fp16'\], got 'fp8'"):
+        load_config(path, out=tmp_path / "out")
+    path.write_text("[train]\nprecision = 'bf16'\n")
+    config = load_config(path, out=tmp_path / "out")
+    assert config.train.precision == "bf16"
+    from domainlens.layout import RunPlan
+
+    run = RunPlan("sketch", "cg-high", 0, tmp_path / "m.tsv", tmp_path / "run")
+    assert pipeline._train_config(config, run, False).precision == "bf16"
