@@ -115,7 +115,7 @@ def ours(tsv: Path, model: str, out: Path, args, env: dict) -> dict:
                "--model", model, "--epochs", str(args.epochs), "--batch-size",
                str(args.batch_size), "--lr", "1e-3", "--wd", "0.2", "--warmup-steps",
                str(args.warmup), "--grad-clip", "1.0", "--log-every", "1", "--out", str(out),
-               "--quiet"]
+               "--quiet", *args.ours_extra.split()]
     seconds, cpu = run(command, env)
     log = pd.read_csv(out / "train_log.csv")
     steady = log["images_per_s"].iloc[5:]
@@ -156,6 +156,9 @@ def main() -> int:
     parser.add_argument("--their-workers", type=int, default=1,
                         help="DataLoader workers for open_clip_train (default 1)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--ours-extra", default="",
+                        help="extra `domainlens train` options, e.g. '--precision bf16' or "
+                        "'--no-fused-optimizer --no-channels-last' (the trainer before issue 20)")
     parser.add_argument("--data", default=None, help="existing DomainNet-format root")
     parser.add_argument("--work", default="/tmp/bench_trainer")
     parser.add_argument("--json", default=None, help="also write results here")

@@ -87,6 +87,7 @@ class TrainSection:
     seeds: tuple[int, ...] = (0,)
     device: str = "cpu"
     threads: int = 0
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     check_number("[train] warmup_steps", train.warmup_steps, low=0, integer=True)
     check_number("[train] threads", train.threads, low=0, integer=True)
     check_device("[train] device", train.device)
+    check_choice("[train] precision", train.precision, ("fp32", "bf16", "fp16"))
     check_choice("[eval] epochs", ev.epochs, EVAL_EPOCHS)
     check_number("[eval] batch_size", ev.batch_size, low=1, integer=True)
     check_choices("[analyses] setups (must be among [mixtures] setups)", an.setups, mix.setups)

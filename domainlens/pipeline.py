@@ -171,6 +171,11 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
         # the full training settings, defaults included (not the paths or the progress flag)
         identity = {k: v for k, v in _asdict(settings).items()
                     if k not in ("mixture", "out", "progress")}
+        # options added later, at their defaults, leave existing runs' step keys unchanged
+        for key, default in (("precision", "fp32"), ("fused_optimizer", None),
+                             ("channels_last", None)):
+            if identity.get(key, default) == default:
+                identity.pop(key, None)
         train_step = Step(
             id=f"train/{r.id}", params={**train_params, "seed": r.seed, "mixture": r.mixture.name,
                                         "settings": identity},
@@ -352,7 +357,7 @@ def _train_config(config: ExperimentConfig, run: RunPlan, progress: bool):
         mixture=run.mixture, out=run.run_dir, model=train.model, epochs=train.epochs,
         batch_size=train.batch_size, lr=train.lr, wd=train.weight_decay,
         warmup_steps=train.warmup_steps or None, seed=run.seed, device=train.device,
-        progress=progress,
+        progress=progress, precision=train.precision,
     )
 
 

@@ -622,3 +622,202 @@ def test_short_write_of_a_checkpoint_is_named_not_unexpected_pos(tmp_path, capsy
     path = ckpt.checkpoint_path(out.resolve(), 0)
     assert err.strip() == f"domainlens train: error: cannot write {path}: File too large"
     assert list((out / "checkpoints").iterdir()) == []  # no partial file, no temp file
+
+
+# ----------------------------------------------------------------------------------------------
+# speed (issue 20): fused AdamW, channels-last ResNet, no per-step sync, precision
+
+
+def _steps_with(model_json, fused: bool, channels_last: bool, steps: int = 4):
+    """``steps`` trainer-style steps on random inputs; returns the model's parameters."""
+    from open_clip.loss import ClipLoss
+
+    cfg = resolve_model_config(str(model_json))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    config = train_mod.resolved(TrainConfig(mixture="-", out="-", model=str(model_json)),
+                                train_mod.ClipTask(), cfg)
+    optimizer = train_mod.make_optimizer(
+        model, train_mod.replace(config, fused_optimizer=fused, channels_last=channels_last))
+    gen = torch.Generator().manual_seed(1)
+    size = cfg["vision_cfg"]["image_size"]
+    for _ in range(steps):
+        x = torch.randn(8, 3, size, size, generator=gen)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 400, (8, cfg["text_cfg"]["context_length"]), generator=gen)
+        loss = ClipLoss()(*model(x, y)[:3])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_fused_adamw_and_channels_last_match_the_plain_step(tiny_rn_json):
+    """Same numbers to float tolerance (not bit-identical: other rounding order)."""
+    import copy
+
+    from open_clip.loss import ClipLoss
+
+    cfg = resolve_model_config(str(tiny_rn_json))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 400, (8, 16))
+    # channels-last: the same gradients
+    grads = []
+    for channels_last in (False, True):
+        m = copy.deepcopy(model)
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        ClipLoss()(*m(x.contiguous(memory_format=torch.channels_last) if channels_last else x,
+                      y)[:3]).backward()
+        grads.append({n: p.grad for n, p in m.named_parameters()})
+    for name, grad in grads[0].items():  # per tensor, relative to its norm
+        if grad.norm() > 1e-6:  # attnpool.k_proj.bias: 0 in exact arithmetic, ~1e-8 here
+            error = (grads[1][name] - grad).norm() / grad.norm()
+            assert error < 1e-3, (name, float(error))
+    # fused AdamW: the same update for the same gradients, step after step
+    config = train_mod.resolved(TrainConfig(mixture="-", out="-"), train_mod.ClipTask(), cfg)
+    params = []
+    for fused in (False, True):
+        m = copy.deepcopy(model)
+        opt = train_mod.make_optimizer(m, train_mod.replace(config, fused_optimizer=fused))
+        assert opt.defaults["fused"] is fused
+        for _ in range(3):
+            for n, p in m.named_parameters():
+                p.grad = grads[0][n].clone()
+            opt.step()
+        params.append(dict(m.named_parameters()))
+    for name, value in params[0].items():
+        torch.testing.assert_close(params[1][name], value, atol=1e-7, rtol=1e-6, msg=name)
+    # whole trainer steps: Adam divides by |gradient|, so entries whose gradient is ~0
+    # (e.g. attention key biases) move by ~lr either way: equal to a fraction of one lr step
+    plain = _steps_with(tiny_rn_json, fused=False, channels_last=False)
+    for fused, channels_last in ((True, False), (False, True), (True, True)):
+        fast = _steps_with(tiny_rn_json, fused=fused, channels_last=channels_last)
+        for key in plain:
+            torch.testing.assert_close(fast[key], plain[key], atol=5e-4, rtol=0, msg=key)
+
+
+def test_resnet_speedups_are_on_recorded_and_resume_bit_identical(tmp_path, shapes_mixture,
+                                                                  tiny_rn_json):
+    ref = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "ref"))
+    settings = json.loads((ref / "run.json").read_text())["settings"]
+    assert settings["fused_optimizer"] is True and settings["channels_last"] is True
+    assert settings["precision"] == "fp32"
+    out = tmp_path / "run"
+    train_clip(small_config(shapes_mixture, tiny_rn_json, out, stop_after_epoch=1))
+    train_clip(small_config(shapes_mixture, tiny_rn_json, out))
+    assert_same_weights(ckpt.checkpoint_path(out, 2), ckpt.checkpoint_path(ref, 2))
+    pd.testing.assert_frame_equal(log_losses(out), log_losses(ref))
+    # the plain path (--no-fused-optimizer --no-channels-last) trains the same to tolerance
+    plain = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "plain",
+                                    fused_optimizer=False, channels_last=False))
+    np.testing.assert_allclose(log_losses(plain)["loss"], log_losses(ref)["loss"], rtol=1e-3)
+    # resuming with another setting is refused, as for any setting
+    with pytest.raises(ValueError, match=r"fused_optimizer: True -> False"):
+        train_clip(small_config(shapes_mixture, tiny_rn_json, out, epochs=3,
+                                fused_optimizer=False))
+
+
+def test_run_made_before_the_options_resumes_with_its_old_settings(tmp_path, shapes_mixture,
+                                                                   tiny_rn_json):
+    legacy = dict(fused_optimizer=False, channels_last=False)
+    ref = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "ref", **legacy))
+    out = tmp_path / "old"
+    train_clip(small_config(shapes_mixture, tiny_rn_json, out, stop_after_epoch=1, **legacy))
+    info = json.loads((out / "run.json").read_text())
+    for key in ("precision", "fused_optimizer", "channels_last"):  # as an older version wrote it
+        del info["settings"][key]
+    (out / "run.json").write_text(json.dumps(info))
+    train_clip(small_config(shapes_mixture, tiny_rn_json, out))  # options left unset
+    assert json.loads((out / "run.json").read_text())["settings"]["fused_optimizer"] is False
+    assert_same_weights(ckpt.checkpoint_path(out, 2), ckpt.checkpoint_path(ref, 2))
+
+
+def test_no_host_sync_per_step(tmp_path, monkeypatch, shapes_mixture, tiny_vit_json):
+    """7 steps, one log row: the loss is read at the log step only, not at every step."""
+    calls = []
+    real_float, real_int = torch.Tensor.__float__, torch.Tensor.__int__
+
+    def counting(real):
+        def method(self):
+            calls.append(tuple(self.shape))
+            return real(self)
+        return method
+
+    monkeypatch.setattr(torch.Tensor, "__float__", counting(real_float))
+    monkeypatch.setattr(torch.Tensor, "__int__", counting(real_int))
+    monkeypatch.setattr(torch.Tensor, "item", counting(torch.Tensor.item))
+    train_clip(small_config(shapes_mixture, tiny_vit_json, tmp_path / "run", epochs=1,
+                            log_every=7))
+    # the log row (loss, logit scale) and the loss watch's checks (log step, save): a few
+    # reads for the whole epoch where the old loop made one per step
+    assert len(calls) <= 6, calls
+
+
+def test_nan_loss_between_log_steps_is_named_and_never_saved(tmp_path, monkeypatch,
+                                                             shapes_mixture, tiny_vit_json):
+    real_make_loss, steps = train_mod.ClipTask.make_loss, []
+
+    def nan_at_step_9(self, rank, world_size):
+        loss = real_make_loss(self, rank, world_size)
+
+        def wrapped(model, images, tokens):
+            steps.append(1)
+            value = loss(model, images, tokens)
+            return value * float("nan") if len(steps) == 9 else value
+        return wrapped
+
+    monkeypatch.setattr(train_mod.ClipTask, "make_loss", nan_at_step_9)
+    out = tmp_path / "run"
+    with pytest.raises(train_mod.TrainingDiverged,
+                       match=r"stopped at epoch 2, step 9: the loss is nan; the last good "
+                             r"checkpoint .*epoch_1.pt is kept"):
+        train_clip(small_config(shapes_mixture, tiny_vit_json, out, log_every=1000))
+    assert list(ckpt.list_checkpoints(out)) == [0, 1]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0.pt", "epoch_1.pt"]
+
+
+def test_bf16_is_an_option_flagged_in_the_run_and_not_the_default(tmp_path, capsys,
+                                                                  shapes_mixture, tiny_rn_json):
+    from domainlens.config import TrainSection
+
+    assert TrainConfig(mixture="-", out="-").precision == "fp32"
+    assert TrainSection().precision == "fp32"
+    out = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "bf16", epochs=1,
+                                  precision="bf16"))
+    assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bf16"
+    log = pd.read_csv(out / "train_log.csv")
+    assert np.isfinite(log["loss"]).all()
+    for tensor in state_dict_of(ckpt.checkpoint_path(out, 1)).values():
+        assert tensor.dtype != torch.bfloat16  # weights stay float32
+    with pytest.raises(ValueError, match=r"other settings \(precision: 'bf16' -> 'fp32'"):
+        train_clip(small_config(shapes_mixture, tiny_rn_json, out, epochs=1))
+    with pytest.raises(ValueError, match="precision 'fp16' needs a CUDA device"):
+        train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "fp16", device="cpu",
+                                precision="fp16"))
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16', 'fp16'\]"):
+        train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "x", precision="int8"))
+    assert not (tmp_path / "fp16").exists() and not (tmp_path / "x").exists()
+
+
+def test_precision_in_the_experiment_config(tmp_path):
+    from domainlens import pipeline
+    from domainlens.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nprecision = 'fp8'\n")
+    with pytest.raises(ValueError, match=r"\[train\] precision must be one of \['fp32', 'bf16', "
+                                         r"'fp16'\], got 'fp8'"):
+        load_config(path, out=tmp_path / "out")
+    path.write_text("[train]\nprecision = 'bf16'\n")
+    config = load_config(path, out=tmp_path / "out")
+    assert config.train.precision == "bf16"
+    from domainlens.layout import RunPlan
+
+    run = RunPlan("sketch", "cg-high", 0, tmp_path / "m.tsv", tmp_path / "run")
+    assert pipeline._train_config(config, run, False).precision == "bf16"

@@ -62,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--accept-edited-mixture", action="store_true",
                         help="train even if the TSV differs from the content hash its manifest "
                         "recorded (default: refuse an edited TSV)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="fp32 (default); bf16: bfloat16 autocast (CPU or GPU); fp16: "
+                        "float16 autocast with a GradScaler (CUDA only)")
+    parser.add_argument("--no-fused-optimizer", action="store_true",
+                        help="unfused AdamW (default: fused where torch has it)")
+    parser.add_argument("--no-channels-last", action="store_true",
+                        help="contiguous NCHW ResNet (default: channels-last for ResNets)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -73,6 +80,10 @@ def config_from_args(args: argparse.Namespace):
     kwargs = {}
     if args.no_augment:
         kwargs["augment"] = None
+    if args.no_fused_optimizer:
+        kwargs["fused_optimizer"] = False
+    if args.no_channels_last:
+        kwargs["channels_last"] = False
     return TrainConfig(
         mixture=args.mixture, out=args.out, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, wd=args.wd, optimizer=args.optimizer,
@@ -80,7 +91,7 @@ def config_from_args(args: argparse.Namespace):
         cache_dir=args.cache_dir, workers=args.workers, device=args.device,
         log_every=args.log_every, progress=not args.quiet,
         stop_after_epoch=args.stop_after_epoch,
-        accept_edited_mixture=args.accept_edited_mixture, **kwargs,
+        accept_edited_mixture=args.accept_edited_mixture, precision=args.precision, **kwargs,
     )
 
 
