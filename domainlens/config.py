@@ -46,6 +46,9 @@ class DataSection:
     ``root``/``base_tsv``: relative paths are taken relative to the experiment's output folder
     for ``synth`` (where the images are generated) and to the working directory for
     ``domainnet``. The generator settings (``image_size`` ... ``classes``) apply to ``synth``.
+    ``heldout``: ``"fixed"`` (the root's declared held-out classes) or ``"random"``:
+    ``heldout_count`` classes drawn per seed of ``split_seeds`` (one class split each; every
+    run is trained once per split, so each number gets a spread over splits).
     """
 
     source: str = "synth"
@@ -58,6 +61,9 @@ class DataSection:
     classes: tuple[str, ...] = ()
     seed: int = 0
     workers: int = 2
+    heldout: str = "fixed"
+    heldout_count: int = 0
+    split_seeds: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,53 @@ class AnalysesSection:
     threads: int = 1
 
 
+#: The paper's domain-interpolation subsets (Fig. 3/8), per test domain, as extra domains
+#: beside real and the test domain's seen classes.
+PAPER_DOMAIN_SUBSETS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "sketch": (("quickdraw",), ("painting",), ("infograph",), ("clipart",),
+               ("clipart", "quickdraw"), ("clipart", "painting"), ("clipart", "infograph"),
+               ("clipart", "painting", "quickdraw"), ("clipart", "infograph", "painting")),
+    "clipart": (("sketch",), ("quickdraw",), ("painting",), ("infograph",),
+                ("quickdraw", "sketch"), ("infograph", "sketch"), ("painting", "sketch"),
+                ("painting", "quickdraw", "sketch"), ("infograph", "painting", "sketch")),
+}
+ALLOW_SETUPS = ("cg-low", "cg-high")
+ROBUSTNESS_FITS = ("pooled", "per-domain")
+HELDOUT_MODES = ("fixed", "random")
+
+
+@dataclass(frozen=True)
+class ExperimentsSection:
+    """The paper's data-centric experiments beside the main setups (issue 14).
+
+    ``supervised``: a supervised baseline run per main (setup, test domain, seed, split).
+    ``domain_interp``: test domains that get the domain interpolation (real + D's seen classes
+    + a subset of the other rendition domains); ``domain_subsets``: per test domain a list of
+    subsets (lists of domain names), default the paper's for sketch and clipart.
+    ``allow``: fractions p in (0, 1) of D's held-out classes added to each of ``allow_setups``
+    for every test domain (the endpoints: the CG setup and its upper bound).
+    ``shared_runs``: natural-only (which does not depend on the test domain) is trained once
+    per seed and split and scored for every test domain. ``effective_robustness``: the report's
+    figure and findings of every run's distance above the natural-only line (from the existing
+    tables); ``robustness_fit``: that line over all natural-only runs (``pooled``) or per test
+    domain."""
+
+    supervised: bool = False
+    domain_interp: tuple[str, ...] = ()
+    domain_subsets: dict = field(default_factory=dict)
+    allow: tuple[float, ...] = ()
+    allow_setups: tuple[str, ...] = ALLOW_SETUPS
+    shared_runs: bool = False
+    effective_robustness: bool = False
+    robustness_fit: str = "pooled"
+
+    def subsets(self, test_domain: str) -> tuple[tuple[str, ...], ...]:
+        """The domain-interpolation subsets of ``test_domain`` (each in canonical order)."""
+        given = self.domain_subsets.get(test_domain)
+        chosen = PAPER_DOMAIN_SUBSETS.get(test_domain, ()) if given is None else given
+        return tuple(tuple(d for d in DOMAINS if d in set(sub)) for sub in chosen)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: data -> mixtures -> runs -> evaluation -> analyses -> report."""
@@ -142,6 +195,7 @@ class ExperimentConfig:
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     analyses: AnalysesSection = field(default_factory=AnalysesSection)
+    experiments: ExperimentsSection = field(default_factory=ExperimentsSection)
 
     @property
     def out_dir(self) -> Path:
@@ -193,7 +247,7 @@ class ExperimentConfig:
 
 SECTIONS: dict[str, type] = {"data": DataSection, "mixtures": MixturesSection,
                              "train": TrainSection, "eval": EvalSection,
-                             "analyses": AnalysesSection}
+                             "analyses": AnalysesSection, "experiments": ExperimentsSection}
 
 
 def _section(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -210,6 +264,9 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"[{where}] {key} must be a list, got {value!r}")
             value = tuple(value)
+        elif isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"[{where}] {key} must be a table, got {value!r}")
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"[{where}] {key} must be true or false, got {value!r}")
@@ -298,7 +355,79 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ValueError("[analyses] references: 'seed' needs at least two [analyses] seeds, got "
                          f"{list(an.seeds)}")
     check_number("[analyses] n_boot", an.n_boot, low=10, integer=True)
+    _check_heldout(data)
+    _check_experiments(config)
     return config
+
+
+def synth_class_count(data: DataSection) -> int:
+    """How many classes the generator writes for ``data``."""
+    from training.synth import SYNTH_CLASSES
+
+    return len(data.classes or SYNTH_CLASSES)
+
+
+def check_heldout_count(count: int, n_classes: int) -> None:
+    """A random split must leave at least one seen class."""
+    if count >= n_classes:
+        raise ValueError(
+            f"[data] heldout_count = {count} asks for more held-out classes than exist: the "
+            f"data has {n_classes} classes and at least one must stay seen (at most "
+            f"{n_classes - 1})")
+
+
+def _check_heldout(data: DataSection) -> None:
+    check_choice("[data] heldout", data.heldout, HELDOUT_MODES)
+    if not data.split_seeds:
+        raise ValueError("[data] split_seeds must list at least one seed")
+    if len(set(data.split_seeds)) != len(data.split_seeds):
+        raise ValueError(f"[data] split_seeds lists a seed twice: {list(data.split_seeds)}")
+    for seed in data.split_seeds:
+        check_number("[data] split_seeds", seed, low=0, integer=True)
+    if data.heldout == "fixed":
+        if data.heldout_count or tuple(data.split_seeds) != (0,):
+            raise ValueError("[data] heldout_count and split_seeds are for heldout = 'random'; "
+                             "the fixed split is the root's declared held-out classes")
+        return
+    check_number("[data] heldout_count", data.heldout_count, low=1, integer=True)
+    if data.source == "synth":  # a DomainNet root's classes are counted at plan time
+        check_heldout_count(data.heldout_count, synth_class_count(data))
+
+
+def _check_experiments(config: ExperimentConfig) -> None:
+    """The experiments' values: unknown domains in a subset, p outside (0, 1), ..."""
+    ex, mix = config.experiments, config.mixtures
+    check_choice("[experiments] robustness_fit", ex.robustness_fit, ROBUSTNESS_FITS)
+    check_choices("[experiments] domain_interp (must be among [mixtures] test_domains)",
+                  ex.domain_interp, mix.test_domains)
+    check_choices("[experiments] domain_subsets (keys must be among domain_interp)",
+                  list(ex.domain_subsets), ex.domain_interp)
+    for domain in ex.domain_interp:
+        allowed = tuple(d for d in DOMAINS if d not in ("real", domain))
+        subsets = ex.domain_subsets.get(domain)
+        if subsets is None and domain not in PAPER_DOMAIN_SUBSETS:
+            raise ValueError(
+                f"[experiments] domain_interp: the paper gives no subsets for {domain!r} "
+                f"(only for {sorted(PAPER_DOMAIN_SUBSETS)}); list them in "
+                f"[experiments.domain_subsets] {domain} = [[...], ...]")
+        if subsets is None:
+            continue
+        if not isinstance(subsets, (list, tuple)) or not subsets:
+            raise ValueError(f"[experiments] domain_subsets.{domain} must be a non-empty list "
+                             f"of lists of domains, got {subsets!r}")
+        for sub in subsets:
+            if not isinstance(sub, (list, tuple)) or not sub:
+                raise ValueError(f"[experiments] domain_subsets.{domain}: each subset must be a "
+                                 f"non-empty list of domains among {list(allowed)}, got {sub!r}")
+            check_choices(f"[experiments] domain_subsets.{domain}", list(sub), allowed)
+            if set(sub) == set(allowed):
+                raise ValueError(f"[experiments] domain_subsets.{domain}: {list(sub)} is every "
+                                 "other domain, i.e. cg-high (already the interpolation's end)")
+    for p in ex.allow:
+        check_number("[experiments] allow", p, low=0, high=1, low_open=True, high_open=True)
+    if len(set(ex.allow)) != len(ex.allow):
+        raise ValueError(f"[experiments] allow lists a value twice: {list(ex.allow)}")
+    check_choices("[experiments] allow_setups", ex.allow_setups, ALLOW_SETUPS)
 
 
 def _check_synth_classes(data: DataSection) -> None:

@@ -8,9 +8,11 @@ once changes everywhere. An experiment's output folder ``<out>``::
     <out>/data/                        generated images (source = "synth")
     <out>/mixtures/<D>/<name>.tsv      one mixture per (test domain D, setup)
     <out>/runs/<D>/<name>-s<seed>/     one training run (checkpoints, eval/zero_shot.csv)
-    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,embeddings,features,cache}/
-                                       (each analysis folder with its controls.csv:
-                                       value, reference, excess)
+    <out>/runs/shared/lso-real-only-s<seed>/   natural-only with [experiments] shared_runs
+    <out>/runs/<D>/<name>-supervised-s<seed>/  the supervised baseline on the same mixture
+    (with [data] heldout = "random": mixtures/split<k>/<D>/..., runs/<D>/<name>-split<k>-s<seed>)
+    <out>/analyses/<D>/<name>-s<seed>/{cka,patching,circuits,embeddings,features,cache}/   (each analysis folder
+                                       with its controls.csv: value, reference, excess)
     <out>/results/                     the tidy tables and the figures drawn from them (PNG+PDF)
     <out>/report.md, report.html       results tables, figures and per-step timings
     <out>/.state/                      one record per finished step (key, outputs, seconds)
@@ -123,19 +125,59 @@ CONTACT_SHEET = "contact_sheet"
 
 
 # ---------------------------------------------------------------- the runs of a config
+#: Folder of the runs shared by every test domain (natural-only with ``shared_runs``).
+SHARED_DIR = "shared"
+#: The experiment each run belongs to (``main``: the configured setups).
+EXPERIMENTS = ("main", "supervised", "domain-interp", "allow")
+
+
 @dataclass(frozen=True)
 class RunPlan:
-    """One training run of the experiment and where its files go."""
+    """One training run of the experiment, as seen from one test domain, and where its files
+    go. A shared run (natural-only with ``[experiments] shared_runs``) has one plan per test
+    domain with the same ``run_dir`` and ``train_id``: trained and scored once, reported per
+    test domain."""
 
     test_domain: str
     setup: str
     seed: int
     mixture: Path       # the mixture TSV
     run_dir: Path
+    kind: str = "clip"                       # or "supervised"
+    experiment: str = "main"                 # one of EXPERIMENTS
+    split: int | None = None                 # the class split's seed (heldout = "random")
+    allow: float = 0.0
+    other_domains: tuple[str, ...] = ()
+    shared: bool = False
+
+    @property
+    def label(self) -> str:
+        """The run's setup with its variant: ``cg-low-allow0.2``, ``domain-interp-cq``,
+        ``cg-high-supervised``."""
+        label = self.setup
+        if self.other_domains:
+            from training.domains import DOMAIN_LETTERS
+
+            label += "-" + "".join(DOMAIN_LETTERS[d] for d in self.other_domains)
+        if self.allow:
+            label += f"-allow{float(self.allow)}"
+        if self.kind == "supervised":
+            label += "-supervised"
+        return label
 
     @property
     def id(self) -> str:
-        return f"{self.test_domain}/{self.setup}/s{self.seed}"
+        split = "" if self.split is None else f"split{self.split}/"
+        return f"{self.test_domain}/{self.label}/{split}s{self.seed}"
+
+    @property
+    def train_id(self) -> str:
+        """Id of the run's training and evaluation steps (shared runs: one for all test
+        domains)."""
+        if not self.shared:
+            return self.id
+        split = "" if self.split is None else f"split{self.split}/"
+        return f"{SHARED_DIR}/{self.label}/{split}s{self.seed}"
 
     @property
     def table_id(self) -> str:
@@ -151,6 +193,21 @@ class RunPlan:
     def eval_table(self) -> Path:
         return eval_table(self.run_dir)
 
+    def spec(self, config: ExperimentConfig, heldout: tuple[str, ...] | None = None):
+        """The run's :class:`training.mixtures.MixtureSpec` (``heldout``: the split's
+        classes, ``None``: the root's)."""
+        from training.mixtures import MixtureSpec
+
+        mix = config.mixtures
+        # a shared run's mixture is filed under the first test domain (its spec needs one)
+        domain = config.mixtures.test_domains[0] if self.shared else self.test_domain
+        setup = "domain-interp" if self.other_domains else self.setup
+        return MixtureSpec(setup=setup, test_domain=domain, data_root=str(config.data_root),
+                           captions=mix.captions, allow=self.allow,
+                           other_domains=self.other_domains, heldout=heldout,
+                           size_rule=mix.size_rule, size=mix.size or None,
+                           selection=mix.selection, seed=mix.seed)
+
 
 def mixture_names(config: ExperimentConfig) -> dict[tuple[str, str], str]:
     """Paper file name of each (test domain, setup) mixture."""
@@ -161,18 +218,79 @@ def mixture_names(config: ExperimentConfig) -> dict[tuple[str, str], str]:
             for d in config.mixtures.test_domains for s in config.mixtures.setups}
 
 
+def _families(config: ExperimentConfig) -> list[tuple[str, str, str, float, tuple[str, ...]]]:
+    """(experiment, test domain, setup, allow, other domains) of every CLIP mixture: the
+    configured setups, then each experiment's runs with their endpoints (domain
+    interpolation: cg-low and cg-high; allow: the CG setup and its upper bound), once each."""
+    ex = config.experiments
+    out: list[tuple[str, str, str, float, tuple[str, ...]]] = []
+    for d in config.mixtures.test_domains:
+        out += [("main", d, s, 0.0, ()) for s in config.mixtures.setups]
+    for d in ex.domain_interp:
+        out += [("domain-interp", d, "cg-low", 0.0, ())]
+        out += [("domain-interp", d, "domain-interp", 0.0, sub) for sub in ex.subsets(d)]
+        out += [("domain-interp", d, "cg-high", 0.0, ())]
+    if ex.allow:
+        for d in config.mixtures.test_domains:
+            for setup in ex.allow_setups:
+                upper = "upper-" + setup.split("-")[1]
+                out += [("allow", d, setup, 0.0, ())]
+                out += [("allow", d, setup, float(p), ()) for p in sorted(ex.allow)]
+                out += [("allow", d, upper, 0.0, ())]
+    seen: set[tuple] = set()
+    unique = []
+    for item in out:  # an endpoint that is a configured setup is the same run
+        if item[1:] not in seen:
+            seen.add(item[1:])
+            unique.append(item)
+    return unique
+
+
+def split_seeds(config: ExperimentConfig) -> tuple[int | None, ...]:
+    """The class splits runs are repeated over (``(None,)``: the root's fixed split)."""
+    return (None,) if config.data.heldout == "fixed" else tuple(config.data.split_seeds)
+
+
 def run_plans(config: ExperimentConfig) -> list[RunPlan]:
-    """Every training run, ordered by test domain, setup, seed."""
+    """Every training run (one plan per test domain for a shared run), ordered by test
+    domain, setup, seed (the configured setups first, then the experiments'), each class split
+    after another; supervised runs follow their experiment's CLIP runs."""
+    from training.mixtures import MixtureSpec
+
     out = config.out_dir
-    return [RunPlan(d, s, seed, out / MIXTURES_DIR / d / f"{name}.tsv",
-                    out / RUNS_DIR / d / f"{name}-s{seed}")
-            for (d, s), name in mixture_names(config).items() for seed in config.train.seeds]
+    ex = config.experiments
+    plans: list[RunPlan] = []
+    for split in split_seeds(config):
+        tag = "" if split is None else f"-split{split}"
+        mixtures = out / MIXTURES_DIR / ("" if split is None else f"split{split}")
+        for experiment, d, setup, allow, others in _families(config):
+            shared = ex.shared_runs and setup == "natural-only"
+            home = config.mixtures.test_domains[0] if shared else d
+            name = MixtureSpec(setup=setup, test_domain=home, data_root=str(config.data_root),
+                               captions=config.mixtures.captions, allow=allow,
+                               other_domains=others).name
+            runs = out / RUNS_DIR / (SHARED_DIR if shared else d)
+            kinds = ["clip"] + (["supervised"] if ex.supervised and experiment == "main" else [])
+            for kind in kinds:
+                suffix = "-supervised" if kind == "supervised" else ""
+                for seed in config.train.seeds:
+                    plans.append(RunPlan(
+                        d, "domain-interp" if others else setup, seed,
+                        mixtures / home / f"{name}.tsv", runs / f"{name}{suffix}{tag}-s{seed}",
+                        kind=kind, experiment="supervised" if kind == "supervised" else experiment,
+                        split=split, allow=allow, other_domains=others, shared=shared))
+    return plans
+
+
+def main_runs(config: ExperimentConfig) -> list[RunPlan]:
+    """The CLIP runs of the configured setups (the headline's)."""
+    return [r for r in run_plans(config) if r.experiment == "main"]
 
 
 def analysed_runs(config: ExperimentConfig) -> list[RunPlan]:
     """The runs the mechanistic analyses look at."""
     an = config.analyses
-    return [r for r in run_plans(config)
+    return [r for r in main_runs(config)
             if r.setup in config.analysed_setups and r.test_domain in config.analysed_test_domains
             and r.seed in an.seeds]
 
@@ -185,5 +303,6 @@ def seed_partner(config: ExperimentConfig, run: RunPlan) -> RunPlan | None:
     if len(seeds) < 2 or run.seed not in seeds:
         return None
     partner = seeds[(seeds.index(run.seed) + 1) % len(seeds)]
-    return next(r for r in run_plans(config)
-                if (r.test_domain, r.setup, r.seed) == (run.test_domain, run.setup, partner))
+    return next(r for r in main_runs(config)
+                if (r.test_domain, r.setup, r.seed, r.split)
+                == (run.test_domain, run.setup, partner, run.split))

@@ -128,6 +128,13 @@ def estimated_rows(counts: dict[str, int], setup: str, test_domain: str) -> int:
 
 # ---------------------------------------------------------------- the plan
 
+def _default_extra() -> dict:
+    from .config import DataSection, ExperimentsSection
+
+    return {"heldout": _asdict(DataSection(), keep=HELDOUT_KEYS),
+            "experiments": _asdict(ExperimentsSection())}
+
+
 
 def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     """The experiment's steps in run order (keys assigned). Validates the data source first,
@@ -139,7 +146,8 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     if data.source == "synth":
         counts = synth_counts(config)
         data_step = Step(
-            id="data", params={"source": "synth", **_asdict(data), "generator": _generator_version()},
+            id="data", params={"source": "synth", **_asdict(data, drop=HELDOUT_KEYS),
+                               "generator": _generator_version()},
             run=lambda: _generate(config, progress), outputs=[config.data_root / "synth.json"],
             estimate=sum(counts.values()) / SYNTH_IMAGES_PER_SECOND + 2, code=STEP_CODE["data"],
         )
@@ -151,11 +159,23 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
             run=lambda: None, outputs=[config.data_root], estimate=0.0,
         )
     steps.append(data_step)
+    if data.heldout == "random":  # a DomainNet root's classes are known only here
+        from .config import check_heldout_count
+
+        check_heldout_count(data.heldout_count, counts["classes"])
 
     runs = run_plans(config)
+    trainings = list(_first_of(runs, lambda r: r.train_id).values())  # a shared run once
     mixtures = sorted({r.mixture for r in runs})
+    # the experiments' mixtures and the class splits are inputs of the mixtures step (the
+    # defaults add nothing, so a config without experiments keeps its keys)
+    defaults = _default_extra()
+    extra = {k: v for k, v in {"heldout": _asdict(data, keep=HELDOUT_KEYS),
+                               "experiments": _asdict(config.experiments)}.items()
+             if v != defaults[k]}
     steps.append(Step(
-        id="mixtures", params={**_asdict(config.mixtures), "version": 2}, depends=["data"],
+        id="mixtures", params={**_asdict(config.mixtures), "version": 2, **extra},
+        depends=["data"],
         run=lambda: _build_mixtures(config, progress), outputs=mixtures,
         estimate=2.0 * len(mixtures), code=STEP_CODE["mixtures"],
     ))
@@ -165,7 +185,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     test_images = sum(n for k, n in counts.items() if k.endswith("_test"))  # images to score
     n_eval_epochs = train.epochs + 1 if config.eval.epochs == "all" else 1
     train_params = {k: v for k, v in _asdict(train).items() if k not in ("seeds", "threads")}
-    for r in runs:
+    for r in trainings:
         rows = estimated_rows(counts, r.setup, r.test_domain)
         settings = _train_config(config, r, progress)
         # the full training settings, defaults included (not the paths or the progress flag)
@@ -176,17 +196,20 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
                              ("channels_last", None)):
             if identity.get(key, default) == default:
                 identity.pop(key, None)
+        run_params = {**train_params, "seed": r.seed, "mixture": r.mixture.name,
+                      "settings": identity}
+        if r.kind != "clip" or r.split is not None:  # the main CLIP runs keep their keys
+            run_params.update(kind=r.kind, split=r.split)
         train_step = Step(
-            id=f"train/{r.id}", params={**train_params, "seed": r.seed, "mixture": r.mixture.name,
-                                        "settings": identity},
+            id=f"train/{r.train_id}", params=run_params,
             depends=["mixtures"], run=lambda: None,
             outputs=[r.run_dir / "checkpoints" / f"epoch_{train.epochs}.pt"],
             estimate=rows * train.epochs / throughput + 5, code=STEP_CODE["train"],
         )
-        train_step.run = _bind(_train, settings, train.threads, train_step)  # reads its key late
+        train_step.run = _bind(_train, settings, train.threads, train_step, r.kind)  # key late
         steps.append(train_step)
         steps.append(Step(
-            id=f"eval/{r.id}", params=_asdict(config.eval), depends=[f"train/{r.id}"],
+            id=f"eval/{r.train_id}", params=_asdict(config.eval), depends=[f"train/{r.train_id}"],
             run=_bind(_evaluate, config, r, progress), outputs=[r.eval_table],
             estimate=test_images * n_eval_epochs / inference + 3, code=STEP_CODE["eval"],
         ))
@@ -231,7 +254,8 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
             identity = _asdict(settings, drop=("progress",))
             if "seed_reference" in identity:
                 identity["seed_reference"] = partner.id if partner is not None else None
-            depends = [f"train/{r.id}"] + ([f"train/{partner.id}"] if partner is not None else [])
+            depends = [f"train/{r.train_id}"] + ([f"train/{partner.train_id}"]
+                                                  if partner is not None else [])
             steps.append(Step(
                 id=f"{kind}/{r.id}", params={**common[kind], "settings": identity},
                 depends=depends, run=_bind(bodies[kind], config, r, settings, progress),
@@ -336,16 +360,41 @@ def _generate(config: ExperimentConfig, progress: bool) -> None:
         seed=data.seed, classes=data.classes or None), workers=data.workers, progress=progress)
 
 
-def _build_mixtures(config: ExperimentConfig, progress: bool) -> None:
-    from training.mixtures import build_mixtures
+def split_heldout(classes: list[str] | tuple[str, ...], count: int, split: int) -> tuple[str, ...]:
+    """The held-out classes of random class split ``split``: ``count`` of ``classes`` drawn
+    without replacement by a generator seeded by the split (sorted)."""
+    from training.util.seeding import seeded_rng
 
-    mix = config.mixtures
-    options = dict(size_rule=mix.size_rule, selection=mix.selection, captions=mix.captions,
-                   seed=mix.seed, size=mix.size or None)
-    if config.data.source == "domainnet":
-        options["base_tsv"] = str(config.base_tsv.resolve())
-    build_mixtures(config.data_root, config.out_dir / "mixtures", setups=mix.setups,
-                   test_domains=mix.test_domains, progress=progress, **options)
+    from .config import check_heldout_count
+
+    check_heldout_count(count, len(classes))
+    names = sorted(classes)
+    chosen = seeded_rng(split, "heldout-split").choice(len(names), size=count, replace=False)
+    return tuple(sorted(names[i] for i in chosen))
+
+
+def _build_mixtures(config: ExperimentConfig, progress: bool) -> None:
+    """Write every mixture the runs train on (each once; one set per class split)."""
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    from training.domainnet import load_index
+    from training.mixtures import build_mixture, read_base_tsv, write_mixture
+
+    root = str(config.data_root.resolve())
+    index = load_index(root, splits=("train",))
+    classes = index.attrs["classes"]
+    base_tsv = (str(config.base_tsv.resolve()) if config.data.source == "domainnet"
+                else str(Path(root) / "base.tsv"))
+    base = read_base_tsv(base_tsv, classes)
+    todo = list(_first_of(run_plans(config), lambda r: r.mixture).items())
+    for tsv, r in tqdm(todo, desc="mixtures", disable=not progress):
+        heldout = (None if r.split is None
+                   else split_heldout(classes, config.data.heldout_count, r.split))
+        spec = replace(r.spec(config, heldout), data_root=root,
+                       base_tsv=base_tsv if config.data.source == "domainnet" else None)
+        write_mixture(build_mixture(spec, index, base), tsv.parent.parent)
 
 
 def _train_config(config: ExperimentConfig, run: RunPlan, progress: bool):
@@ -353,20 +402,23 @@ def _train_config(config: ExperimentConfig, run: RunPlan, progress: bool):
     from training.train import TrainConfig
 
     train = config.train
+    clip = run.kind == "clip"  # the supervised baseline takes its own optimiser defaults
     return TrainConfig(
         mixture=run.mixture, out=run.run_dir, model=train.model, epochs=train.epochs,
-        batch_size=train.batch_size, lr=train.lr, wd=train.weight_decay,
+        batch_size=train.batch_size, lr=train.lr if clip else None,
+        wd=train.weight_decay if clip else None,
         warmup_steps=train.warmup_steps or None, seed=run.seed, device=train.device,
         progress=progress, precision=train.precision,
     )
 
 
-def _train(settings, threads: int, step: Step) -> None:
+def _train(settings, threads: int, step: Step, kind: str = "clip") -> None:
+    from training.supervised import train_supervised
     from training.train import train_clip
 
     _claim_run_dir(Path(settings.out), step.key)
     with torch_threads(threads):
-        train_clip(settings)
+        (train_supervised if kind == "supervised" else train_clip)(settings)
 
 
 def _claim_run_dir(run_dir: Path, key: str) -> None:
@@ -507,15 +559,28 @@ def _report(config: ExperimentConfig) -> None:
 # ---------------------------------------------------------------- helpers
 
 
+def _first_of(runs: list[RunPlan], key: Callable[[RunPlan], object]) -> dict:
+    """The first run of each ``key``, in plan order."""
+    out: dict = {}
+    for r in runs:
+        out.setdefault(key(r), r)
+    return out
+
+
 def _bind(fn: Callable[..., None], *args: object) -> Callable[[], None]:
     return lambda: fn(*args)
 
 
-def _asdict(section: object, drop: tuple[str, ...] = ()) -> dict:
+def _asdict(section: object, drop: tuple[str, ...] = (),
+            keep: tuple[str, ...] | None = None) -> dict:
     from dataclasses import asdict
 
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(section).items()
-            if k not in drop}
+            if k not in drop and (keep is None or k in keep)}
+
+
+#: [data] keys of the class split: inputs of the mixtures, not of the generated images.
+HELDOUT_KEYS = ("heldout", "heldout_count", "split_seeds")
 
 
 def _generator_version() -> int:

@@ -53,10 +53,52 @@ def _concat(items: Iterable[tuple[RunPlan, Path]]) -> pd.DataFrame:
         if not path.is_file():
             continue
         frame = pd.read_csv(path).assign(run=run_id(r), setup=r.setup, test_domain=r.test_domain)
+        if r.kind != "clip" or r.experiment != "main" or r.split is not None:
+            frame = frame.assign(**run_columns(r))
         if "seed" not in frame.columns:
             frame["seed"] = r.seed
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+#: Columns that tell the experiments' runs apart (:func:`run_columns`); the main CLIP runs
+#: of a fixed split have the defaults.
+RUN_COLUMNS = {"experiment": "main", "kind": "clip", "variant": "", "split": "fixed",
+               "allow": 0.0, "n_extra": 0}
+
+
+def run_columns(r: RunPlan) -> dict[str, object]:
+    """The :data:`RUN_COLUMNS` of one run: its experiment, model kind (clip / supervised),
+    variant label, class split, allowed fraction and number of extra domains."""
+    return {"experiment": r.experiment, "kind": r.kind, "variant": r.label,
+            "split": "fixed" if r.split is None else f"split{r.split}", "allow": float(r.allow),
+            "n_extra": len(r.other_domains)}
+
+
+def with_run_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every :data:`RUN_COLUMNS` column (missing values: the defaults; the
+    variant of a main run is its setup)."""
+    if table.empty:
+        return table
+    table = table.copy()
+    for column, default in RUN_COLUMNS.items():
+        if column not in table.columns:
+            table[column] = default
+        table[column] = table[column].fillna(default) if default != "" else table[column]
+    missing = table["variant"].isna() | (table["variant"] == "")
+    table.loc[missing, "variant"] = table.loc[missing, "setup"]
+    return table
+
+
+def main_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the configured setups' CLIP runs (the headline's), without the run
+    columns when they hold only defaults."""
+    if accuracy.empty or "experiment" not in accuracy.columns:
+        return accuracy
+    main = accuracy[accuracy["experiment"].fillna("main") == "main"]
+    if main["split"].fillna("fixed").eq("fixed").all():
+        main = main.drop(columns=[c for c in RUN_COLUMNS if c in main.columns])
+    return main
 
 
 def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
@@ -73,8 +115,11 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
         return _concat([(r, r.analysis_dir / path.format(target=r.test_domain)) for r in analysed])
 
     circuits = layout.CIRCUITS_DIR
+    accuracy = _concat([(r, r.eval_table) for r in runs])
+    if "experiment" in accuracy.columns:  # the experiments' runs beside the main ones
+        accuracy = with_run_columns(accuracy)
     tables = {
-        "accuracy": _concat([(r, r.eval_table) for r in runs]),
+        "accuracy": accuracy,
         "cka": per_analysed(f"{layout.CKA_DIR}/{layout.CKA_TABLE}"),
         "patching": per_analysed(f"{layout.PATCHING_DIR}/"
                                  + layout.patching_summary(source, "{target}")),
@@ -98,14 +143,15 @@ def run_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
     """
     top = accuracy[(accuracy["metric"] == "top1") & (accuracy["eval_domain"] == accuracy["test_domain"])]
     last = top[top["epoch"] == top.groupby("run")["epoch"].transform("max")]
-    wide = last.pivot_table(index=["test_domain", "setup", "seed", "run", "epoch"],
+    extra = [c for c in RUN_COLUMNS if c in last.columns]  # the experiments' runs
+    wide = last.pivot_table(index=["test_domain", "setup", "seed", "run", "epoch", *extra],
                             columns="class_subset", values="value").reset_index()
     counts = last[last["class_subset"] == "held-out"].set_index("run")["n_images"]
     wide = wide.rename(columns={"held-out": "heldout_top1", "seen": "seen_top1"})
     wide.columns.name = None  # the pivot's "class_subset" header is no column of the table
     wide["n_heldout_images"] = wide["run"].map(counts).astype("Int64")
     keep = ["test_domain", "setup", "seed", "run", "epoch", "heldout_top1", "seen_top1",
-            "n_heldout_images"]
+            "n_heldout_images", *extra]
     return _order(wide.reindex(columns=keep))
 
 
@@ -696,7 +742,7 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
     from training.domainnet import class_names
 
     result = Gallery()
-    per_run = run_accuracy(tables["accuracy"])
+    per_run = run_accuracy(main_accuracy(tables["accuracy"]))
     chance = 1.0 / len(class_names(config.data_root))
     png = _save(plot_accuracy(per_run, chance), per_run, out / "accuracy_by_setup")
     result.figures["accuracy_by_setup"] = (png, (
@@ -741,6 +787,7 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
     drawing = _circuit_drawing(config, tables["circuit_nodes"], out)
     if drawing is not None:
         result.figures["circuit_drawing"] = drawing
+    experiment_figures(config, tables["accuracy"], out, result)
     if config.data.source == "synth":
         result.figures["contact_sheet"] = _contact_sheet(config, out)
     return result
@@ -884,17 +931,21 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
     for name, table in tables.items():
         if not table.empty:
             _atomic(results / f"{name}.csv", lambda p, t=table: t.to_csv(p, index=False))
-    per_run = run_accuracy(tables["accuracy"])
+    main = main_accuracy(tables["accuracy"])
+    per_run = replicates(run_accuracy(main))
     head = headline(per_run)
     _atomic(results / "headline.csv", lambda p: head.to_csv(p, index=False))
     from training.domainnet import class_names, heldout_classes
 
     n_classes = len(class_names(config.data_root))
-    n_heldout = len(heldout_classes(config.data_root))
-    found = findings(head, 1.0 / n_classes, per_run=per_run, accuracy=tables["accuracy"],
+    n_heldout = (config.data.heldout_count if config.data.heldout == "random"
+                 else len(heldout_classes(config.data_root)))
+    found = findings(head, 1.0 / n_classes, per_run=per_run, accuracy=main,
                      n_boot=config.analyses.n_boot, seed=config.data.seed)
     mechanism = mechanism_findings(tables["cka"], tables["circuit_summary"], config.analyses.classes)
-    found = _findings_frame([*found.to_dict("records"), *mechanism.to_dict("records")])
+    experiments = experiment_findings(config, tables["accuracy"])
+    found = _findings_frame([*found.to_dict("records"), *mechanism.to_dict("records"),
+                             *experiments.to_dict("records")])
     _atomic(results / "findings.csv", lambda p: found.to_csv(p, index=False))
     controls = controls_summary(tables["controls"])
     figures = gallery(config, tables, results)
@@ -1056,3 +1107,288 @@ def read_findings(out: Path) -> pd.DataFrame:
 
 __all__ = ["bootstrap_top1", "collect_results", "findings", "gallery", "headline", "judge",
            "mechanism_findings", "read_findings", "run_accuracy", "write_report"]
+
+
+# ---------------------------------------------------------------- data-centric experiments
+#: Accuracies are clipped to [LOGIT_EPS, 1 - LOGIT_EPS] before the logit (0 and 1 happen on
+#: few held-out images).
+LOGIT_EPS = 1e-3
+
+
+def replicates(per_run: pd.DataFrame) -> pd.DataFrame:
+    """``per_run`` with random class splits folded into the seeds: each (split, seed) pair
+    becomes one replicate ``seed`` (the spread over splits and seeds); unchanged otherwise."""
+    if per_run.empty or "split" not in per_run.columns or per_run["split"].eq("fixed").all():
+        return per_run
+    pairs = per_run["split"].astype(str) + "/" + per_run["seed"].astype(str)
+    codes = {p: i for i, p in enumerate(sorted(set(pairs)))}
+    return per_run.assign(seed=pairs.map(codes).astype(int))
+
+
+def all_runs(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """:func:`run_accuracy` of every run (experiments included) with :data:`RUN_COLUMNS`."""
+    if accuracy.empty:
+        return pd.DataFrame()
+    return run_accuracy(with_run_columns(accuracy))
+
+
+def logit(p: np.ndarray | pd.Series, eps: float = LOGIT_EPS) -> np.ndarray:
+    """``log(p / (1 - p))`` of ``p`` clipped to ``[eps, 1 - eps]``."""
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def effective_robustness(per_run: pd.DataFrame, fit: str = "pooled") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Effective robustness (Fang et al. 2022): every run as a point (x: seen-class top-1 on
+    the test domain, y: held-out-class top-1 there), a least-squares line ``logit y = intercept
+    + slope * logit x`` over the natural-only CLIP runs (``pooled``: one line over all of them;
+    ``per-domain``: one per test domain), and each run's vertical distance above it in logit
+    space, ``robustness = logit y - (intercept + slope * logit x)``.
+
+    Returns ``(points, fits)``: points = ``per_run`` rows with ``logit_seen``,
+    ``logit_heldout``, ``predicted`` and ``robustness`` (NaN without a line: fewer than two
+    natural-only runs of distinct x); fits: ``scope``, ``slope``, ``intercept``, ``n_runs``.
+    """
+    if per_run.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    points = per_run.copy()
+    points["logit_seen"] = logit(points["seen_top1"])
+    points["logit_heldout"] = logit(points["heldout_top1"])
+    kind = points["kind"] if "kind" in points.columns else pd.Series("clip", index=points.index)
+    base = points[(points["setup"] == "natural-only") & (kind == "clip")]
+    scopes = {"all": base} if fit == "pooled" else dict(iter(base.groupby("test_domain")))
+    rows = []
+    for scope, part in scopes.items():
+        x, y = part["logit_seen"].to_numpy(), part["logit_heldout"].to_numpy()
+        if len(part) >= 2 and np.ptp(x) > 0:
+            slope, intercept = np.polyfit(x, y, 1)
+        else:
+            slope = intercept = float("nan")
+        rows.append({"scope": scope, "slope": float(slope), "intercept": float(intercept),
+                     "n_runs": len(part)})
+    fits = pd.DataFrame(rows, columns=["scope", "slope", "intercept", "n_runs"])
+    line = fits.set_index("scope")
+    scope = "all" if fit == "pooled" else points["test_domain"]
+    slope = line["slope"].reindex(np.broadcast_to(scope, len(points))).to_numpy()
+    intercept = line["intercept"].reindex(np.broadcast_to(scope, len(points))).to_numpy()
+    points["predicted"] = intercept + slope * points["logit_seen"]
+    points["robustness"] = points["logit_heldout"] - points["predicted"]
+    return points, fits
+
+
+def _pair_by_replicate(a: pd.DataFrame, b: pd.DataFrame, value: str) -> np.ndarray:
+    """Differences ``a - b`` of ``value`` over the (split, seed) replicates both have."""
+    keys = [c for c in ("split", "seed") if c in a.columns and c in b.columns]
+    merged = a[[*keys, value]].merge(b[[*keys, value]], on=keys, suffixes=("_a", "_b"))
+    return (merged[f"{value}_a"] - merged[f"{value}_b"]).to_numpy(dtype=float)
+
+
+def _spread_row(finding: str, domain: str, setup: str, a: pd.Series, b: pd.Series,
+                diffs: np.ndarray) -> dict:
+    level = _seed_level("value", diffs)
+    level = Level("value", float(np.mean(a) - np.mean(b)), level.low, level.high)
+    noise = "seed spread" if np.isfinite(level.low) else "undecided"
+    interval = f"mean ± std over {len(diffs)} seeds" if noise != "undecided" else "none"
+    row = _finding_row(finding, domain, setup, "mean over seeds", len(diffs), np.asarray(a),
+                       np.asarray(b), [level], +1, noise, interval)
+    return row
+
+
+def experiment_findings(config: ExperimentConfig, accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Findings of the data-centric experiments, one row per (test domain, setup):
+    ``CLIP more robust than supervised`` (a: CLIP held-out top-1, b: the supervised run's on
+    the same mixture) and ``above the natural-only line`` (a: the setup's mean effective
+    robustness, b: 0), each judged on the spread over seeds (and class splits) of the
+    per-replicate difference."""
+    runs = all_runs(accuracy)
+    rows: list[dict] = []
+    if runs.empty:
+        return _findings_frame(rows)
+    runs = runs[runs["experiment"].isin(["main", "supervised"])]
+    clip, sup = runs[runs["kind"] == "clip"], runs[runs["kind"] == "supervised"]
+    for (domain, setup), part in clip.groupby(["test_domain", "setup"], sort=False):
+        other = sup[(sup["test_domain"] == domain) & (sup["setup"] == setup)]
+        if other.empty:
+            continue
+        rows.append(_spread_row("CLIP more robust than supervised (held-out top-1)", domain,
+                                setup, part["heldout_top1"], other["heldout_top1"],
+                                _pair_by_replicate(part, other, "heldout_top1")))
+    points = pd.DataFrame()
+    if config.experiments.effective_robustness:
+        points, _ = effective_robustness(all_runs(accuracy), config.experiments.robustness_fit)
+    if not points.empty:
+        points = points[(points["kind"] == "clip") & (points["experiment"] == "main")
+                        & (points["setup"] != "natural-only") & points["robustness"].notna()]
+        for (domain, setup), part in points.groupby(["test_domain", "setup"], sort=False):
+            zero = pd.Series(np.zeros(len(part)))
+            rows.append(_spread_row("above the natural-only line (effective robustness)",
+                                    domain, setup, part["robustness"], zero,
+                                    part["robustness"].to_numpy(dtype=float)))
+    return _order(_findings_frame(rows)) if rows else _findings_frame(rows)
+
+
+def domain_interpolation_table(per_run: pd.DataFrame, domains: Iterable[str]) -> pd.DataFrame:
+    """Held-out top-1 of the domain interpolation per (test domain, subset) over seeds:
+    ``n_extra`` 0 (cg-low) .. 4 (cg-high), ``variant`` the subset's letters."""
+    if per_run.empty:
+        return pd.DataFrame()
+    runs = per_run[per_run["test_domain"].isin(list(domains)) & (per_run["kind"] == "clip")
+                   & per_run["setup"].isin(["cg-low", "domain-interp", "cg-high"])
+                   & (per_run["allow"] == 0)]
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs.assign(n_extra=np.where(runs["setup"] == "cg-high", 4, runs["n_extra"]),
+                       value=runs["heldout_top1"])
+    return over_seeds(runs, ["test_domain", "variant", "n_extra"])
+
+
+def allow_table(per_run: pd.DataFrame, allow: Iterable[float], setups: Iterable[str]) -> pd.DataFrame:
+    """Held-out top-1 against the allowed fraction p per (test domain, diversity level) over
+    seeds: p = 0 the CG setup, p = 1 its upper bound."""
+    if per_run.empty or not list(allow):
+        return pd.DataFrame()
+    parts = []
+    for setup in setups:
+        level = setup.split("-")[1]
+        upper = f"upper-{level}"
+        runs = per_run[(per_run["kind"] == "clip") & per_run["setup"].isin([setup, upper])]
+        runs = runs.assign(p=np.where(runs["setup"] == upper, 1.0, runs["allow"]),
+                           diversity=level, value=runs["heldout_top1"])
+        parts.append(runs[(runs["setup"] == setup) | (runs["allow"] == 0)])
+    runs = pd.concat(parts, ignore_index=True)
+    return over_seeds(runs, ["test_domain", "diversity", "p"]).sort_values(
+        ["test_domain", "diversity", "p"]).reset_index(drop=True)
+
+
+def supervised_table(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Held-out top-1 of CLIP and the supervised baseline per (test domain, setup) over
+    seeds (only the cells with a supervised run)."""
+    runs = per_run[per_run["experiment"].isin(["main", "supervised"])]
+    with_sup = runs[runs["kind"] == "supervised"][["test_domain", "setup"]].drop_duplicates()
+    runs = runs.merge(with_sup, on=["test_domain", "setup"]).assign(value=lambda t: t["heldout_top1"])
+    if runs.empty:
+        return pd.DataFrame()
+    return _order(over_seeds(runs, ["test_domain", "setup", "kind"]))
+
+
+def _panels(n: int, width: float = 3.2):
+    fig = _figure(figsize=(width * n, 3.0))
+    return fig, fig.subplots(1, n, squeeze=False, sharey=True)[0]
+
+
+def plot_supervised(table: pd.DataFrame):
+    """Paired bars per (test domain, setup): CLIP vs supervised held-out top-1 (mean ± std)."""
+    domains = list(dict.fromkeys(table["test_domain"]))
+    fig, axes = _panels(len(domains))
+    for ax, domain in zip(axes, domains, strict=True):
+        part = table[table["test_domain"] == domain]
+        setups = list(dict.fromkeys(part["setup"]))
+        for j, kind in enumerate(("clip", "supervised")):
+            rows = part[part["kind"] == kind].set_index("setup").reindex(setups)
+            ax.bar(np.arange(len(setups)) + (j - 0.5) * 0.4, rows["mean"], 0.4,
+                   yerr=rows["std"].fillna(0), capsize=2, label=kind, color=f"C{j}")
+        ax.set_xticks(range(len(setups)), [SETUP_LABELS.get(s, s) for s in setups], rotation=45,
+                      ha="right", fontsize=7)
+        ax.set_title(f"test domain {domain}", fontsize=8)
+    axes[0].set_ylabel("held-out-class top-1")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_domain_interpolation(table: pd.DataFrame):
+    """Held-out top-1 against the number of extra domains, one point per subset (± std)."""
+    domains = list(dict.fromkeys(table["test_domain"]))
+    fig, axes = _panels(len(domains))
+    for ax, domain in zip(axes, domains, strict=True):
+        part = table[table["test_domain"] == domain]
+        ax.errorbar(part["n_extra"], part["mean"], yerr=part["std"].fillna(0), fmt="o",
+                    capsize=2, markersize=4)
+        for _, row in part.iterrows():
+            short = row["variant"].split("-")[-1] if row["n_extra"] not in (0, 4) else (
+                "CG low" if row["n_extra"] == 0 else "CG high")
+            ax.annotate(short, (row["n_extra"], row["mean"]), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points")
+        ax.set_xticks(range(5))
+        ax.set_xlabel("extra rendition domains")
+        ax.set_title(f"test domain {domain}", fontsize=8)
+    axes[0].set_ylabel("held-out-class top-1")
+    fig.tight_layout()
+    return fig
+
+
+def plot_allow(table: pd.DataFrame):
+    """Held-out top-1 against the allowed fraction p, one line per diversity level."""
+    domains = list(dict.fromkeys(table["test_domain"]))
+    fig, axes = _panels(len(domains))
+    for ax, domain in zip(axes, domains, strict=True):
+        part = table[table["test_domain"] == domain]
+        for j, (level, rows) in enumerate(part.groupby("diversity", sort=False)):
+            rows = rows.sort_values("p")
+            ax.plot(rows["p"], rows["mean"], marker="o", markersize=3, color=f"C{j}",
+                    label=f"{level} diversity")
+            ax.fill_between(rows["p"], rows["mean"] - rows["std"].fillna(0),
+                            rows["mean"] + rows["std"].fillna(0), alpha=0.2, color=f"C{j}", lw=0)
+        ax.set_xlabel("fraction p of the test domain's held-out classes in training")
+        ax.set_title(f"test domain {domain}", fontsize=8)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("held-out-class top-1")
+    fig.tight_layout()
+    return fig
+
+
+def plot_effective_robustness(points: pd.DataFrame, fits: pd.DataFrame):
+    """Seen- vs held-out-class top-1 on logit axes, one marker per setup, the natural-only
+    line dashed."""
+    fig = _figure(figsize=(4.4, 3.6))
+    ax = fig.subplots()
+    eps = LOGIT_EPS
+    for j, (label, rows) in enumerate(points.groupby("variant", sort=False)):
+        ax.scatter(rows["seen_top1"].clip(eps, 1 - eps), rows["heldout_top1"].clip(eps, 1 - eps),
+                   s=12, color=f"C{j % 10}", marker="os^vD<>"[j // 10 % 7], label=label)
+    xs = np.linspace(logit(points["seen_top1"]).min() - 0.3, logit(points["seen_top1"]).max() + 0.3, 50)
+    for _, fit in fits.dropna().iterrows():
+        ys = fit["intercept"] + fit["slope"] * xs
+        ax.plot(1 / (1 + np.exp(-xs)), 1 / (1 + np.exp(-ys)), ls="--", color="grey", lw=1)
+    ax.set_xscale("logit")
+    ax.set_yscale("logit")
+    ax.set_xlabel("seen-class top-1 on the test domain")
+    ax.set_ylabel("held-out-class top-1 on the test domain")
+    ax.legend(fontsize=5, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def experiment_figures(config: ExperimentConfig, accuracy: pd.DataFrame, out: Path,
+                       result: Gallery) -> None:
+    """The experiments' figures (those whose runs exist), each beside its table."""
+    per_run = all_runs(accuracy)
+    if per_run.empty:
+        return
+    ex = config.experiments
+    sup = supervised_table(per_run)
+    if not sup.empty:
+        result.figures["clip_vs_supervised"] = (_save(plot_supervised(sup), sup, out / "clip_vs_supervised"), (
+            "Held-out-class top-1 of CLIP and of the supervised baseline (same image tower, "
+            "linear head) trained on the same mixture, per setup and test domain: mean over "
+            "seeds with the std as error bar."))
+    interp = domain_interpolation_table(per_run, ex.domain_interp)
+    if not interp.empty and ex.domain_interp:
+        result.figures["domain_interpolation"] = (_save(plot_domain_interpolation(interp), interp, out / "domain_interpolation"), (
+            "Domain interpolation: held-out-class top-1 against the number of rendition domains "
+            "added to real and the test domain's seen classes (0: CG low-diversity, 4: CG "
+            "high-diversity), one point per subset (letters), mean ± std over seeds."))
+    allow = allow_table(per_run, ex.allow, ex.allow_setups)
+    if not allow.empty:
+        result.figures["allow_interpolation"] = (_save(plot_allow(allow), allow, out / "allow_interpolation"), (
+            "Held-out class interpolation: held-out-class top-1 against the fraction p of the "
+            "test domain's held-out classes added to training (p = 0: the CG setup, p = 1: its "
+            "upper bound), one line per diversity level, a ± std band over seeds."))
+    points, fits = effective_robustness(per_run, ex.robustness_fit)
+    if ex.effective_robustness and not points.empty:  # the points even without a line
+        _atomic(out / "effective_robustness_fit.csv", lambda p: fits.to_csv(p, index=False))
+        result.figures["effective_robustness"] = (_save(plot_effective_robustness(points, fits), points, out / "effective_robustness"), (
+            "Effective robustness: every run's seen-class against held-out-class top-1 on its "
+            "test domain (logit axes) with the least-squares line (in logit space) over the "
+            "natural-only runs dashed; a run's robustness column is its distance above the "
+            "line (fit: effective_robustness_fit.csv)."))
