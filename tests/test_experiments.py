@@ -269,6 +269,12 @@ def test_tiny_experiments_run_resume_and_report(tmp_path, monkeypatch):
     assert sorted(interp[interp["test_domain"] == "sketch"]["n_extra"]) == [0, 1, 4]
     found = pd.read_csv(results / "findings.csv")
     assert found["finding"].str.startswith("CLIP more robust than supervised").sum() == 4
-    assert found["finding"].str.startswith("above the natural-only line").any()
+    # the line needs two natural-only points of distinct seen accuracy: on these 2-epoch runs
+    # that depends on training noise, so the finding is asserted exactly when a line exists
+    from domainlens.report import all_runs, effective_robustness
+
+    _, fits = effective_robustness(all_runs(accuracy))
+    has_line = bool(np.isfinite(fits["slope"]).any())
+    assert found["finding"].str.startswith("above the natural-only line").any() == has_line
     report = (tmp_path / "out" / "report.md").read_text()
     assert "results/clip_vs_supervised.png" in report
