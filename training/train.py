@@ -40,7 +40,7 @@ made of such tokens, so skipping them would change zero-shot results.
 Precision: ``fp32`` (default), ``bf16`` (autocast of forward and loss; weights, gradients and
 optimizer state stay float32) or ``fp16`` (CUDA only, with a ``GradScaler`` whose state the
 checkpoints keep). bf16 is not the default: its held-out accuracy has not been compared with
-fp32's over seeds, and at the CPU presets' size it is not faster (see README).
+fp32's over seeds, and its speed-up at the CPU presets' size is unsettled (see README).
 
 The supervised baseline (:mod:`training.supervised`) runs the same loop with another task.
 """
