@@ -1,7 +1,8 @@
 """Experiment configs for ``domainlens reproduce``: TOML files validated into dataclasses.
 
 A config has a top-level ``name`` and the sections ``[data]``, ``[mixtures]``, ``[train]``,
-``[eval]`` and ``[analyses]``. Every key is checked: an unknown key, setup, domain, class
+``[eval]``, ``[analyses]``, ``[experiments]`` and ``[run]`` (how the steps are executed: in this
+process, as local subprocesses or as SLURM jobs; no step's inputs). Every key is checked: an unknown key, setup, domain, class
 subset or a value of the wrong type is an error naming it and the allowed values, raised before
 any work starts. Shipped configs (``smoke``, ``quickstart``, ``study``, ``paper``) live in
 ``domainlens/configs/`` and are addressed by name.
@@ -37,6 +38,11 @@ EVAL_EPOCHS = ("last", "all")
 #: checkpoint, a class-shuffled pairing, another seed's run of the same setup.
 REFERENCES = ("init", "class-shuffle", "seed")
 PIPELINE_SETUPS = tuple(s for s in SETUPS if s != "domain-interp")
+#: ``[run] executor``: in this process one step after another, as submitit subprocesses on
+#: this machine, or as submitit SLURM jobs (training waves as job arrays).
+EXECUTORS = ("inline", "local", "slurm")
+#: sbatch options submitit sets itself (the job array, the log files): not for ``[run] extra``.
+RESERVED_SBATCH = ("array", "output", "error", "open-mode", "signal", "wckey")
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,35 @@ class ExperimentsSection:
 
 
 @dataclass(frozen=True)
+class RunSection:
+    """How ``reproduce`` executes the steps (:mod:`domainlens.executors`). Not an input of any
+    step: changing it reruns nothing.
+
+    ``executor``: ``inline`` (this process, one step after another), ``local`` (submitit
+    subprocesses on this machine) or ``slurm`` (submitit jobs; each wave of ready steps of one
+    kind as one job array). ``jobs``: steps at a time; ``local``: 0 means one per visible GPU,
+    or 1 on a CPU machine, and the CPU cores are divided between the jobs (torch threads);
+    ``slurm``: array tasks running at a time (0: no limit). The SLURM options: ``partition``,
+    ``account`` (empty: the cluster's default), ``gpus_per_job`` (requested per job when
+    ``[train] device`` is not ``cpu``), ``cpus_per_job`` (also the job's torch threads; 0:
+    the partition's default), ``time`` (minutes per job; also the local executor's limit),
+    ``mem_gb`` (0: the partition's default), ``setup`` (shell lines run before each job, e.g.
+    ``module load cuda``), ``extra`` (further sbatch options passed through as they are, e.g.
+    ``{ qos = "high", constraint = "a100" }``)."""
+
+    executor: str = "inline"
+    jobs: int = 0
+    partition: str = ""
+    account: str = ""
+    gpus_per_job: int = 1
+    cpus_per_job: int = 0
+    time: int = 720
+    mem_gb: float = 0.0
+    setup: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment: data -> mixtures -> runs -> evaluation -> analyses -> report."""
 
@@ -196,6 +231,7 @@ class ExperimentConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     analyses: AnalysesSection = field(default_factory=AnalysesSection)
     experiments: ExperimentsSection = field(default_factory=ExperimentsSection)
+    run: RunSection = field(default_factory=RunSection)
 
     @property
     def out_dir(self) -> Path:
@@ -244,10 +280,16 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def inputs(self) -> dict[str, Any]:
+        """:meth:`to_dict` without ``[run]``: what the results depend on (how the steps are
+        executed does not change them)."""
+        return {k: v for k, v in self.to_dict().items() if k != "run"}
+
 
 SECTIONS: dict[str, type] = {"data": DataSection, "mixtures": MixturesSection,
                              "train": TrainSection, "eval": EvalSection,
-                             "analyses": AnalysesSection, "experiments": ExperimentsSection}
+                             "analyses": AnalysesSection, "experiments": ExperimentsSection,
+                             "run": RunSection}
 
 
 def _section(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -357,7 +399,42 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     check_number("[analyses] n_boot", an.n_boot, low=10, integer=True)
     _check_heldout(data)
     _check_experiments(config)
+    _check_run(config)
     return config
+
+
+def _check_run(config: ExperimentConfig) -> None:
+    """``[run]``: the executor and its options, each error naming the bad value."""
+    run = config.run
+    check_choice("[run] executor", run.executor, EXECUTORS)
+    if run.executor == "slurm" and config.train.device.startswith("cuda:"):
+        raise ValueError(f"[train] device = {config.train.device!r} names one GPU of this "
+                         "machine; with executor = 'slurm' use 'auto' or 'cuda' (every job "
+                         "gets its own GPU)")
+    check_number("[run] jobs", run.jobs, low=0, integer=True)
+    if run.executor == "inline" and run.jobs > 1:
+        raise ValueError(f"[run] jobs = {run.jobs} needs executor = 'local' or 'slurm'; the "
+                         "inline executor runs one step at a time")
+    check_number("[run] gpus_per_job", run.gpus_per_job, low=0, integer=True)
+    check_number("[run] cpus_per_job", run.cpus_per_job, low=0, integer=True)
+    check_number("[run] time", run.time, low=1, integer=True)
+    check_number("[run] mem_gb", run.mem_gb, low=0)
+    for key in ("partition", "account"):
+        value = getattr(run, key)
+        if any(c.isspace() for c in value):
+            raise ValueError(f"[run] {key} must be a SLURM {key} name without spaces, got "
+                             f"{value!r}")
+    for line in run.setup:
+        if not isinstance(line, str):
+            raise ValueError(f"[run] setup must list shell lines (strings), got {line!r}")
+    reserved = [k for k in run.extra if k.replace("_", "-") in RESERVED_SBATCH]
+    if reserved:
+        raise ValueError(f"[run] extra: {reserved} are set by submitit itself (the job array "
+                         f"and its logs); allowed: any other sbatch option")
+    for key, value in run.extra.items():
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"[run] extra.{key} must be a string, number or true (the value of "
+                             f"sbatch --{key.replace('_', '-')}), got {value!r}")
 
 
 def synth_class_count(data: DataSection) -> int:

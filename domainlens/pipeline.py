@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from training.util.files import digest, file_sha256, write_json, write_text
 from . import layout
 from .config import ExperimentConfig
 from .layout import RunPlan, analysed_runs, run_plans, seed_partner
-from .steps import Step, assign_keys, is_done, run_steps
+from .steps import Step, assign_keys, is_done, prune_failures, run_steps
 
 # Time estimates: model speeds are measured by timing a few steps of the configured model
 # (:func:`measure_throughput`); the rest are rates measured here for the tiny presets.
@@ -50,11 +51,28 @@ STEP_CODE: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Environment variable holding a job's share of the CPU threads (set by
+#: :func:`domainlens.executors.run_job` in the job's own process); :func:`torch_threads` never
+#: uses more.
+THREADS_ENV = "DOMAINLENS_THREADS"
+
+
+def thread_count(n: int) -> int:
+    """The torch threads a step configured for ``n`` (0: torch's default) uses: at most this
+    job's share of the cores (:data:`THREADS_ENV`) when the step runs in a submitted job."""
+    share = int(os.environ.get(THREADS_ENV) or 0)
+    if share > 0:
+        return share if n <= 0 else min(n, share)
+    return n
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch intra-op threads inside the block (0: leave as is)."""
+    """Use ``n`` torch intra-op threads inside the block (0: leave as is), capped by the job's
+    share of the cores when several steps run at once (:func:`thread_count`)."""
     import torch
 
+    n = thread_count(n)
     old = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
@@ -264,7 +282,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
 
     analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "cka", "patching", "circuits")]
     steps.append(Step(
-        id="report", params={"config": config.to_dict()}, depends=analysis_ids,
+        id="report", params={"config": config.inputs()}, depends=analysis_ids,
         run=lambda: _report(config),
         outputs=[out / layout.REPORT_MD, out / layout.REPORT_HTML], estimate=20.0,
         code=STEP_CODE["report"],
@@ -286,6 +304,8 @@ def measure_throughput(model: str, device: str = "cpu", threads: int = 0,
 
     if device != "cpu" and not torch.cuda.is_available():
         device = "cpu"  # a GPU config planned on a CPU machine: time it on the CPU
+    elif device == "auto":
+        device = "cuda"
     with torch_threads(threads):
         clip, cfg = create_clip(model, device=device)
         size, context = image_size(cfg), int(cfg["text_cfg"].get("context_length", 77))
@@ -332,18 +352,33 @@ def reproduce(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
-    """Plan and run the experiment, or with ``dry_run`` only print the plan.
+    """Plan and run the experiment, or with ``dry_run`` only print the plan (and, with a
+    ``[run] executor`` other than ``inline``, what would be submitted, job by job).
 
-    Returns ``{step id: "done" | "skipped" | "planned"}``.
+    The steps run as ``config.run`` says: one after another in this process (``inline``), or
+    handed to submitit (``local``, ``slurm``; :func:`domainlens.executors.run_with_executor`).
+    Returns ``{step id: "done" | "skipped" | "planned"}``; a step that failed in a job raises
+    :class:`domainlens.executors.StepsFailed` after every independent step has run.
     """
     steps = plan(config, progress=progress)
     if dry_run:
         log(format_plan(config, steps))
+        if config.run.executor != "inline":
+            from .executors import format_submissions
+
+            log(format_submissions(config, steps))
         return {s.id: "planned" for s in steps}
     config.out_dir.mkdir(parents=True, exist_ok=True)
     write_json(config.out_dir / layout.CONFIG_FILE, config.to_dict())
-    log(f"experiment {config.name!r}: {len(steps)} steps, output in {config.out_dir}")
-    status = run_steps(steps, config.out_dir / layout.STATE_DIR, log=log)
+    state_dir = config.out_dir / layout.STATE_DIR
+    prune_failures(state_dir, steps)
+    if config.run.executor == "inline":
+        log(f"experiment {config.name!r}: {len(steps)} steps, output in {config.out_dir}")
+        status = run_steps(steps, state_dir, log=log)
+    else:
+        from .executors import run_with_executor
+
+        status = run_with_executor(config, steps, log=log)
     log(f"report: {config.out_dir / layout.REPORT_MD}")
     return status
 

@@ -7,7 +7,10 @@ its code (:func:`code_digest`: the source of those modules, docstrings and comme
 and its dependencies' keys, so a change of an input, a default or the code anywhere upstream
 reruns everything downstream and nothing else; no version constant has to be bumped by hand. A finished step leaves a small record in
 ``<state_dir>/<id>.json`` (key, outputs, seconds), written atomically after the outputs, so an
-interrupted pipeline resumes at the first step without a matching record.
+interrupted pipeline resumes at the first step without a matching record. A step that raised
+(or whose job died) leaves a failure record in ``<state_dir>/failed/<id>.json`` (error, log
+path, job id) until it succeeds; :func:`read_failures` lists them for the progress output and
+the report.
 """
 
 from __future__ import annotations
@@ -114,6 +117,71 @@ def write_record(step: Step, state_dir: Path, seconds: float) -> None:
               "outputs": [str(p) for p in step.outputs], "params": step.params,
               "code": list(step.code)}
     write_json(state_path(state_dir, step.id), record)
+    clear_failure(state_dir, step.id)
+
+
+#: Subfolder of the state folder holding the failure records.
+FAILED_DIR = "failed"
+
+
+def failure_path(state_dir: Path, step_id: str) -> Path:
+    """Where the failure record of ``step_id`` lives."""
+    return state_path(Path(state_dir) / FAILED_DIR, step_id)
+
+
+def write_failure(step: Step, state_dir: Path, error: str, log: str | None = None,
+                  job: str | None = None, executor: str = "inline") -> dict[str, Any]:
+    """Record that ``step`` failed: its key, a one-line ``error``, the job's ``log`` file and
+    ``job`` id (none for a step run in this process); returns the record."""
+    record = {"id": step.id, "key": step.key, "error": error, "log": log, "job": job,
+              "executor": executor, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json(failure_path(state_dir, step.id), record)
+    return record
+
+
+def clear_failure(state_dir: Path, step_id: str) -> None:
+    """Remove the failure record of ``step_id`` (if any)."""
+    failure_path(state_dir, step_id).unlink(missing_ok=True)
+
+
+def read_failures(state_dir: Path) -> list[dict[str, Any]]:
+    """The failure records in ``state_dir`` (sorted by step id); empty if there are none."""
+    folder = Path(state_dir) / FAILED_DIR
+    records = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return sorted(records, key=lambda r: r.get("id", ""))
+
+
+def prune_failures(state_dir: Path, steps: Sequence[Step]) -> None:
+    """Drop failure records that no longer describe a planned step (another key, not
+    planned, or done since)."""
+    by_id = {s.id: s for s in steps}
+    for record in read_failures(state_dir):
+        step = by_id.get(record.get("id", ""))
+        if step is None or step.key != record.get("key") or is_done(step, state_dir):
+            clear_failure(state_dir, record.get("id", ""))
+
+
+def error_line(error: BaseException) -> str:
+    """An exception as one line: ``<type>: <first line of its message>``."""
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+
+
+def run_step(step: Step, state_dir: Path) -> float:
+    """Run one step, check that it wrote its outputs and record it; returns its seconds."""
+    start = time.perf_counter()
+    step.run()
+    seconds = time.perf_counter() - start
+    missing = [str(p) for p in step.outputs if not Path(p).exists()]
+    if missing:
+        raise RuntimeError(f"step {step.id!r} finished without writing {missing}")
+    write_record(step, state_dir, seconds)
+    return seconds
 
 
 def read_seconds(state_dir: Path) -> dict[str, float]:
@@ -130,7 +198,8 @@ def run_steps(
     state_dir: Path,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
-    """Run the steps in order, skipping finished ones; returns ``{id: "done"|"skipped"}``."""
+    """Run the steps in order, skipping finished ones; returns ``{id: "done"|"skipped"}``. A
+    step that raises leaves a failure record (:func:`write_failure`) and stops the run."""
     assign_keys(steps)
     status = {}
     for i, step in enumerate(steps, 1):
@@ -139,13 +208,11 @@ def run_steps(
             status[step.id] = "skipped"
             continue
         log(f"[{i}/{len(steps)}] {step.id} ...")
-        start = time.perf_counter()
-        step.run()
-        seconds = time.perf_counter() - start
-        missing = [str(p) for p in step.outputs if not Path(p).exists()]
-        if missing:
-            raise RuntimeError(f"step {step.id!r} finished without writing {missing}")
-        write_record(step, state_dir, seconds)
+        try:
+            seconds = run_step(step, state_dir)
+        except Exception as error:
+            write_failure(step, state_dir, error_line(error))
+            raise
         log(f"[{i}/{len(steps)}] {step.id}: done in {seconds:.1f} s")
         status[step.id] = "done"
     return status

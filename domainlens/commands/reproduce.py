@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 DESCRIPTION = """\
 Run an experiment end to end: data (generated, or a DomainNet-format root plus a base TSV)
@@ -14,7 +15,15 @@ where it stopped; --dry-run prints the plan with an estimated time and runs noth
 
 CONFIG is a shipped config name (smoke, quickstart, study, paper) or a TOML file; see the
 README for its sections. The config is checked completely (unknown keys, setups, domains,
-a data root that is not DomainNet-shaped) before any work starts."""
+a data root that is not DomainNet-shaped) before any work starts.
+
+Executors ([run] section, or the options below): inline (default: this process, one step
+after another), local (submitit subprocesses on this machine, --jobs at a time, the cores
+divided between them, one GPU each) or slurm (submitit jobs; the training runs of a wave as
+one job array, with the SLURM options below). The step records in <out>/.state stay the
+truth: a rerun after a failure or cancellation submits only the unfinished steps; a failed
+job's error and log are printed and listed in the report. --dry-run with an executor prints
+what would be submitted, job by job, with its resources."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,16 +41,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the steps, which are done and the estimated time; run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    run = parser.add_argument_group("executor (override the config's [run] section)")
+    run.add_argument("--executor", default=None, metavar="{inline,local,slurm}",
+                     help="inline (this process), local (subprocesses) or slurm (cluster jobs)")
+    run.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="steps at a time (local; slurm: array tasks at a time; 0: automatic)")
+    run.add_argument("--partition", default=None, help="SLURM partition")
+    run.add_argument("--account", default=None, help="SLURM account")
+    run.add_argument("--gpus-per-job", type=int, default=None, metavar="N",
+                     help="GPUs per SLURM job (default 1; none when [train] device = 'cpu')")
+    run.add_argument("--cpus-per-job", type=int, default=None, metavar="N",
+                     help="CPUs per SLURM job (also its torch threads)")
+    run.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                     help="time limit per job, minutes (default 720)")
+    run.add_argument("--mem-gb", type=float, default=None, metavar="GB",
+                     help="memory per SLURM job (default: the partition's)")
+    run.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                     help="another sbatch option passed through, e.g. --slurm qos=high "
+                          "(repeatable; adds to [run] extra)")
+    parser.set_defaults(func=run_command)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_overrides(args: argparse.Namespace, extra: dict | None = None) -> dict:
+    """The ``[run]`` fields given on the command line (``--slurm KEY=VALUE`` added to
+    ``extra``, the config's ``[run] extra``)."""
+    names = ("executor", "jobs", "partition", "account", "gpus_per_job", "cpus_per_job",
+             "time", "mem_gb")
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if args.slurm:
+        extra = dict(extra or {})
+        for item in args.slurm:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--slurm expects KEY=VALUE (an sbatch option), got {item!r}")
+            extra[key.strip()] = value
+        overrides["extra"] = extra
+    return overrides
+
+
+def run_command(args: argparse.Namespace) -> int:
     from domainlens.config import load_config
+    from domainlens.executors import StepsFailed
     from domainlens.pipeline import reproduce
 
     config = load_config(args.config, out=args.out)
     overrides = {k: v for k, v in (("root", args.data_root), ("base_tsv", args.base_tsv)) if v}
     if overrides:
         config = config.replace("data", **overrides)
-    reproduce(config, dry_run=args.dry_run, progress=not args.quiet)
+    run = run_overrides(args, config.run.extra)
+    if run:
+        config = config.replace("run", **run)
+    try:
+        reproduce(config, dry_run=args.dry_run, progress=not args.quiet)
+    except StepsFailed as error:
+        print(f"domainlens reproduce: {error}", file=sys.stderr)
+        return 1
     return 0
