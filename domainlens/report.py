@@ -881,6 +881,17 @@ def step_times(config: ExperimentConfig) -> pd.DataFrame:
     return table
 
 
+def failed_steps(config: ExperimentConfig) -> pd.DataFrame:
+    """The steps that failed and have not finished since (their failure records): step,
+    error, job and log file."""
+    from .steps import read_failures
+
+    records = read_failures(config.out_dir / layout.STATE_DIR)
+    rows = [{"step": r["id"], "error": str(r["error"]).replace("|", "/"),
+             "job": r.get("job") or "", "log": r.get("log") or ""} for r in records]
+    return pd.DataFrame(rows, columns=["step", "error", "job", "log"])
+
+
 def _md_table(table: pd.DataFrame, floats: str = "{:.3f}") -> str:
     def cell(v) -> str:
         if isinstance(v, float | np.floating):
@@ -964,6 +975,13 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
         ("p", "Per run: results/accuracy_by_setup.csv; every domain, subset and epoch: "
               "results/accuracy.csv."),
     ]
+    failed = failed_steps(config)
+    if not failed.empty:  # a report of the finished steps only
+        blocks[2:2] = [("h2", "Failed steps"),
+                       ("p", f"{len(failed)} step(s) failed; the steps that need them did not "
+                             "run and are missing below. Rerun the same command to run only "
+                             "the unfinished steps."),
+                       ("table", failed)]
     if not found.empty:
         blocks += [("h2", "The paper's findings on this data"),
                    ("p", "Every finding is judged on its controls, not on the measured numbers "

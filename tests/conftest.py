@@ -32,6 +32,18 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def smoke_inline(tmp_path_factory) -> tuple[Path, dict]:
+    """The smoke config reproduced inline once per session: (output folder, step status).
+    Shared by test_reproduce and test_executors (the reference of the executors' runs)."""
+    from domainlens import pipeline
+    from domainlens.config import load_config
+
+    out = tmp_path_factory.mktemp("smoke") / "out"
+    status = pipeline.reproduce(load_config("smoke", out=out), progress=False, log=lambda m: None)
+    return out, status
+
+
+@pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory) -> Path:
     """A learnable DomainNet-format root: 6 shape classes x 2 domains (real, sketch), 32 px."""
     return make_shapes_root(tmp_path_factory.mktemp("shapes"))

@@ -200,10 +200,8 @@ def test_measure_throughput_times_the_model():
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("smoke") / "out"
-    status = pipeline.reproduce(load_config("smoke", out=out), progress=False, log=lambda m: None)
-    return out, status
+def smoke_run(smoke_inline) -> tuple[Path, dict]:
+    return smoke_inline  # conftest: one inline smoke run per session
 
 
 def _is_png(path: Path) -> bool:
