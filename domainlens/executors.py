@@ -603,7 +603,11 @@ def run_with_executor(config: ExperimentConfig, steps: list[Step],
     status = driver.run()
     if driver.failures:
         report = next((s for s in steps if s.id == "report"), None)
-        if report is not None and status.get("report") == "blocked":
+        evaluated = any(kind_of(k) == "eval" and v in ("done", "skipped")
+                        for k, v in status.items())
+        if report is not None and status.get("report") == "blocked" and not evaluated:
+            log("no report: no evaluation has finished")
+        elif report is not None and status.get("report") == "blocked":
             try:  # what exists, with the failures listed; not recorded: a rerun redoes it
                 report.run()
                 log(f"report of the finished steps (the failures listed): "

@@ -126,22 +126,20 @@ def test_jobs_2_equals_jobs_1(local_smoke, tmp_path):
 
 
 def test_killed_job_resumes_submitting_only_unfinished_steps(tmp_path, monkeypatch, smoke_inline):
-    """One job dies midway (os._exit after its run's first epoch, as a kill would leave it),
-    another job's evaluation raises: the other steps finish, both failures are printed with
-    their log and error and kept as failure records that the report lists; the rerun
-    submits only the unfinished steps, resumes the run from its epoch-1 checkpoint and ends
-    with the inline run's tensors."""
+    """One training job dies midway (os._exit after its first epoch, as a kill leaves it): the
+    other job finishes, the failure is printed with its log and kept as a failure record that
+    the report of the finished steps lists; the rerun submits only the unfinished steps,
+    resumes the run from its epoch-1 checkpoint and ends with the inline run's tensors."""
     out = tmp_path / "out"
     config = quickdraw_only(out, executor="local", jobs=2)
-    killed, raising = "train/quickdraw/cg-high/s0", "eval/quickdraw/natural-only/s0"
+    killed = "train/quickdraw/cg-high/s0"
     real_plan = pipeline.plan
 
     def faulty_plan(cfg, progress=True):
         steps = real_plan(cfg, progress)
-        by_id = {s.id: s for s in steps}
+        step = next(s for s in steps if s.id == killed)
         run = next(r for r in pipeline.run_plans(cfg) if f"train/{r.train_id}" == killed)
         settings = pipeline._train_config(cfg, run, False)
-        step = by_id[killed]
 
         def die_after_one_epoch():
             import dataclasses
@@ -152,10 +150,7 @@ def test_killed_job_resumes_submitting_only_unfinished_steps(tmp_path, monkeypat
             p._train(dataclasses.replace(settings, stop_after_epoch=1), 1, step)
             os._exit(3)
 
-        def fail():
-            raise RuntimeError("injected evaluation failure")
-
-        by_id[killed].run, by_id[raising].run = die_after_one_epoch, fail
+        step.run = die_after_one_epoch
         return steps
 
     monkeypatch.setattr(pipeline, "plan", faulty_plan)
@@ -163,41 +158,104 @@ def test_killed_job_resumes_submitting_only_unfinished_steps(tmp_path, monkeypat
     with pytest.raises(executors.StepsFailed) as error:
         pipeline.reproduce(config, progress=False, log=lines.append)
     status = error.value.status
-    assert status[killed] == "failed" and status[raising] == "failed"
-    assert status["train/quickdraw/natural-only/s0"] == "done"
+    assert status[killed] == "failed" and status["eval/quickdraw/natural-only/s0"] == "done"
     assert status["eval/quickdraw/cg-high/s0"] == "blocked" and status["report"] == "blocked"
     printed = "\n".join(lines)
-    assert f"{raising}: FAILED in job" in printed
-    assert "RuntimeError: injected evaluation failure; log: " in printed
-    assert f"{killed}: FAILED in job" in printed and "ended without a result" in printed
-    records = {r["id"]: r for r in read_failures(out / ".state")}
-    assert set(records) == {killed, raising}
-    assert records[raising]["error"] == "RuntimeError: injected evaluation failure"
-    assert Path(records[killed]["log"]).is_file() and records[killed]["job"]
-    assert "injected evaluation failure" in Path(records[raising]["log"]).read_text()
+    assert f"[5/7] {killed}: FAILED in job" in printed and "ended without a result" in printed
+    [record] = read_failures(out / ".state")
+    assert record["id"] == killed and record["job"] and Path(record["log"]).is_file()
+    assert f"; log: {record['log']}" in printed
     run_dir = out / "runs" / "quickdraw" / "lso-cipqrs-noquickdrawclasses-s0"
     epoch1 = run_dir / "checkpoints" / "epoch_1.pt"
     assert epoch1.is_file() and not (run_dir / "checkpoints" / "epoch_2.pt").exists()
-    report = (out / "report.md").read_text()  # of the finished steps, the failures listed
-    assert "## Failed steps" in report and killed in report and records[killed]["log"] in report
-    assert "failed" in str(error.value) and "rerun the same command" in str(error.value)
+    report = (out / "report.md").read_text()  # of the finished steps, the failure listed
+    assert "## Failed steps" in report and killed in report and record["log"] in report
+    assert "| quickdraw |" in report
+    assert "1 step(s) failed" in str(error.value) and "rerun the same command" in str(error.value)
 
     monkeypatch.setattr(pipeline, "plan", real_plan)
-    stamp = epoch1.stat().st_mtime_ns
+    epoch0 = run_dir / "checkpoints" / "epoch_0.pt"  # rewritten only by a run from scratch
+    stamp = epoch0.stat().st_mtime_ns
     lines = []
     status = pipeline.reproduce(config, progress=False, log=lines.append)
-    assert [k for k, v in status.items() if v == "done"] == [raising, killed,
-                                                             "eval/quickdraw/cg-high/s0", "report"]
-    jobs = sorted(line.split(": ", 1)[1].split(" (log")[0] for line in lines
-                  if line.startswith("job "))
-    assert jobs == [raising, f"{killed} + eval/quickdraw/cg-high/s0"]
-    assert epoch1.stat().st_mtime_ns == stamp  # resumed, not retrained
+    assert [k for k, v in status.items() if v == "done"] == [
+        killed, "eval/quickdraw/cg-high/s0", "report"]
+    assert [line.split(": ", 1)[1].split(" (log")[0] for line in lines
+            if line.startswith("job ")] == [f"{killed} + eval/quickdraw/cg-high/s0"]
+    assert epoch0.stat().st_mtime_ns == stamp  # resumed from epoch 1, not retrained
     assert pd.read_csv(run_dir / "train_log.csv")["epoch"].max() == 2
     assert read_failures(out / ".state") == []
     assert "Failed steps" not in (out / "report.md").read_text()
     inline, _ = smoke_inline
     assert_same_checkpoints(checkpoints(out),
                             checkpoints(inline, "runs/quickdraw/*/checkpoints/*.pt"))
+
+
+def light_steps(folder: Path, fail: bool) -> list[Step]:
+    """Three steps without torch: train/a writes a file, eval/a (raising if ``fail``) and
+    cka/a need it."""
+    def writer(path: Path, fail: bool = False):
+        def run():
+            if fail:
+                raise RuntimeError("injected evaluation failure")
+            path.write_text("ok")
+        return run
+
+    steps = [Step(id="train/a", params={}, run=writer(folder / "train.txt"),
+                  outputs=[folder / "train.txt"]),
+             Step(id="eval/a", params={}, run=writer(folder / "eval.txt", fail),
+                  outputs=[folder / "eval.txt"], depends=["train/a"]),
+             Step(id="cka/a", params={}, run=writer(folder / "cka.txt"),
+                  outputs=[folder / "cka.txt"], depends=["train/a"])]
+    assign_keys(steps)
+    return steps
+
+
+def test_a_job_that_raises_is_reported_and_only_its_step_resubmitted(tmp_path):
+    """A step raising in its job: the other steps finish, the error line and the log path
+    are printed and recorded (the log holds the traceback); the rerun submits that step
+    alone."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    config = load_config("smoke", out=tmp_path / "out").replace("run", executor="local", jobs=2)
+    lines: list[str] = []
+    with pytest.raises(executors.StepsFailed) as error:
+        executors.run_with_executor(config, light_steps(folder, fail=True), log=lines.append)
+    assert error.value.status == {"train/a": "done", "eval/a": "failed", "cka/a": "done"}
+    [record] = read_failures(tmp_path / "out" / ".state")
+    assert record["error"] == "RuntimeError: injected evaluation failure"
+    assert "Traceback" in Path(record["log"]).read_text()
+    assert (f"[2/3] eval/a: FAILED in job {record['job']}: RuntimeError: injected evaluation "
+            f"failure; log: {record['log']}") in lines
+    lines = []
+    status = executors.run_with_executor(config, light_steps(folder, fail=False), log=lines.append)
+    assert status == {"train/a": "skipped", "eval/a": "done", "cka/a": "skipped"}
+    assert [line for line in lines if line.startswith("job ")][0].startswith(
+        "job ") and sum(line.startswith("job ") for line in lines) == 1
+    assert read_failures(tmp_path / "out" / ".state") == []
+
+
+def test_ctrl_c_cancels_the_running_jobs(tmp_path):
+    class Backend(executors.PlanBackend):
+        cancelled: list = []
+
+        def done(self, running):
+            return False
+
+        def wait(self):
+            raise KeyboardInterrupt
+
+        def cancel(self, running):
+            self.cancelled += [r.unit.label for r in running]
+
+    config = load_config("smoke", out=tmp_path / "out").replace("run", executor="local", jobs=2)
+    steps = light_steps(tmp_path, fail=False)
+    backend = Backend(config, tmp_path / "state")
+    driver = executors._Driver(steps, tmp_path / "state", backend, lambda m: None,
+                               backend.is_finished, backend.run_here)
+    with pytest.raises(KeyboardInterrupt):
+        driver.run()
+    assert backend.cancelled == ["train/a + eval/a"]
 
 
 # ---------------------------------------------------------------- threads and GPUs
