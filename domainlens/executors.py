@@ -295,6 +295,10 @@ class SubmititBackend:
             pin = bool(self.gpus) and config.train.device in ("auto", "cuda")
             self.free_gpus: list[int] | None = list(self.gpus) if pin else None
         else:
+            if submitit.SlurmExecutor.affinity() <= 0:
+                raise ValueError("[run] executor = 'slurm' needs a SLURM cluster: submitit finds "
+                                 "no srun on PATH here; --dry-run shows the jobs, --executor "
+                                 "local runs them on this machine")
             self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
             self.gpus, self.slots, self.free_gpus = [], 0, None
             self.threads = config.run.cpus_per_job

@@ -340,10 +340,15 @@ def test_paper_dry_run_with_slurm_lists_arrays_and_resources(tmp_path, capsys):
 def test_slurm_executor_is_configured_as_planned(tmp_path, monkeypatch):
     """submitit's own AutoExecutor gets the planned parameters and writes them into the
     job array's sbatch file (sbatch is a stand-in: nothing is submitted)."""
-    fake_slurm(tmp_path, monkeypatch)
     config = load_config("smoke", out=tmp_path / "out").replace("train", device="auto").replace(
         "run", executor="slurm", partition="gpu", account="lab", time=90, mem_gb=12,
         cpus_per_job=4, jobs=2, setup=["module load cuda"], extra={"qos": "high"})
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no cluster: one clear error
+    with pytest.raises(ValueError, match="needs a SLURM cluster: submitit finds no srun"):
+        executors.SubmititBackend(config, tmp_path / "out" / ".state", print)
+    monkeypatch.setenv("PATH", path)
+    fake_slurm(tmp_path, monkeypatch)
     params = executors.slurm_parameters(config, "train")
     assert params["gpus_per_node"] == 1 and params["slurm_array_parallelism"] == 2
     lines: list[str] = []
