@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1276,12 +1277,20 @@ def _panels(n: int, width: float = 3.2):
     return fig, fig.subplots(1, n, squeeze=False, sharey=True)[0]
 
 
-def plot_supervised(table: pd.DataFrame):
-    """Paired bars per (test domain, setup): CLIP vs supervised held-out top-1 (mean ± std)."""
+def _test_domain_panels(table: pd.DataFrame) -> tuple[Any, list[tuple[Any, pd.DataFrame]]]:
+    """A titled panel per test domain (shared y axis: held-out-class top-1), each with its rows."""
     domains = list(dict.fromkeys(table["test_domain"]))
     fig, axes = _panels(len(domains))
+    axes[0].set_ylabel("held-out-class top-1")
     for ax, domain in zip(axes, domains, strict=True):
-        part = table[table["test_domain"] == domain]
+        ax.set_title(f"test domain {domain}", fontsize=8)
+    return fig, [(ax, table[table["test_domain"] == d]) for ax, d in zip(axes, domains, strict=True)]
+
+
+def plot_supervised(table: pd.DataFrame):
+    """Paired bars per (test domain, setup): CLIP vs supervised held-out top-1 (mean ± std)."""
+    fig, panels = _test_domain_panels(table)
+    for ax, part in panels:
         setups = list(dict.fromkeys(part["setup"]))
         for j, kind in enumerate(("clip", "supervised")):
             rows = part[part["kind"] == kind].set_index("setup").reindex(setups)
@@ -1289,19 +1298,15 @@ def plot_supervised(table: pd.DataFrame):
                    yerr=rows["std"].fillna(0), capsize=2, label=kind, color=f"C{j}")
         ax.set_xticks(range(len(setups)), [SETUP_LABELS.get(s, s) for s in setups], rotation=45,
                       ha="right", fontsize=7)
-        ax.set_title(f"test domain {domain}", fontsize=8)
-    axes[0].set_ylabel("held-out-class top-1")
-    axes[0].legend(fontsize=7)
+    panels[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_domain_interpolation(table: pd.DataFrame):
     """Held-out top-1 against the number of extra domains, one point per subset (± std)."""
-    domains = list(dict.fromkeys(table["test_domain"]))
-    fig, axes = _panels(len(domains))
-    for ax, domain in zip(axes, domains, strict=True):
-        part = table[table["test_domain"] == domain]
+    fig, panels = _test_domain_panels(table)
+    for ax, part in panels:
         ax.errorbar(part["n_extra"], part["mean"], yerr=part["std"].fillna(0), fmt="o",
                     capsize=2, markersize=4)
         for _, row in part.iterrows():
@@ -1311,18 +1316,14 @@ def plot_domain_interpolation(table: pd.DataFrame):
                         textcoords="offset points")
         ax.set_xticks(range(5))
         ax.set_xlabel("extra rendition domains")
-        ax.set_title(f"test domain {domain}", fontsize=8)
-    axes[0].set_ylabel("held-out-class top-1")
     fig.tight_layout()
     return fig
 
 
 def plot_allow(table: pd.DataFrame):
     """Held-out top-1 against the allowed fraction p, one line per diversity level."""
-    domains = list(dict.fromkeys(table["test_domain"]))
-    fig, axes = _panels(len(domains))
-    for ax, domain in zip(axes, domains, strict=True):
-        part = table[table["test_domain"] == domain]
+    fig, panels = _test_domain_panels(table)
+    for ax, part in panels:
         for j, (level, rows) in enumerate(part.groupby("diversity", sort=False)):
             rows = rows.sort_values("p")
             ax.plot(rows["p"], rows["mean"], marker="o", markersize=3, color=f"C{j}",
@@ -1330,9 +1331,7 @@ def plot_allow(table: pd.DataFrame):
             ax.fill_between(rows["p"], rows["mean"] - rows["std"].fillna(0),
                             rows["mean"] + rows["std"].fillna(0), alpha=0.2, color=f"C{j}", lw=0)
         ax.set_xlabel("fraction p of the test domain's held-out classes in training")
-        ax.set_title(f"test domain {domain}", fontsize=8)
         ax.legend(fontsize=6)
-    axes[0].set_ylabel("held-out-class top-1")
     fig.tight_layout()
     return fig
 
