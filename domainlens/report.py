@@ -752,31 +752,30 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
         "is chance."))
 
     subset = config.analyses.classes
-    cka = cka_by_layer(tables["cka"], subset)
-    if not cka.empty:
-        fig = _line_panels(cka, "layer_index", "pair_group", "value", "linear CKA (class means)")
-        result.figures["cka_by_layer"] = (_save(fig, cka, out / "cka_by_layer"), (
-            "Layerwise linear CKA between domains' class-mean activations, averaged over domain "
-            "pairs that include the test domain and over the other pairs: mean over seeds with "
-            "a ± std band, the untrained (epoch-0) network's value dashed in the same colour."))
-    patch = patching_by_layer(tables["patching"])
-    if not patch.empty:
-        fig = _line_panels(patch, "site_order", "target_domain", "value",
-                           "effect on logit diff. (class-mean patch)", band=("ci_low", "ci_high"))
-        result.figures["patching_by_layer"] = (_save(fig, patch, out / "patching_by_layer"), (
-            "Change in test-domain images' logit difference (true class minus runner-up) when "
-            f"the class-mean {config.analyses.patch_source} activation of their class is patched "
-            "in at each layer: mean over seeds with a ± std band (one seed: the bootstrap "
-            "interval), the epoch-0 network's effect dashed; the unpatched levels of both "
-            "domains are the receiver_mean and donor_mean columns."))
-    sharing = node_sharing_by_layer(tables["circuit_groups"], subset)
-    if not sharing.empty:
-        fig = _line_panels(sharing, "layer_index", "pair_group", "value", "node Jaccard")
-        result.figures["node_sharing_by_layer"] = (_save(fig, sharing, out / "node_sharing_by_layer"), (
-            "Circuit node sharing per layer: Jaccard of the kept units of a class's circuits in "
-            "two domains, averaged over classes and over pairs with the test domain, without "
-            "quickdraw, and all pairs: mean over seeds with a ± std band, the epoch-0 "
-            "network's circuits dashed in the same colour."))
+    layerwise = [
+        ("cka_by_layer", cka_by_layer(tables["cka"], subset), "layer_index", "pair_group",
+         "linear CKA (class means)", None,
+         "Layerwise linear CKA between domains' class-mean activations, averaged over domain "
+         "pairs that include the test domain and over the other pairs: mean over seeds with "
+         "a ± std band, the untrained (epoch-0) network's value dashed in the same colour."),
+        ("patching_by_layer", patching_by_layer(tables["patching"]), "site_order",
+         "target_domain", "effect on logit diff. (class-mean patch)", ("ci_low", "ci_high"),
+         "Change in test-domain images' logit difference (true class minus runner-up) when "
+         f"the class-mean {config.analyses.patch_source} activation of their class is patched "
+         "in at each layer: mean over seeds with a ± std band (one seed: the bootstrap "
+         "interval), the epoch-0 network's effect dashed; the unpatched levels of both "
+         "domains are the receiver_mean and donor_mean columns."),
+        ("node_sharing_by_layer", node_sharing_by_layer(tables["circuit_groups"], subset),
+         "layer_index", "pair_group", "node Jaccard", None,
+         "Circuit node sharing per layer: Jaccard of the kept units of a class's circuits in "
+         "two domains, averaged over classes and over pairs with the test domain, without "
+         "quickdraw, and all pairs: mean over seeds with a ± std band, the epoch-0 "
+         "network's circuits dashed in the same colour."),
+    ]
+    for name, table, x, group, ylabel, band, caption in layerwise:
+        if not table.empty:
+            fig = _line_panels(table, x, group, "value", ylabel, band=band)
+            result.figures[name] = (_save(fig, table, out / name), caption)
     similarity = circuit_similarity(tables["circuit_summary"])
     if not similarity.empty:
         fig = plot_similarity_heatmaps(similarity)

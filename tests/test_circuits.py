@@ -42,11 +42,7 @@ from interp.circuits.compare import (
 from interp.circuits.edges import EdgeWeights, edge_weights, site_parents
 from interp.metrics import get_metric
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # the gradients' summation order
 
 
 def _hook_count(model) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import interrupt_after_epoch_1
 from fakedata import make_fake_domainnet
 from PIL import Image
 
@@ -292,14 +293,7 @@ def test_interrupted_run_resumes_without_redoing_finished_steps(tmp_path, monkey
     config = load_config("smoke", out=tmp_path / "out").replace(
         "analyses", cka=False, patching=False, circuits=False)
     real_train = train_module.train_clip
-
-    def interrupted(cfg):
-        if "noquickdrawclasses" in str(cfg.out):
-            real_train(type(cfg)(**{**cfg.__dict__, "stop_after_epoch": 1}))
-            raise KeyboardInterrupt
-        return real_train(cfg)
-
-    monkeypatch.setattr(train_module, "train_clip", interrupted)
+    interrupt_after_epoch_1(monkeypatch, train_module, "train_clip", "noquickdrawclasses")
     with pytest.raises(KeyboardInterrupt):
         pipeline.reproduce(config, progress=False, log=lambda m: None)
     run = tmp_path / "out" / "runs" / "quickdraw" / "lso-cipqrs-noquickdrawclasses-s0"
