@@ -26,7 +26,7 @@ import pandas as pd
 
 from training.util.files import atomic_path, write_bytes
 
-from . import layout
+from . import embedding_report, layout
 from .config import ExperimentConfig
 from .layout import RESULTS_DIR, RunPlan, analysed_runs, run_plans
 
@@ -128,6 +128,7 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
         "circuit_groups": per_analysed(f"{circuits}/{layout.COMPARISON_GROUPS}"),
         "circuit_nodes": per_analysed(f"{circuits}/{layout.CIRCUIT_NODES}"),
     }
+    tables.update({name: per_analysed(path) for name, path in embedding_report.TABLES.items()})
     # every analysis table gets a reference column ("none": measured) for the controls
     tables = {k: v if k == "accuracy" else with_reference(v) for k, v in tables.items()}
     controls = [per_analysed(f"{folder}/{layout.CONTROLS}").assign(analysis=folder)
@@ -788,6 +789,7 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
     if drawing is not None:
         result.figures["circuit_drawing"] = drawing
     experiment_figures(config, tables["accuracy"], out, result)
+    result.figures.update(embedding_report.figures(tables, out, _save))
     if config.data.source == "synth":
         result.figures["contact_sheet"] = _contact_sheet(config, out)
     return result
@@ -944,8 +946,9 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
                      n_boot=config.analyses.n_boot, seed=config.data.seed)
     mechanism = mechanism_findings(tables["cka"], tables["circuit_summary"], config.analyses.classes)
     experiments = experiment_findings(config, tables["accuracy"])
+    aligned = embedding_report.aligned_findings(tables["aligned"], _spread_row)
     found = _findings_frame([*found.to_dict("records"), *mechanism.to_dict("records"),
-                             *experiments.to_dict("records")])
+                             *experiments.to_dict("records"), *aligned])
     _atomic(results / "findings.csv", lambda p: found.to_csv(p, index=False))
     controls = controls_summary(tables["controls"])
     figures = gallery(config, tables, results)
@@ -994,6 +997,15 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
                          "bootstrap intervals over classes. Per site and pair: "
                          "results/controls.csv."),
                    ("table", controls)]
+    if not tables["sae_quality"].empty:
+        quality = embedding_report.sae_quality_table(tables["sae_quality"])
+        blocks += [("h2", "Sparse autoencoders"),
+                   ("p", "Reconstruction quality of the SAEs whose features the sharing scores "
+                         "count (mean over seeds): explained variance of the L2-normalised "
+                         "inputs, mean number of active latents (L0), fraction of latents never "
+                         "active. A dictionary with low explained variance says little about "
+                         "the features of the model. Per run: results/sae_quality.csv."),
+                   ("table", quality)]
     blocks.append(("h2", "Figures"))
     for _name, (png, sentence) in figures.figures.items():
         rel = png.relative_to(out)
