@@ -79,6 +79,8 @@ def aligned_findings(aligned: pd.DataFrame, spread_row: Callable[..., dict]) -> 
     of the other domains to the test domain (standard minus aligned: positive = separation
     falls) and the held-out top-1 on the test domain (aligned minus standard)."""
     rows: list[dict] = []
+    if aligned.empty:
+        return rows
     for (domain, setup), part in aligned.groupby(["test_domain", "setup"], sort=False):
         distance = part[part["quantity"] == f"{SEPARATION_MEASURE}_to_{domain}"]
         accuracy = part[(part["quantity"] == "heldout_top1") & (part["domain"] == domain)]

@@ -137,3 +137,7 @@ def test_embedding_steps_run_resume_and_report(tmp_path):
     assert "## Sparse autoencoders" in report and "aligned_captions_quickdraw.png" in report
     again = pipeline.reproduce(config, progress=False, log=lambda m: None)
     assert set(again.values()) == {"skipped"}
+
+
+def test_no_aligned_table_gives_no_findings():
+    assert aligned_findings(pd.DataFrame(), _spread_row) == []
