@@ -173,9 +173,9 @@ class ExperimentsSection:
     per seed and split and scored for every test domain. ``effective_robustness``: the report's
     figure and findings of every run's distance above the natural-only line (from the existing
     tables); ``robustness_fit``: that line over all natural-only runs (``pooled``) or per test
-    domain. ``aligned``: a twin of every analysed run trained with aligned captions (no domain
-    words; same setup, seed and rows); its embedding separation and held-out accuracy are
-    reported beside the standard run's (issue 15; needs ``[mixtures] captions = "domain"``)."""
+    domain. ``aligned``: test domains whose CG high-diversity runs get a twin trained with
+    aligned captions (no domain words; same seed and rows); on the analysed ones, embedding
+    separation and held-out accuracy of both side by side (issue 15; the paper: quickdraw)."""
 
     supervised: bool = False
     domain_interp: tuple[str, ...] = ()
@@ -185,7 +185,7 @@ class ExperimentsSection:
     shared_runs: bool = False
     effective_robustness: bool = False
     robustness_fit: str = "pooled"
-    aligned: bool = False
+    aligned: tuple[str, ...] = ()
 
     def subsets(self, test_domain: str) -> tuple[tuple[str, ...], ...]:
         """The domain-interpolation subsets of ``test_domain`` (each in canonical order)."""
@@ -435,9 +435,15 @@ def _check_experiments(config: ExperimentConfig) -> None:
     if len(set(ex.allow)) != len(ex.allow):
         raise ValueError(f"[experiments] allow lists a value twice: {list(ex.allow)}")
     check_choices("[experiments] allow_setups", ex.allow_setups, ALLOW_SETUPS)
-    if ex.aligned and mix.captions != "domain":
-        raise ValueError(f"[experiments] aligned needs [mixtures] captions = 'domain' (the "
-                         f"standard twin), got {mix.captions!r}")
+    if ex.aligned:
+        check_choices("[experiments] aligned (must be among [analyses] test_domains)",
+                      ex.aligned, config.analysed_test_domains)
+        if "cg-high" not in config.analysed_setups:
+            raise ValueError("[experiments] aligned twins CG high-diversity runs: it needs "
+                             f"'cg-high' among [analyses] setups, got {list(config.analysed_setups)}")
+        if mix.captions != "domain":
+            raise ValueError(f"[experiments] aligned needs [mixtures] captions = 'domain' (the "
+                             f"standard twin), got {mix.captions!r}")
 
 
 def _check_synth_classes(data: DataSection) -> None:

@@ -226,7 +226,7 @@ def _families(config: ExperimentConfig) -> list[tuple[str, str, str, float, tupl
     """(experiment, test domain, setup, allow, other domains, captions) of every CLIP mixture:
     the configured setups, then each experiment's runs with their endpoints (domain
     interpolation: cg-low and cg-high; allow: the CG setup and its upper bound; aligned: the
-    analysed setups' twins with aligned captions), once each."""
+    CG high-diversity twins with aligned captions), once each."""
     ex = config.experiments
     out: list[tuple[str, str, str, float, tuple[str, ...], str | None]] = []
     for d in config.mixtures.test_domains:
@@ -242,9 +242,7 @@ def _families(config: ExperimentConfig) -> list[tuple[str, str, str, float, tupl
                 out += [("allow", d, setup, 0.0, (), None)]
                 out += [("allow", d, setup, float(p), (), None) for p in sorted(ex.allow)]
                 out += [("allow", d, upper, 0.0, (), None)]
-    if ex.aligned:
-        out += [("aligned", d, s, 0.0, (), "aligned") for d in config.analysed_test_domains
-                for s in config.analysed_setups]
+    out += [("aligned", d, "cg-high", 0.0, (), "aligned") for d in ex.aligned]
     seen: set[tuple] = set()
     unique = []
     for item in out:  # an endpoint that is a configured setup is the same run
@@ -305,8 +303,9 @@ def analysed_runs(config: ExperimentConfig) -> list[RunPlan]:
 
 
 def aligned_twin(config: ExperimentConfig, run: RunPlan) -> RunPlan | None:
-    """The aligned-captions twin of an analysed run (``[experiments] aligned``): the same
-    setup, test domain, seed and rows, captions without domain words; ``None`` without one."""
+    """The aligned-captions twin of an analysed CG high-diversity run (``[experiments]
+    aligned``): the same test domain, seed and rows, captions without domain words; ``None``
+    for any other run."""
     return next((r for r in run_plans(config) if r.experiment == "aligned"
                  and (r.test_domain, r.setup, r.seed, r.split)
                  == (run.test_domain, run.setup, run.seed, run.split)), None)

@@ -263,7 +263,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
                "features": lambda r: r.analysis_dir / layout.FEATURES_DIR / layout.SHARING_SCORES}
     for r in analysed_runs(config):
         partner = seed_partner(config, r) if "seed" in references else None
-        twin = aligned_twin(config, r) if config.experiments.aligned else None
+        twin = aligned_twin(config, r)
         if twin is not None:
             steps.append(Step(
                 id=f"aligned/{r.id}", params={"settings": _asdict(base["embeddings"],

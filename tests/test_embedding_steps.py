@@ -23,7 +23,7 @@ def embedding_config(tmp_path, **experiments):
     config = load_config("smoke", out=tmp_path / "out").replace(
         "analyses", **NO_ANALYSES, embeddings=True, features=True, sae_epochs=5,
         umap_per_domain=20)
-    return config.replace("experiments", aligned=True, **experiments)
+    return config.replace("experiments", aligned=["quickdraw"], **experiments)
 
 
 def test_plan_has_the_twin_and_the_embedding_steps(tmp_path):
@@ -71,10 +71,18 @@ def test_bad_values_are_refused_before_any_work(tmp_path, section, values, messa
         load_config("smoke", out=tmp_path).replace(section, **values)
 
 
-def test_aligned_needs_standard_captions(tmp_path):
-    config = load_config("smoke", out=tmp_path).replace("mixtures", captions="aligned")
-    with pytest.raises(ValueError, match=r"\[experiments\] aligned needs \[mixtures\] captions"):
-        config.replace("experiments", aligned=True)
+@pytest.mark.parametrize("sections, message", [
+    ({"mixtures": {"captions": "aligned"}}, r"aligned needs \[mixtures\] captions = 'domain'"),
+    ({}, r"aligned \(must be among \[analyses\] test_domains\): unknown \['sketch'\]"),
+    ({"analyses": {"setups": ["natural-only"]}}, r"needs 'cg-high' among \[analyses\] setups"),
+])
+def test_bad_aligned_settings_are_refused(tmp_path, sections, message):
+    config = load_config("smoke", out=tmp_path)
+    for name, values in sections.items():
+        config = config.replace(name, **values)
+    domains = ["quickdraw"] if sections else ["sketch"]  # smoke analyses quickdraw only
+    with pytest.raises(ValueError, match=message):
+        config.replace("experiments", aligned=domains)
 
 
 def test_aligned_findings_equal_a_hand_computation():
