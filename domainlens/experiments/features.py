@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
+from domainlens.experiments.inputs import ModelSource, SourceOptions, load_inputs
 from training.runinfo import CLASS_SUBSETS
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
     from interp.embeddings.sae import SAEConfig
 
@@ -92,27 +94,29 @@ class FeatureSettings:
 
 
 def _base_dataset(run: Any, data: Path):
-    from interp.hooked.images import ImageFileDataset
+    """The base set's images (``<data>/base.tsv``), decoded as ``run``'s source says."""
     from training.mixtures import read_base_tsv
 
     base = read_base_tsv(data / "base.tsv", run.info.classes)
-    return ImageFileDataset(base["filepath"].tolist(), run.image_size, mean=run.mean, std=run.std)
+    return run.dataset(base["filepath"].tolist())
 
 
 def features_run(
-    run_dir: str | Path,
+    source: str | Path | ModelSource,
     data_root: str | Path | None = None,
     domains: Sequence[str] | None = None,
     settings: FeatureSettings | None = None,
     *,
-    epoch: int | None = None,
-    out: str | Path | None = None,
     cache_dir: str | Path | None = None,
-    device: str = "cpu",
+    **options: Unpack[SourceOptions],
 ) -> dict[str, Path]:
-    """SAE feature sharing of one run (module docstring); returns ``{"quality": csv,
+    """SAE feature sharing of one model (module docstring); returns ``{"quality": csv,
     "history": csv, "sharing": csv, "summary": csv, "scores": csv, "sharing_figure": png,
-    ["sharing_by_layer": png], "sae_<site>": pt}``."""
+    ["sharing_by_layer": png], "sae_<site>": pt}``.
+
+    ``source``: a run directory or any model source, ``options``:
+    :class:`~.inputs.SourceOptions` (a non-run source needs ``data_root`` and ``out``, and
+    has no ``init`` reference). ``cache_dir``: activation cache (``""``: none)."""
     import numpy as np
     import pandas as pd
 
@@ -124,55 +128,39 @@ def features_run(
         sharing_summary,
         sharing_table,
     )
-    from interp.hooked.activations import (
-        check_pooling,
-        collect_activations,
-        collect_domain_activations,
-    )
-    from interp.hooked.runs import load_hooked_run
+    from interp.hooked.activations import check_pooling, collect_activations
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_sharing, plot_sharing_by_layer
     from training.util.files import write_csv
 
-    from .embeddings import _domains
-
     settings = (settings or FeatureSettings()).validate()
-    run_dir = Path(run_dir)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
-    data = run.info.require_data()
-    domains = _domains(run.info, domains)
+    inputs = load_inputs(source, out_name=Path("eval") / layout.FEATURES_DIR,
+                         data_root=data_root, domains=domains, cache_dir=cache_dir,
+                         references=settings.references, **options)
+    run, data, domains, out = inputs.run, inputs.data, inputs.domains, inputs.out
     sites = run.model.check_sites(settings.sites)
     check_pooling(run.model, sites, settings.pooling)
     base = _base_dataset(run, data) if settings.include_base else None  # missing file: fail now
-    subsets = {s: (None if s == "all" else list(run.info.subset(s))) for s in settings.classes}
-    if cache_dir is None:
-        cache_dir = run_dir / layout.ACTIVATION_CACHE / "activations"
-    out = Path(out) if out is not None else run_dir / "eval" / layout.FEATURES_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    if "init" in settings.references and 0 not in run.info.checkpoints:
-        raise ValueError(f"reference 'init' needs the epoch-0 checkpoint of {run_dir}, which is "
-                         "missing; drop it or train with epoch-0 checkpoints")
+    subsets = inputs.subsets(settings.classes)
     config = settings.sae_config()
     saes: dict[str, Any] = {}
 
     def analyse(hooked: Any, reference: str) -> tuple[list, list, list]:
         """SAE quality rows, histories and sharing tables of one checkpoint; with
         ``reference="none"`` also the class-shuffled sharing and the SAEs (``saes``)."""
-        common = dict(mean=hooked.mean, std=hooked.std, pooling=settings.pooling,
-                      batch_size=settings.batch_size, device=device,
-                      cache_dir=cache_dir or None, num_workers=settings.workers,
+        common = dict(pooling=settings.pooling, batch_size=settings.batch_size,
                       progress=settings.progress)
-        train = collect_domain_activations(hooked.model, data, domains, sites, split="train",
-                                           max_per_class=settings.train_max_per_class,
-                                           seed=settings.seed, **common)
-        test = collect_domain_activations(hooked.model, data, domains, sites, split="test",
-                                          max_per_class=settings.max_per_class,
-                                          seed=settings.seed, **common)
+        train = inputs.activations(hooked, sites, split="train", seed=settings.seed,
+                                   max_per_class=settings.train_max_per_class,
+                                   workers=settings.workers, **common)
+        test = inputs.activations(hooked, sites, split="test", seed=settings.seed,
+                                  max_per_class=settings.max_per_class,
+                                  workers=settings.workers, **common)
         base_acts = None
-        if base is not None:  # the dataset normalises itself: no mean/std here
+        if base is not None:  # the dataset decodes and normalises itself
             base_acts = collect_activations(
-                hooked.model, base, sites, desc="base",
-                **{k: v for k, v in common.items() if k not in ("mean", "std")})
+                hooked.model, base, sites, desc="base", device=inputs.device,
+                cache_dir=inputs.cache_dir, num_workers=settings.workers, **common)
         index = pd.concat([test[d].index for d in domains], ignore_index=True)
         doms, cls = index["domain"].to_numpy(), index["class_name"].to_numpy()
         class_order = [c for c in run.info.classes if c in set(cls)] or list(dict.fromkeys(cls))
@@ -208,7 +196,7 @@ def features_run(
 
     quality, history, sharing = analyse(run, "none")
     if "init" in settings.references:
-        init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
+        init = inputs.checkpoint(0)
         for part, more in zip((quality, history, sharing), analyse(init, "init"), strict=True):
             part.extend(more)
     written = {}
@@ -226,7 +214,7 @@ def features_run(
                                                                  class_subset=name))
     summary_t = pd.concat(summaries, ignore_index=True)
     scores_t = pd.concat(scores, ignore_index=True)
-    meta = run.info.meta(run.epoch)
+    meta = inputs.meta()
 
     def tagged(table: pd.DataFrame) -> pd.DataFrame:
         """``table`` with the run's metadata columns; the init rows say epoch 0."""
@@ -245,7 +233,7 @@ def features_run(
         **written,
     }
     first = next(iter(subsets))
-    title = f"{run.name} (epoch {run.epoch}): {first} classes"
+    title = f"{inputs.title()}: {first} classes"
     own = (summary_t["class_subset"] == first) & (summary_t["reference"] == "none")
     written["sharing_figure"] = save_figure(plot_sharing(summary_t[own], title=title),
                                             out / layout.SHARING_FIGURE)
