@@ -50,6 +50,7 @@ from domainlens.experiments.inputs import (
     ReferenceSettings,
     SourceOptions,
     load_inputs,
+    write_table,
 )
 from interp.circuits.attribution import (
     BASELINES,
@@ -70,7 +71,7 @@ from interp.circuits.circuit import (
 )
 from interp.circuits.compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
 from interp.circuits.edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
-from training.util.files import torch_save, write_csv
+from training.util.files import torch_save
 from training.util.validate import check_choice
 
 if TYPE_CHECKING:
@@ -331,7 +332,7 @@ def run_circuits(
                         (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
                         (summary, "comparison_summary.csv"), (groups, "comparison_groups.csv"),
                         (controls, CONTROLS_FILE)):
-        write_csv(out / name, frame)
+        write_table(out / name, frame)
     measured = summary[summary["reference"] == "none"].drop(columns=["reference"])
 
     figures = []

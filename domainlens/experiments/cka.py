@@ -34,6 +34,7 @@ from domainlens.experiments.inputs import (
     ReferenceSettings,
     SourceOptions,
     load_inputs,
+    write_table,
 )
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
@@ -103,7 +104,6 @@ def cka_run(
 
     from interp.controls import CONTROLS_FILE
     from interp.plots.cka import plot_cka_by_layer, plot_cka_heatmaps, save_figure
-    from training.util.files import write_csv
 
     settings = (settings or CKASettings()).validate()
     references = settings.check_references()
@@ -130,10 +130,10 @@ def cka_run(
         other.model.check_sites(sites)
         other_acts["seed"], tables["seed"] = _analyse(other, **common)
     full = pd.concat([t.assign(reference=r) for r, t in tables.items()], ignore_index=True)
-    written = {"table": write_csv(out / layout.CKA_TABLE, full)}
+    written = {"table": write_table(out / layout.CKA_TABLE, full)}
     controls = _controls(acts, other_acts, tables, subsets=common["subsets"], settings=settings,
                          meta=inputs.meta())
-    written["controls"] = write_csv(out / CONTROLS_FILE, controls)
+    written["controls"] = write_table(out / CONTROLS_FILE, controls)
 
     title = inputs.title()
     written["cka_by_layer"] = save_figure(plot_cka_by_layer(table, title=title),

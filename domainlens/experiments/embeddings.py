@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
-from domainlens.experiments.inputs import AnalysisInputs, ModelSource, SourceOptions, load_inputs
+from domainlens.experiments.inputs import (
+    AnalysisInputs,
+    ModelSource,
+    SourceOptions,
+    load_inputs,
+    write_table,
+)
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
 if TYPE_CHECKING:  # numpy and pandas load inside the functions: `--help` stays fast
@@ -148,7 +154,6 @@ def embeddings_run(
 
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_distances, plot_probe
-    from training.util.files import write_csv
 
     settings = (settings or EmbeddingSettings()).validate()
     inputs = load_inputs(source, out_name=Path("eval") / layout.EMBEDDINGS_DIR,
@@ -161,9 +166,9 @@ def embeddings_run(
                                           reference="init", shuffles=False)
         tables = {k: pd.concat([tables[k], init_tables[k]], ignore_index=True) for k in tables}
     written = {
-        "separation": write_csv(out / layout.SEPARATION_TABLE, tables["distances"]),
-        "dimensions": write_csv(out / layout.SEPARATION_DIMS, tables["dimensions"]),
-        "probe": write_csv(out / layout.DOMAIN_PROBE, tables["probe"]),
+        "separation": write_table(out / layout.SEPARATION_TABLE, tables["distances"]),
+        "dimensions": write_table(out / layout.SEPARATION_DIMS, tables["dimensions"]),
+        "probe": write_table(out / layout.DOMAIN_PROBE, tables["probe"]),
     }
     title = inputs.title()
     subset = "all" if "all" in settings.classes else settings.classes[0]
@@ -184,7 +189,6 @@ def _umap(x: np.ndarray, index: pd.DataFrame, settings: EmbeddingSettings, meta:
     from interp.embeddings.projection import umap_coordinates
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_umap
-    from training.util.files import write_csv
 
     doms, cls = index["domain"].to_numpy(), index["class_name"].to_numpy()
     pictures = {"all": ()}
@@ -201,7 +205,7 @@ def _umap(x: np.ndarray, index: pd.DataFrame, settings: EmbeddingSettings, meta:
         label = "" if not exclude else f", without {exclude[0]}"
         key = "umap_figure" if not exclude else Path(fig_name).stem
         written[key] = save_figure(plot_umap(coords, title=f"{title}{label}"), out / fig_name)
-    written["umap"] = write_csv(out / layout.UMAP_TABLE,
+    written["umap"] = write_table(out / layout.UMAP_TABLE,
                                 pd.concat(parts, ignore_index=True).assign(**meta))
     return {"umap": written.pop("umap"), **written}
 
@@ -273,7 +277,6 @@ def aligned_captions_run(
 
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_side_by_side
-    from training.util.files import write_csv
 
     settings = replace((settings or EmbeddingSettings()).validate(), umap=False, classes=("all",),
                        references=())
@@ -312,7 +315,7 @@ def aligned_captions_run(
     table = pd.DataFrame(rows, columns=["quantity", "domain", "variant", "run", "value"])
     table.insert(0, "model", table["run"])
     table = table.assign(test_domain=test, setup=standard.run.setup, seed=standard.run.seed)
-    written = {"table": write_csv(standard.out / layout.ALIGNED_TABLE, table)}
+    written = {"table": write_table(standard.out / layout.ALIGNED_TABLE, table)}
     written["figure"] = save_figure(
         plot_side_by_side(table, title=f"standard vs aligned captions ({test}, seed "
                                        f"{standard.run.seed})"),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
-from domainlens.experiments.inputs import ModelSource, SourceOptions, load_inputs
+from domainlens.experiments.inputs import ModelSource, SourceOptions, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS
 
 if TYPE_CHECKING:
@@ -131,7 +131,6 @@ def features_run(
     from interp.hooked.activations import check_pooling, collect_activations
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_sharing, plot_sharing_by_layer
-    from training.util.files import write_csv
 
     settings = (settings or FeatureSettings()).validate()
     inputs = load_inputs(source, out_name=Path("eval") / layout.FEATURES_DIR,
@@ -225,11 +224,11 @@ def features_run(
     for t in (sharing_t, summary_t, scores_t):
         t["top"], t["ks"] = settings.top, k_text
     written = {
-        "quality": write_csv(out / layout.SAE_QUALITY, tagged(pd.DataFrame(quality))),
-        "history": write_csv(out / layout.SAE_HISTORY, tagged(pd.concat(history))),
-        "sharing": write_csv(out / layout.SHARING_TABLE, tagged(sharing_t)),
-        "summary": write_csv(out / layout.SHARING_SUMMARY, tagged(summary_t)),
-        "scores": write_csv(out / layout.SHARING_SCORES, tagged(scores_t)),
+        "quality": write_table(out / layout.SAE_QUALITY, tagged(pd.DataFrame(quality))),
+        "history": write_table(out / layout.SAE_HISTORY, tagged(pd.concat(history))),
+        "sharing": write_table(out / layout.SHARING_TABLE, tagged(sharing_t)),
+        "summary": write_table(out / layout.SHARING_SUMMARY, tagged(summary_t)),
+        "scores": write_table(out / layout.SHARING_SCORES, tagged(scores_t)),
         **written,
     }
     first = next(iter(subsets))

@@ -22,6 +22,7 @@ from domainlens import layout
 from interp.controls import DEFAULT_REFERENCES
 
 if TYPE_CHECKING:  # torch loads inside the functions: `--help` stays fast
+    import pandas as pd
     from typing_extensions import Unpack
 
     from interp.hooked.activations import DomainActivations
@@ -212,6 +213,16 @@ class SourceOptions(TypedDict, total=False):
     device: str
 
 
+def write_table(path: Path, table: pd.DataFrame) -> Path:
+    """Write a tidy table as CSV (atomically: :func:`training.util.files.write_csv`), its
+    ``model`` column first; returns ``path``."""
+    from training.util.files import write_csv
+
+    if "model" in table.columns:
+        table = table[["model", *(c for c in table.columns if c != "model")]]
+    return write_csv(path, table)
+
+
 def load_inputs(
     source: str | Path | ModelSource, *, out_name: str | Path,
     data_root: str | Path | None = None, domains: Sequence[str] | None = None,
@@ -255,4 +266,5 @@ def load_inputs(
 
 
 __all__ = ["AnalysisInputs", "HISTORY_REFERENCES", "ModelSource", "ReferenceSettings", "as_source", "check_source",
-           "SourceOptions", "load_inputs"]
+           "SourceOptions", "load_inputs",
+           "write_table"]

@@ -43,6 +43,7 @@ from domainlens.experiments.inputs import (
     ReferenceSettings,
     SourceOptions,
     load_inputs,
+    write_table,
 )
 from interp.hooked.base import HookedImageTower
 from interp.interventions.patching import (
@@ -180,7 +181,6 @@ def patch_run(
     """
     from interp.controls import CONTROLS_FILE, shuffle_pairing, shuffled_labels
     from interp.plots.patching import plot_layer_heatmap, plot_recovery_by_layer
-    from training.util.files import write_csv
 
     settings = (settings or PatchSettings()).validate()
     if source == target:
@@ -270,10 +270,10 @@ def patch_run(
 
     stem = f"{source}_to_{target}"
     summary = pd.concat(summaries, ignore_index=True)
-    written = {"summary": write_csv(out / layout.patching_summary(source, target), summary),
-               "examples": write_csv(out / layout.patching_examples(source, target),
+    written = {"summary": write_table(out / layout.patching_summary(source, target), summary),
+               "examples": write_table(out / layout.patching_examples(source, target),
                                      pd.concat(examples, ignore_index=True))}
-    written["controls"] = write_csv(out / CONTROLS_FILE, _controls(results, spec, settings, meta))
+    written["controls"] = write_table(out / CONTROLS_FILE, _controls(results, spec, settings, meta))
     measured = summary[summary["reference"] == "none"]
     written["recovery_by_layer"] = out / f"recovery_by_layer_{stem}.png"
     plot_recovery_by_layer(measured, path=written["recovery_by_layer"])
