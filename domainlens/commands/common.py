@@ -40,20 +40,27 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, several: bool = Fal
                         help="with --model NAME: an OpenCLIP pretrained tag (e.g. openai; needs "
                         "the Hugging Face cache or a download) or a weights file (.pt, .bin, "
                         ".safetensors); default: random weights")
-    parser.add_argument("--data", default=None, metavar="ROOT",
-                        help="DomainNet-format data root (default: the run's mixture data root; "
-                        "required with --model)")
+    add_data_arguments(parser)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--data ROOT`` (``required``: always, else with ``--model``) and ``--heldout``."""
+    parser.add_argument("--data", default=None, metavar="ROOT", required=required,
+                        help="DomainNet-format data root" + (" (required)" if required else
+                        " (default: the run's mixture data root; required with --model)"))
     parser.add_argument("--heldout", nargs="+", default=None, metavar="CLASS",
                         help="held-out class names (default: the run's manifest, else "
                         "<data>/heldout_classes.txt)")
 
 
 def add_common_options(
-    parser: argparse.ArgumentParser, *, out_default: str,
+    parser: argparse.ArgumentParser, *, out_default: str | None,
     include: Collection[str] = COMMON_OPTIONS, batch_size: int = 64,
 ) -> None:
     """The options of :data:`COMMON_OPTIONS` named in ``include``; ``out_default`` says where
-    a run's results go by default (``<run>/eval/cka``)."""
+    a run's results go by default (``<run>/eval/cka``; ``None``: ``--out`` is required)."""
+    out_help = ("output folder (required)" if out_default is None else
+                f"output folder (default: {out_default}; required with --model)")
     adders = {
         "epoch": lambda: parser.add_argument(
             "--epoch", type=int, default=None, help="checkpoint epoch (runs only; default: latest)"),
@@ -70,9 +77,8 @@ def add_common_options(
                                 "<run>/cache/activations, or <out>/cache/activations)"),
             parser.add_argument("--no-cache", action="store_true",
                                 help="do not read or write the cache")),
-        "out": lambda: parser.add_argument(
-            "--out", default=None, help=f"output folder (default: {out_default}; required "
-            "with --model)"),
+        "out": lambda: parser.add_argument("--out", default=None, required=out_default is None,
+                                           help=out_help),
         "quiet": lambda: parser.add_argument("--quiet", action="store_true", help="no progress bars"),
     }
     unknown = set(include) - set(adders)
