@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 
 from domainlens.commands.common import add_common_options, add_data_arguments, print_written
+from domainlens.experiments.inputs import SPEC_HELP
 from training.runinfo import CLASS_SUBSETS
-
-#: Same text as domainlens.experiments.compare.SPEC_HELP (that module loads torch).
-MODELS_HELP = ("models to compare, each a run directory, NAME:TAG (an OpenCLIP name and "
-               "pretrained tag, e.g. RN50-quickgelu:openai), NAME=FILE (an OpenCLIP name and a "
-               "weights file), NAME (random weights), local-dir:DIR or hf-hub:ORG/REPO")
 
 DESCRIPTION = """\
 Run the same analyses over several models (runs trained here and any OpenCLIP models) on one
@@ -34,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="one analysis over several models, side by side",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--models", nargs="+", required=True, metavar="SRC", help=MODELS_HELP)
+    parser.add_argument("--models", nargs="+", required=True, metavar="SRC",
+                        help=f"models to compare, each {SPEC_HELP}")
     add_data_arguments(parser, required=True)
     parser.add_argument("--analyses", nargs="+", choices=("eval", "cka"), default=["eval", "cka"],
                         help="analyses to run on every model (default: both)")
@@ -56,7 +53,8 @@ def run_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from domainlens.experiments.cka import CKASettings
-    from domainlens.experiments.compare import CompareSettings, compare_models, parse_model_spec
+    from domainlens.experiments.compare import CompareSettings, compare_models
+    from domainlens.experiments.inputs import parse_model_spec
     from interp.controls import parse_references
 
     sources = [parse_model_spec(text, args.heldout) for text in args.models]

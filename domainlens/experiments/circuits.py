@@ -324,9 +324,9 @@ def run_circuits(
         part_summary = aggregate(table.drop(columns=["class_subset"]), spec.heldout)
         summaries.append(part_summary.assign(reference=reference))
         group_parts.append(pair_group_summary(part_summary, spec.test_domain).assign(reference=reference))
-    comparison = pd.concat(parts, ignore_index=True)
-    summary = pd.concat(summaries, ignore_index=True)
-    groups = pd.concat(group_parts, ignore_index=True)
+    # the comparison tables keep interp's run columns; a model's label is its run's name
+    comparison, summary, groups = (_with_model(pd.concat(p, ignore_index=True))
+                                   for p in (parts, summaries, group_parts))
     controls = _controls(comparison, spec, settings, meta)
     for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),
                         (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
@@ -349,6 +349,14 @@ def run_circuits(
     save_figure(fig, figures[-1], dpi=120, bbox_inches="tight")
     return CircuitResults(out, nodes_table, edges_table, faith_table, comparison, summary, groups,
                           files, figures, controls)
+
+
+def _with_model(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``model`` column first, from its ``run`` column (a model's label is the
+    name of its run, or of the non-run source: :attr:`training.runinfo.RunInfo.model`)."""
+    table = table.drop(columns=["model"], errors="ignore")
+    table.insert(0, "model", table["run"] if "run" in table.columns else None)
+    return table
 
 
 def _compute_circuits(

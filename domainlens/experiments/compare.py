@@ -2,7 +2,7 @@
 
 :func:`compare_models` runs the same analyses over a list of model sources
 (:class:`~.inputs.ModelSource`: run directories and any OpenCLIP models, each spelled as in
-:func:`parse_model_spec`) on one data root, concatenates their tidy tables (``model`` column
+:func:`~.inputs.parse_model_spec`) on one data root, concatenates their tidy tables (``model`` column
 first) into ``<out>/compare/`` and draws the figures from those tables only:
 
 * ``eval``: zero-shot accuracy per eval domain and class subset (:func:`training.evaluate.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from domainlens.experiments.cka import CKASettings
-from domainlens.experiments.inputs import ModelSource, write_table
+from domainlens.experiments.inputs import SPEC_HELP, ModelSource, write_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,29 +36,6 @@ if TYPE_CHECKING:
 
 ANALYSES: tuple[str, ...] = ("eval", "cka")
 COMPARE_DIR = "compare"
-#: What a ``--models`` entry may be, for help texts and errors.
-SPEC_HELP = ("a run directory, NAME:TAG (an OpenCLIP name and pretrained tag, e.g. "
-             "RN50-quickgelu:openai), NAME=FILE (an OpenCLIP name and a weights file), NAME "
-             "(random weights), local-dir:DIR or hf-hub:ORG/REPO")
-
-
-def parse_model_spec(text: str, heldout: Sequence[str] | None = None) -> ModelSource:
-    """One ``--models`` entry (:data:`SPEC_HELP`) as a :class:`ModelSource`; ``heldout``
-    applies to sources that are not runs (a run keeps its manifest's)."""
-    from training.sources import HF_HUB, LOCAL_DIR, is_run_dir
-
-    held = tuple(heldout) if heldout else None
-    if is_run_dir(text):
-        return ModelSource(text)
-    if text.startswith((LOCAL_DIR, HF_HUB)):
-        return ModelSource(text, None, held)
-    for sep in ("=", ":"):
-        name, found, pretrained = text.partition(sep)
-        if found:
-            if not name or not pretrained:
-                raise ValueError(f"model {text!r}: expected {SPEC_HELP}")
-            return ModelSource(name, pretrained, held)
-    return ModelSource(text, None, held)
 
 
 @dataclass(frozen=True)
@@ -252,5 +229,4 @@ def plot_cka_per_model(cka: pd.DataFrame) -> Figure:
     return fig
 
 
-__all__ = ["ANALYSES", "CompareSettings", "SPEC_HELP", "compare_models", "parse_model_spec",
-           "plot_accuracy", "plot_cka_per_model", "robustness_table"]
+__all__ = ["ANALYSES", "CompareSettings", "compare_models", "model_folder", "plot_accuracy", "plot_cka_per_model", "robustness_table"]

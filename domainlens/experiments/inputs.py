@@ -85,6 +85,31 @@ class ModelSource:
                                  data_root=data_root, heldout=self.heldout)
 
 
+#: How a model is spelled in one word (``domainlens compare --models``), for help and errors.
+SPEC_HELP = ("a run directory, NAME:TAG (an OpenCLIP name and pretrained tag, e.g. "
+             "RN50-quickgelu:openai), NAME=FILE (an OpenCLIP name and a weights file), NAME "
+             "(random weights), local-dir:DIR or hf-hub:ORG/REPO")
+
+
+def parse_model_spec(text: str, heldout: Sequence[str] | None = None) -> ModelSource:
+    """One ``--models`` entry (:data:`SPEC_HELP`) as a :class:`ModelSource`; ``heldout``
+    applies to sources that are not runs (a run keeps its manifest's)."""
+    from training.sources import HF_HUB, LOCAL_DIR, is_run_dir
+
+    held = tuple(heldout) if heldout else None
+    if is_run_dir(text):
+        return ModelSource(text)
+    if text.startswith((LOCAL_DIR, HF_HUB)):
+        return ModelSource(text, None, held)
+    for sep in ("=", ":"):
+        name, found, pretrained = text.partition(sep)
+        if found:
+            if not name or not pretrained:
+                raise ValueError(f"model {text!r}: expected {SPEC_HELP}")
+            return ModelSource(name, pretrained, held)
+    return ModelSource(text, None, held)
+
+
 def as_source(source: str | Path | ModelSource, pretrained: str | None = None,
               heldout: Sequence[str] | None = None) -> ModelSource:
     """``source`` as a :class:`ModelSource` (``pretrained``/``heldout`` only with a path/name)."""
@@ -265,6 +290,6 @@ def load_inputs(
     )
 
 
-__all__ = ["AnalysisInputs", "HISTORY_REFERENCES", "ModelSource", "ReferenceSettings", "as_source", "check_source",
-           "SourceOptions", "load_inputs",
-           "write_table"]
+__all__ = ["AnalysisInputs", "HISTORY_REFERENCES", "ModelSource", "ReferenceSettings",
+           "SPEC_HELP", "SourceOptions", "as_source", "check_source", "load_inputs",
+           "parse_model_spec", "write_table"]
