@@ -109,11 +109,8 @@ def run(args: argparse.Namespace) -> int:
         references=comma_references(args, source), seed_reference=seed_run_from_args(args),
         n_boot=args.n_boot,
     )
-    results = run_circuits(
-        source, data_root=args.data, classes=args.classes, domains=args.domains,
-        settings=settings, draw_class=args.draw_class, progress=not args.quiet,
-        **options_from_args(args),
-    )
+    results = run_circuits(source, args.classes, settings=settings, draw_class=args.draw_class,
+                           progress=not args.quiet, **options_from_args(args))
     groups = results.groups
     wl = groups[(groups["metric"] == "wl_kernel") & (groups["class_subset"] == "all")
                 & (groups["reference"] == "none")]

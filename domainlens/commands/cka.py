@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from domainlens.commands.common import (
     analysis_parser,
-    cache_from_args,
     comma_references,
     options_from_args,
     print_written,
@@ -81,8 +80,7 @@ def run_cka(args: argparse.Namespace) -> int:
     from domainlens.experiments.cka import cka_run
 
     source = source_from_args(args)
-    written = cka_run(source, args.data, args.domains, settings_from_args(args, source),
-                      cache_dir=cache_from_args(args), **options_from_args(args))
+    written = cka_run(source, settings_from_args(args, source), **options_from_args(args))
     table = pd.read_csv(written["table"])
     table = table[table["reference"] == "none"]
     summary = table.pivot_table(index=["class_subset", "kernel", "layer_index", "layer"],

@@ -152,15 +152,15 @@ def _check_run_dir(source: ModelSource) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`domainlens.experiments.inputs.SourceOptions` of the arguments (epoch, out,
-    device), for the analysis functions."""
-    return {"epoch": getattr(args, "epoch", None), "out": getattr(args, "out", None),
-            "device": getattr(args, "device", "cpu")}
-
-
-def cache_from_args(args: argparse.Namespace) -> str | None:
-    """``--cache-dir`` (``None``: the default place), ``""`` with ``--no-cache``."""
-    return "" if args.no_cache else args.cache_dir
+    """The :class:`domainlens.experiments.inputs.AnalysisOptions` the arguments give (data
+    root, domains, epoch, out, device; ``--cache-dir``, ``""`` with ``--no-cache``), for the
+    analysis functions. The source's ``pretrained``/``heldout`` travel in its ModelSource."""
+    names = {"data_root": "data", "domains": "domains", "epoch": "epoch", "out": "out",
+             "device": "device", "cache_dir": "cache_dir"}
+    options = {key: getattr(args, name) for key, name in names.items() if hasattr(args, name)}
+    if getattr(args, "no_cache", False):
+        options["cache_dir"] = ""
+    return options
 
 
 def references_from_args(given: Sequence[str] | None, default: Sequence[str],

@@ -12,7 +12,6 @@ import argparse
 
 from domainlens.commands.common import (
     analysis_parser,
-    cache_from_args,
     options_from_args,
     print_written,
     references_from_args,
@@ -69,16 +68,16 @@ def run_embeddings(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet,
     )
-    common = dict(settings=settings, cache_dir=cache_from_args(args), **options_from_args(args))
+    common = dict(settings=settings, **options_from_args(args))
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     if args.aligned:
-        written = aligned_captions_run(source.source, args.aligned, args.data, args.domains, **common)
+        written = aligned_captions_run(source.source, args.aligned, **common)
         table = pd.read_csv(written["table"])
         wide = table.pivot_table(index=["quantity", "domain"], columns="variant",
                                  values="value").reset_index()
         print(wide.to_string(index=False, float_format=fmt))
     else:
-        written = embeddings_run(source, args.data, args.domains, **common)
+        written = embeddings_run(source, **common)
         probe = pd.read_csv(written["probe"])
         print("domain probe, balanced accuracy (chance 0.5):")
         print(probe.pivot(index="domain", columns="reference", values="value")

@@ -11,7 +11,6 @@ import argparse
 
 from domainlens.commands.common import (
     analysis_parser,
-    cache_from_args,
     options_from_args,
     print_written,
     references_from_args,
@@ -75,8 +74,7 @@ def run_features(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet,
     )
-    written = features_run(source, args.data, args.domains, settings,
-                           cache_dir=cache_from_args(args), **options_from_args(args))
+    written = features_run(source, settings, **options_from_args(args))
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     quality = pd.read_csv(written["quality"])
     print("SAE quality:")

@@ -75,8 +75,7 @@ def run_patch(args: argparse.Namespace) -> int:
         n_boot=args.n_boot, seed=args.seed, max_batch=args.max_batch, progress=not args.quiet,
         references=comma_references(args, source), seed_reference=seed_run_from_args(args),
     )
-    written = patch_run(source, args.source, args.target, args.data, settings,
-                        **options_from_args(args))
+    written = patch_run(source, args.source, args.target, settings, **options_from_args(args))
     import pandas as pd
 
     table = pd.read_csv(written["summary"])

@@ -46,9 +46,9 @@ import torch
 from tqdm.auto import tqdm
 
 from domainlens.experiments.inputs import (
+    AnalysisOptions,
     ModelSource,
     ReferenceSettings,
-    SourceOptions,
     load_inputs,
     write_table,
 )
@@ -198,20 +198,14 @@ def check_classes_domains(
 
 
 def run_circuits(
-    source: str | Path | ModelSource,
-    data_root: str | Path | None = None,
-    classes: Sequence[str] | None = None,
-    domains: Sequence[str] | None = None,
-    *,
-    settings: CircuitSettings | None = None,
-    draw_class: str | None = None,
-    progress: bool = True,
-    **options: Unpack[SourceOptions],
+    source: str | Path | ModelSource, classes: Sequence[str] | None = None, *,
+    settings: CircuitSettings | None = None, draw_class: str | None = None,
+    progress: bool = True, **options: Unpack[AnalysisOptions],
 ) -> CircuitResults:
     """Circuits of every (class, domain) of a model and their comparison (module docstring).
 
     ``source``: a run directory or any model source, ``options``:
-    :class:`~.inputs.SourceOptions` (a non-run source needs ``data_root`` and ``out`` and has
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out`` and has
     only the ``class-shuffle`` reference). ``data_root``: default the run's ``mixture.json``
     ``spec.data_root``; ``classes``/``domains``: default all classes / every domain with a
     test split; ``draw_class``: the class whose circuits are drawn per domain (default: the
@@ -236,9 +230,10 @@ def run_circuits(
 
     settings = (settings or CircuitSettings()).validate()
     references_asked = settings.check_references()
-    inputs = load_inputs(source, out_name=layout.CIRCUITS_DIR, data_root=data_root,
-                         at_least=1, cache_dir="", references=references_asked,
-                         seed_reference=settings.seed_reference, clip_only="circuits", **options)
+    domains = options.get("domains")
+    inputs = load_inputs(source, out_name=layout.CIRCUITS_DIR, at_least=1,
+                         references=references_asked, seed_reference=settings.seed_reference,
+                         clip_only="circuits", **{**options, "domains": None, "cache_dir": ""})
     run, spec, device, out = inputs.run, inputs.info, inputs.device, inputs.out
     classes, domains = check_classes_domains(classes, domains, spec.classes,
                                              available_domains(spec.data_root))

@@ -30,9 +30,9 @@ import torch
 from domainlens import layout
 from domainlens.experiments.inputs import (
     AnalysisInputs,
+    AnalysisOptions,
     ModelSource,
     ReferenceSettings,
-    SourceOptions,
     load_inputs,
     write_table,
 )
@@ -80,21 +80,15 @@ class CKASettings(ReferenceSettings):
         return self
 
 
-def cka_run(
-    source: str | Path | ModelSource,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: CKASettings | None = None,
-    *,
-    cache_dir: str | Path | None = None,
-    **options: Unpack[SourceOptions],
-) -> dict[str, Path]:
+def cka_run(source: str | Path | ModelSource, settings: CKASettings | None = None,
+            **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
     """Layerwise cross-domain CKA of one model and its references (module docstring); returns
     ``{"table": csv, "controls": csv, <figure name>: png, ...}``.
 
     ``source``: a run directory or any model source (:class:`~.inputs.ModelSource`);
-    ``options``: :class:`~.inputs.SourceOptions` (pretrained, heldout, epoch, out, device). A
-    non-run source needs ``data_root`` and ``out`` and only has the ``class-shuffle`` reference. ``cache_dir``: activation cache (default
+    ``options``: :class:`~.inputs.AnalysisOptions` (pretrained, heldout, data_root, domains,
+    epoch, out, cache_dir, device). A non-run source needs ``data_root`` and ``out`` and only
+    has the ``class-shuffle`` reference. ``cache_dir``: activation cache (default
     ``<run or out>/cache/activations``; ``""`` disables it), shared by the reference
     checkpoints (keyed by the weights). ``domains``: default every domain with a test split.
     The ``"seed"`` reference run is read at ``epoch`` (default: its latest checkpoint) on this
@@ -107,8 +101,7 @@ def cka_run(
 
     settings = (settings or CKASettings()).validate()
     references = settings.check_references()
-    inputs = load_inputs(source, out_name=Path("eval") / layout.CKA_DIR, data_root=data_root,
-                         domains=domains, cache_dir=cache_dir, references=references,
+    inputs = load_inputs(source, out_name=Path("eval") / layout.CKA_DIR, references=references,
                          seed_reference=settings.seed_reference, **options)
     run, out = inputs.run, inputs.out
     layers = run.model.layers()

@@ -170,7 +170,7 @@ def _compare_cka(sources: Sequence[ModelSource], data_root: str | Path, out: Pat
 
     tables = []
     for source in sources:
-        written = cka_run(source, data_root, domains, settings.cka,
+        written = cka_run(source, settings.cka, data_root=data_root, domains=domains,
                           cache_dir=out / "cache" / "activations", device=device,
                           out=out / "models" / model_folder(source) / "cka")
         tables.append(pd.read_csv(written["table"]))

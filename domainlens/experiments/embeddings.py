@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from domainlens import layout
 from domainlens.experiments.inputs import (
     AnalysisInputs,
+    AnalysisOptions,
     ModelSource,
-    SourceOptions,
     load_inputs,
     write_table,
 )
@@ -130,21 +130,14 @@ def separation_of(
     return tables, x, index
 
 
-def embeddings_run(
-    source: str | Path | ModelSource,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: EmbeddingSettings | None = None,
-    *,
-    cache_dir: str | Path | None = None,
-    **options: Unpack[SourceOptions],
-) -> dict[str, Path]:
+def embeddings_run(source: str | Path | ModelSource, settings: EmbeddingSettings | None = None,
+                   **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
     """Embedding separation of one model (module docstring); returns ``{"separation": csv,
     "dimensions": csv, "probe": csv, "separation_figure", "probe_figure": png, and with UMAP
     "umap": csv, "umap_figure", "umap_no_<domain>": png}``.
 
     ``source``: a run directory or any model source, ``options``:
-    :class:`~.inputs.SourceOptions` (a non-run source needs ``data_root`` and ``out``).
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out``).
     ``cache_dir``: activation cache (default ``<run or out>/cache/activations``; ``""``
     disables it). ``domains``: default every domain with a test split. The ``init`` reference
     needs the run's epoch-0 checkpoint (refused up front if it is missing or the source is not
@@ -157,7 +150,6 @@ def embeddings_run(
 
     settings = (settings or EmbeddingSettings()).validate()
     inputs = load_inputs(source, out_name=Path("eval") / layout.EMBEDDINGS_DIR,
-                         data_root=data_root, domains=domains, cache_dir=cache_dir,
                          references=settings.references, **options)
     out = inputs.out
     tables, x, index = separation_of(inputs, inputs.run, settings)
@@ -253,16 +245,9 @@ def heldout_accuracy(run_dir: str | Path, epoch: int | None = None) -> pd.DataFr
     return rows[["eval_domain", "epoch", "value"]].reset_index(drop=True)
 
 
-def aligned_captions_run(
-    standard_run: str | Path,
-    aligned_run: str | Path,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: EmbeddingSettings | None = None,
-    *,
-    cache_dir: str | Path | None = None,
-    **options: Unpack[SourceOptions],
-) -> dict[str, Path]:
+def aligned_captions_run(standard_run: str | Path, aligned_run: str | Path,
+                         settings: EmbeddingSettings | None = None,
+                         **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
     """Standard vs aligned captions, side by side; returns ``{"table": csv, "figure": png}``.
 
     The table (columns model, quantity, domain, variant, run, value; variant ``standard`` /
@@ -271,7 +256,8 @@ def aligned_captions_run(
     test domain, ``domain_mean_distance`` and ``class_mean_distance`` (all classes, the
     ``model`` reference). Both must be run directories (twins trained here). Default ``out``:
     ``<standard run>/eval/aligned_captions``. ``cache_dir`` default: each run's own activation
-    cache. ``options``: :class:`~.inputs.SourceOptions` (epoch, out, device).
+    cache. ``options``: :class:`~.inputs.AnalysisOptions` (data_root, domains, epoch, out,
+    cache_dir, device).
     """
     import pandas as pd
 
@@ -285,10 +271,9 @@ def aligned_captions_run(
         if not source.is_run:
             raise ValueError(f"the aligned-captions test compares two runs trained here; "
                              f"{source.describe()} is not a run directory")
-    epoch = options.get("epoch")
-    standard = load_inputs(runs["standard"], out_name=Path("eval") / layout.ALIGNED_DIR,
-                           data_root=data_root, domains=domains, cache_dir=cache_dir, **options)
-    twin = runs["aligned"].load(epoch=epoch, device=standard.device, data_root=data_root)
+    epoch, cache_dir = options.get("epoch"), options.get("cache_dir")
+    standard = load_inputs(runs["standard"], out_name=Path("eval") / layout.ALIGNED_DIR, **options)
+    twin = runs["aligned"].load(epoch=epoch, device=standard.device, data_root=standard.data_root)
     default_cache = Path(runs["aligned"].source) / layout.ACTIVATION_CACHE / "activations"
     inputs = {"standard": standard,
               "aligned": replace(standard, run=twin, cache_dir=Path(cache_dir) if cache_dir

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
-from domainlens.experiments.inputs import ModelSource, SourceOptions, load_inputs, write_table
+from domainlens.experiments.inputs import AnalysisOptions, ModelSource, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS
 
 if TYPE_CHECKING:
@@ -101,21 +101,14 @@ def _base_dataset(run: Any, data: Path):
     return run.dataset(base["filepath"].tolist())
 
 
-def features_run(
-    source: str | Path | ModelSource,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: FeatureSettings | None = None,
-    *,
-    cache_dir: str | Path | None = None,
-    **options: Unpack[SourceOptions],
-) -> dict[str, Path]:
+def features_run(source: str | Path | ModelSource, settings: FeatureSettings | None = None,
+                 **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
     """SAE feature sharing of one model (module docstring); returns ``{"quality": csv,
     "history": csv, "sharing": csv, "summary": csv, "scores": csv, "sharing_figure": png,
     ["sharing_by_layer": png], "sae_<site>": pt}``.
 
     ``source``: a run directory or any model source, ``options``:
-    :class:`~.inputs.SourceOptions` (a non-run source needs ``data_root`` and ``out``, and
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out``, and
     has no ``init`` reference). ``cache_dir``: activation cache (``""``: none)."""
     import numpy as np
     import pandas as pd
@@ -134,7 +127,6 @@ def features_run(
 
     settings = (settings or FeatureSettings()).validate()
     inputs = load_inputs(source, out_name=Path("eval") / layout.FEATURES_DIR,
-                         data_root=data_root, domains=domains, cache_dir=cache_dir,
                          references=settings.references, **options)
     run, data, domains, out = inputs.run, inputs.data, inputs.domains, inputs.out
     sites = run.model.check_sites(settings.sites)

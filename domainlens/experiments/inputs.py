@@ -223,18 +223,25 @@ class AnalysisInputs:
         )
 
 
-class SourceOptions(TypedDict, total=False):
+class AnalysisOptions(TypedDict, total=False):
     """The keywords every analysis function takes beside its model source and settings.
 
     ``pretrained``/``heldout``: of a source given as a path or name (:class:`ModelSource`);
-    ``epoch``: a run's checkpoint (default: latest; runs only); ``out``: the output folder
-    (default: below the run directory; required for a non-run source); ``device``.
+    ``data_root``: the DomainNet-format root (default: a run's manifest; required for a
+    non-run source); ``domains``: the analysed domains (default: every domain with a test
+    split); ``epoch``: a run's checkpoint (default: latest; runs only); ``out``: the output
+    folder (default: below the run directory; required for a non-run source);
+    ``cache_dir``: the activation cache (default ``cache/activations`` below the run, or below
+    ``out`` for a non-run source; ``""`` disables it); ``device``.
     """
 
     pretrained: str | None
     heldout: Sequence[str] | None
+    data_root: str | Path | None
+    domains: Sequence[str] | None
     epoch: int | None
     out: str | Path | None
+    cache_dir: str | Path | None
     device: str
 
 
@@ -249,23 +256,20 @@ def write_table(path: Path, table: pd.DataFrame) -> Path:
 
 
 def load_inputs(
-    source: str | Path | ModelSource, *, out_name: str | Path,
-    data_root: str | Path | None = None, domains: Sequence[str] | None = None,
-    at_least: int = 2, cache_dir: str | Path | None = None, references: Sequence[str] = (),
-    seed_reference: str | Path | None = None, clip_only: str | None = None,
-    **options: Unpack[SourceOptions],
+    source: str | Path | ModelSource, *, out_name: str | Path, at_least: int = 2,
+    references: Sequence[str] = (), seed_reference: str | Path | None = None,
+    clip_only: str | None = None, **options: Unpack[AnalysisOptions],
 ) -> AnalysisInputs:
     """Check (:func:`check_source`), load and resolve one analysis' inputs.
 
     ``out_name``: the default output folder below a run directory (``eval/cka``); a non-run
-    source writes to ``out``. ``domains``: validated, default every domain with a test split,
-    at least ``at_least``. ``cache_dir``: activation cache (default ``cache/activations``
-    below the run, or below ``out`` for a non-run source; ``""`` disables it).
-    ``clip_only``: the analysis' name if it needs a CLIP model (zero-shot logits).
-    ``options``: :class:`SourceOptions`.
+    source writes to ``out``. ``at_least``: domains the analysis needs. ``references``/
+    ``seed_reference``: checked for the source. ``clip_only``: the analysis' name if it needs
+    a CLIP model (zero-shot logits). ``options``: :class:`AnalysisOptions`.
     """
     source = as_source(source, options.get("pretrained"), options.get("heldout"))
     out, device = options.get("out"), options.get("device", "cpu")
+    data_root, domains = options.get("data_root"), options.get("domains")
     check_source(source, data_root=data_root, out=out, references=references,
                  seed_reference=seed_reference)
     if domains:  # names checked before the model loads
@@ -279,6 +283,7 @@ def load_inputs(
     data = run.info.require_data()
     home = run.run_dir if run.run_dir is not None else Path(out)  # type: ignore[arg-type]
     found = check_domains_of(data, domains, at_least)
+    cache_dir = options.get("cache_dir")
     if cache_dir is None:
         cache_dir = home / layout.ACTIVATION_CACHE / "activations"
     folder = Path(out) if out is not None else home / out_name
@@ -290,6 +295,6 @@ def load_inputs(
     )
 
 
-__all__ = ["AnalysisInputs", "HISTORY_REFERENCES", "ModelSource", "ReferenceSettings",
-           "SPEC_HELP", "SourceOptions", "as_source", "check_source", "load_inputs",
+__all__ = ["AnalysisInputs", "AnalysisOptions", "HISTORY_REFERENCES", "ModelSource", "ReferenceSettings",
+           "SPEC_HELP", "as_source", "check_source", "load_inputs",
            "parse_model_spec", "write_table"]

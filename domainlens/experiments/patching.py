@@ -39,9 +39,9 @@ import torch
 
 from domainlens import layout
 from domainlens.experiments.inputs import (
+    AnalysisOptions,
     ModelSource,
     ReferenceSettings,
-    SourceOptions,
     load_inputs,
     write_table,
 )
@@ -162,19 +162,14 @@ def _with_head(run: HookedRun, spec: RunInfo, settings: PatchSettings, device: s
     return model
 
 
-def patch_run(
-    model: str | Path | ModelSource,
-    source: str,
-    target: str,
-    data_root: str | Path | None = None,
-    settings: PatchSettings | None = None,
-    **options: Unpack[SourceOptions],
-) -> dict[str, Path]:
+def patch_run(model: str | Path | ModelSource, source: str, target: str,
+              settings: PatchSettings | None = None,
+              **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
     """Cross-domain activation patching of one model between ``source`` and ``target``
     domains, with its references (module docstring).
 
     ``model``: a run directory or any model source, ``options``:
-    :class:`~.inputs.SourceOptions` (a non-run source needs ``data_root`` and ``out`` and has
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out`` and has
     only the ``class-shuffle`` reference). Returns ``{"summary": csv, "examples": csv,
     "controls": csv, <figure name>: png, ...}``. The ``"seed"`` reference run is read at
     ``epoch`` (default: its latest checkpoint).
@@ -186,9 +181,9 @@ def patch_run(
     if source == target:
         raise ValueError(f"source and target domains must differ, both are {source!r}")
     references = settings.check_references()
-    inputs = load_inputs(model, out_name=layout.PATCHING_DIR, data_root=data_root,
-                         domains=[source, target], references=references,
-                         seed_reference=settings.seed_reference, clip_only="patching", **options)
+    inputs = load_inputs(model, out_name=layout.PATCHING_DIR, references=references,
+                         seed_reference=settings.seed_reference, clip_only="patching",
+                         **{**options, "domains": [source, target], "cache_dir": ""})
     run, spec, device, out = inputs.run, inputs.info, inputs.device, inputs.out
     model = _with_head(run, spec, settings, device)
 
