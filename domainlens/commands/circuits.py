@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.commands.common import (
-    analysis_parser,
-    comma_references,
-    options_from_args,
-    seed_run_from_args,
-    source_from_args,
-)
+from domainlens.commands import common
 from interp.controls import add_reference_arguments
 
 DESCRIPTION = """\
@@ -41,7 +35,7 @@ over classes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = analysis_parser(
+    parser = common.analysis_parser(
         subparsers, "circuits", help="attribution circuits per class x domain, compared across domains",
         description=DESCRIPTION, raw=True, out_default="<run>/circuits", batch_size=32,
         include=("epoch", "domains", "batch-size", "device", "out", "quiet"),
@@ -94,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     from domainlens.experiments.circuits import CircuitSettings, run_circuits
 
-    source = source_from_args(args)
+    source = common.source_from_args(args)
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
@@ -106,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
         edge_method=args.edge_method, top_k=args.top_k, edge_rank=args.edge_rank, wl_h=args.wl_h,
         neighbours=args.neighbours, faithfulness=args.faithfulness, n_random=args.n_random,
         seed=args.seed, batch_size=args.batch_size,
-        references=comma_references(args, source), seed_reference=seed_run_from_args(args),
+        references=common.comma_references(args, source), seed_reference=common.seed_run_from_args(args),
         n_boot=args.n_boot,
     )
     results = run_circuits(source, args.classes, settings=settings, draw_class=args.draw_class,
-                           progress=not args.quiet, **options_from_args(args))
+                           progress=not args.quiet, **common.options_from_args(args))
     groups = results.groups
     wl = groups[(groups["metric"] == "wl_kernel") & (groups["class_subset"] == "all")
                 & (groups["reference"] == "none")]

@@ -12,14 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from domainlens.commands.common import (
-    analysis_parser,
-    comma_references,
-    options_from_args,
-    print_written,
-    seed_run_from_args,
-    source_from_args,
-)
+from domainlens.commands import common
 from interp.controls import add_reference_arguments
 from training.runinfo import CLASS_SUBSETS
 
@@ -28,14 +21,17 @@ if TYPE_CHECKING:
     from domainlens.experiments.inputs import ModelSource
 
 
+DESCRIPTION = """\
+For every layer of a model's image tower (a run, or any OpenCLIP model: --model) and every
+pair of domains, CKA between the domains' class-mean activations (rows aligned by class,
+over the classes both domains have in the chosen subset), or between images matched by
+class. Writes <out>/cka.csv (tidy, the model column first) and PNG figures drawn from it."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = analysis_parser(
+    parser = common.analysis_parser(
         subparsers, "cka", help="layerwise cross-domain CKA of a model's image tower",
-        description="For every layer of a model's image tower (a run, or any OpenCLIP model: "
-        "--model) and every pair of domains, CKA between the domains' class-mean activations "
-        "(rows aligned by class, over the classes both domains have in the chosen subset), or "
-        "between images matched by class. Writes <out>/cka.csv (tidy, the model column first) "
-        "and PNG figures drawn from it.",
+        description=DESCRIPTION,
         out_default="<run>/eval/cka",
     )
     parser.add_argument("--classes", nargs="+", choices=CLASS_SUBSETS, default=list(CLASS_SUBSETS),
@@ -69,7 +65,7 @@ def settings_from_args(args: argparse.Namespace, source: ModelSource) -> CKASett
         missing=args.missing, pooling=args.pooling, sites=args.sites,
         max_per_class=args.max_per_class, split=args.split, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-        references=comma_references(args, source), seed_reference=seed_run_from_args(args),
+        references=common.comma_references(args, source), seed_reference=common.seed_run_from_args(args),
         n_boot=args.n_boot,
     )
 
@@ -79,8 +75,8 @@ def run_cka(args: argparse.Namespace) -> int:
 
     from domainlens.experiments.cka import cka_run
 
-    source = source_from_args(args)
-    written = cka_run(source, settings_from_args(args, source), **options_from_args(args))
+    source = common.source_from_args(args)
+    written = cka_run(source, settings_from_args(args, source), **common.options_from_args(args))
     table = pd.read_csv(written["table"])
     table = table[table["reference"] == "none"]
     summary = table.pivot_table(index=["class_subset", "kernel", "layer_index", "layer"],
@@ -89,5 +85,5 @@ def run_cka(args: argparse.Namespace) -> int:
     at = "" if pd.isna(epoch) else f", epoch {int(epoch)}"
     print(f"mean CKA over domain pairs ({model}{at}):")
     print(summary.drop(columns="layer_index").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print_written(written)
+    common.print_written(written)
     return 0

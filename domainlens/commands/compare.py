@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.commands.common import add_common_options, add_data_arguments, print_written
+from domainlens.commands import common
 from domainlens.experiments.inputs import SPEC_HELP
 from training.runinfo import CLASS_SUBSETS
 
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--models", nargs="+", required=True, metavar="SRC",
                         help=f"models to compare, each {SPEC_HELP}")
-    add_data_arguments(parser, required=True)
+    common.add_data_arguments(parser, required=True)
     parser.add_argument("--analyses", nargs="+", choices=("eval", "cka"), default=["eval", "cka"],
                         help="analyses to run on every model (default: both)")
     parser.add_argument("--classes", nargs="+", choices=CLASS_SUBSETS, default=list(CLASS_SUBSETS),
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-per-class", type=int, default=None,
                         help="CKA: at most this many test images per domain and class (seeded)")
     parser.add_argument("--seed", type=int, default=0, help="CKA subsampling and shuffle seed")
-    add_common_options(parser, out_default=None, batch_size=64,
+    common.add_common_options(parser, out_default=None, batch_size=64,
                        include=("domains", "batch-size", "device", "workers", "out", "quiet"))
     parser.set_defaults(func=run_compare)
 
@@ -74,5 +74,5 @@ def run_compare(args: argparse.Namespace) -> int:
         print("held-out top-1 per model and domain:")
         print(held.pivot_table(index="model", columns="eval_domain", values="value", sort=False)
               .to_string(float_format=fmt))
-    print_written(written)
+    common.print_written(written)
     return 0

@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.commands.common import (
-    analysis_parser,
-    options_from_args,
-    print_written,
-    references_from_args,
-    source_from_args,
-)
+from domainlens.commands import common
 from domainlens.experiments.embeddings import CLASS_SUBSETS, REFERENCES
+
+DESCRIPTION = """\
+Distance between domain-mean and class-mean final image embeddings (every pair of domains)
+of a run or any OpenCLIP model (--model), per-dimension |mean difference| of each domain
+against the rest, a cross-validated one-vs-rest linear domain probe (balanced accuracy),
+each with the init / domain-shuffle / class-shuffle references, and a 2-D densMAP picture of
+a seeded subsample. Writes CSV tables (the model column first) and PNG figures to <out>."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = analysis_parser(
+    parser = common.analysis_parser(
         subparsers, "embeddings", help="embedding separation between domains (distances, probe, UMAP)",
-        description="Distance between domain-mean and class-mean final image embeddings (every "
-        "pair of domains) of a run or any OpenCLIP model (--model), per-dimension |mean "
-        "difference| of each domain against the rest, a cross-validated one-vs-rest linear "
-        "domain probe (balanced accuracy), each with the init / domain-shuffle / class-shuffle "
-        "references, and a 2-D densMAP picture of a seeded subsample. Writes CSV tables (the "
-        "model column first) and PNG figures to <out>.",
+        description=DESCRIPTION,
         out_default="<run>/eval/embeddings, or <run>/eval/aligned_captions with --aligned",
     )
     parser.add_argument("--aligned", default=None, metavar="TWIN",
@@ -60,27 +56,28 @@ def run_embeddings(args: argparse.Namespace) -> int:
         embeddings_run,
     )
 
-    source = source_from_args(args)
+    source = common.source_from_args(args)
     settings = EmbeddingSettings(
-        classes=args.classes, references=references_from_args(args.references, REFERENCES, source),
+        classes=args.classes,
+        references=common.references_from_args(args.references, REFERENCES, source),
         folds=args.folds, umap=not args.no_umap, umap_per_domain=args.umap_per_domain,
         umap_without=args.umap_without or None, max_per_class=args.max_per_class,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet,
     )
-    common = dict(settings=settings, **options_from_args(args))
+    shared = dict(settings=settings, **common.options_from_args(args))
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     if args.aligned:
-        written = aligned_captions_run(source.source, args.aligned, **common)
+        written = aligned_captions_run(source.source, args.aligned, **shared)
         table = pd.read_csv(written["table"])
         wide = table.pivot_table(index=["quantity", "domain"], columns="variant",
                                  values="value").reset_index()
         print(wide.to_string(index=False, float_format=fmt))
     else:
-        written = embeddings_run(source, **common)
+        written = embeddings_run(source, **shared)
         probe = pd.read_csv(written["probe"])
         print("domain probe, balanced accuracy (chance 0.5):")
         print(probe.pivot(index="domain", columns="reference", values="value")
               .to_string(float_format=fmt))
-    print_written(written)
+    common.print_written(written)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.commands.common import add_common_options, add_source_arguments, sources_from_args
+from domainlens.commands import common
 
 DESCRIPTION = """\
 Score every epoch checkpoint of a run on the test split of every domain: zero-shot
@@ -30,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="zero-shot evaluation of a run's checkpoints or of any OpenCLIP model",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_source_arguments(parser, several=True)
+    common.add_source_arguments(parser, several=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=None,
                         help="checkpoint epochs to score (runs; default: all; -1 = latest)")
-    add_common_options(parser, out_default="<run>/eval", batch_size=256,
+    common.add_common_options(parser, out_default="<run>/eval", batch_size=256,
                        include=("domains", "batch-size", "device", "out", "quiet"))
     parser.add_argument("--cache-dir", default=None,
                         help="keep decoded test images in a memmap file here, shared by runs")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     from training.evaluate import evaluate_run, evaluate_source
 
-    sources = sources_from_args(args)
+    sources = common.sources_from_args(args)
     if sources[0].is_run:
         if args.heldout or args.out:
             raise ValueError("--heldout and --out are for --model sources: a run's held-out "

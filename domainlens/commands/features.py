@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.commands.common import (
-    analysis_parser,
-    options_from_args,
-    print_written,
-    references_from_args,
-    source_from_args,
-)
+from domainlens.commands import common
 from domainlens.experiments.features import CLASS_SUBSETS, EMBED_SITE, REFERENCES
+
+DESCRIPTION = """\
+Train a sparse autoencoder (expansion 4, ReLU, tied pre-encoder bias, unit-norm decoder
+columns, L2 + L1 loss) per site of a run or any OpenCLIP model (--model) on the train split
+of all domains plus the base set; for each class and domain count how often each latent is
+among an image's TOP largest positive latents; share@k = |top-k(a) & top-k(b)| / k averaged
+over --ks. Writes SAE quality (explained variance, L0, dead latents), per-class sharing
+matrices, their class-subset means and every domain's score, and PNG figures."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = analysis_parser(
+    parser = common.analysis_parser(
         subparsers, "features", help="SAE feature sharing between domains (per class, per layer)",
-        description="Train a sparse autoencoder (expansion 4, ReLU, tied pre-encoder bias, "
-        "unit-norm decoder columns, L2 + L1 loss) per site of a run or any OpenCLIP model "
-        "(--model) on the train split of all domains plus the base set; for each class and "
-        "domain count how often each latent is among an image's TOP largest positive latents; "
-        "share@k = |top-k(a) & top-k(b)| / k averaged over --ks. Writes SAE quality (explained "
-        "variance, L0, dead latents), per-class sharing matrices, their class-subset means and "
-        "every domain's score, and PNG figures.",
+        description=DESCRIPTION,
         out_default="<run>/eval/features",
     )
     parser.add_argument("--sites", nargs="+", default=[EMBED_SITE],
@@ -64,17 +60,17 @@ def run_features(args: argparse.Namespace) -> int:
 
     from domainlens.experiments.features import FeatureSettings, features_run
 
-    source = source_from_args(args)
+    source = common.source_from_args(args)
     settings = FeatureSettings(
         sites=args.sites, expansion=args.expansion, lr=args.lr, l1=args.l1,
         sae_batch_size=args.sae_batch_size, epochs=args.epochs, top=args.top, ks=args.ks,
         include_base=not args.no_base, train_max_per_class=args.train_max_per_class,
         classes=args.classes, pooling=args.pooling, max_per_class=args.max_per_class,
-        references=references_from_args(args.references, ("class-shuffle",), source),
+        references=common.references_from_args(args.references, ("class-shuffle",), source),
         seed=args.seed, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet,
     )
-    written = features_run(source, settings, **options_from_args(args))
+    written = features_run(source, settings, **common.options_from_args(args))
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     quality = pd.read_csv(written["quality"])
     print("SAE quality:")
@@ -85,5 +81,5 @@ def run_features(args: argparse.Namespace) -> int:
     print(scores.pivot_table(index=["site", "reference", "class_subset"], columns="domain",
                              values="value")
           .to_string(float_format=fmt))
-    print_written(written)
+    common.print_written(written)
     return 0

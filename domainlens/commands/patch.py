@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from domainlens.commands.common import (
-    analysis_parser,
-    comma_references,
-    options_from_args,
-    print_written,
-    seed_run_from_args,
-    source_from_args,
-)
+from domainlens.commands import common
 from interp.controls import add_reference_arguments
 from training.runinfo import CLASS_SUBSETS
 
@@ -20,16 +13,20 @@ _DIRECTIONS = ("denoising", "noising")
 _GRANULARITIES = ("position", "head", "channel_group")
 
 
+DESCRIPTION = """\
+Patch a class's activations from its images in the source domain into its images in the
+target domain (denoising) and back (noising), site by site, in a run or any OpenCLIP model
+(--model), and report per layer how much of the gap between the two domains' zero-shot
+metric is closed (normalised recovery, bootstrap intervals). Also sweeps layer x position
+and layer x head (ViT) or layer x channel group (ResNet). Writes
+<out>/patching_<source>_to_<target>.csv (tidy, the model column first), the per-example CSV,
+and PNG figures drawn from the table."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = analysis_parser(
+    parser = common.analysis_parser(
         subparsers, "patch", help="activation patching between two domains of a model's image tower",
-        description="Patch a class's activations from its images in the source domain into its "
-        "images in the target domain (denoising) and back (noising), site by site, in a run or "
-        "any OpenCLIP model (--model), and report per layer how much of the gap between the "
-        "two domains' zero-shot metric is closed (normalised recovery, bootstrap intervals). "
-        "Also sweeps layer x position and layer x head (ViT) or layer x channel group (ResNet). "
-        "Writes <out>/patching_<source>_to_<target>.csv (tidy, the model column first), the "
-        "per-example CSV, and PNG figures drawn from the table.",
+        description=DESCRIPTION,
         out_default="<run>/patching", include=("epoch", "device", "out", "quiet"),
     )
     parser.add_argument("--source", required=True, help="domain whose activations are patched in (e.g. real)")
@@ -67,15 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_patch(args: argparse.Namespace) -> int:
     from domainlens.experiments.patching import PatchSettings, patch_run
 
-    source = source_from_args(args)
+    source = common.source_from_args(args)
     settings = PatchSettings(
         classes=args.classes, max_per_class=args.max_per_class, metric=args.metric,
         pairings=args.pairing, directions=args.directions, site_sets=args.sites,
         granularities=args.granularity, n_groups=args.n_groups, logit_scale=args.logit_scale,
         n_boot=args.n_boot, seed=args.seed, max_batch=args.max_batch, progress=not args.quiet,
-        references=comma_references(args, source), seed_reference=seed_run_from_args(args),
+        references=common.comma_references(args, source), seed_reference=common.seed_run_from_args(args),
     )
-    written = patch_run(source, args.source, args.target, settings, **options_from_args(args))
+    written = patch_run(source, args.source, args.target, settings, **common.options_from_args(args))
     import pandas as pd
 
     table = pd.read_csv(written["summary"])
@@ -84,5 +81,5 @@ def run_patch(args: argparse.Namespace) -> int:
     print(f"recovery ({args.source} -> {args.target}, metric {args.metric}):")
     print(site_rows.pivot_table(index=["site_order", "layer"], columns=["pairing", "direction"],
                                 values="value").droplevel(0).to_string(float_format=lambda v: f"{v:.3f}"))
-    print_written(written)
+    common.print_written(written)
     return 0

@@ -45,13 +45,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from domainlens.experiments.inputs import (
-    AnalysisOptions,
-    ModelSource,
-    ReferenceSettings,
-    load_inputs,
-    write_table,
-)
+from domainlens.experiments.inputs import ReferenceSettings, load_inputs, write_table
 from interp.circuits.attribution import (
     BASELINES,
     NodeEffects,
@@ -76,6 +70,8 @@ from training.util.validate import check_choice
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from domainlens.experiments.inputs import AnalysisOptions, ModelSource
 
 CACHE_FORMAT = 2  # 2: keyed by the digest of the input pixels
 

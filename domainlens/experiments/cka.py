@@ -28,25 +28,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from domainlens import layout
-from domainlens.experiments.inputs import (
-    AnalysisInputs,
-    AnalysisOptions,
-    ModelSource,
-    ReferenceSettings,
-    load_inputs,
-    write_table,
-)
+from domainlens.experiments.inputs import ImageSettings, ReferenceSettings, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from domainlens.experiments.inputs import AnalysisInputs, AnalysisOptions, ModelSource
 
 KERNELS: tuple[str, ...] = ("linear", "rbf")
 MODES: tuple[str, ...] = ("class_mean", "per_sample")
 
 
 @dataclass(frozen=True)
-class CKASettings(ReferenceSettings):
+class CKASettings(ReferenceSettings, ImageSettings):
     """Settings of :func:`cka_run` (see ``domainlens cka --help``)."""
 
     classes: Sequence[str] = CLASS_SUBSETS
@@ -56,16 +51,11 @@ class CKASettings(ReferenceSettings):
     missing: str = "error"
     pooling: str = "mean"
     sites: Sequence[str] | None = None
-    max_per_class: int | None = None
     split: str = "test"
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
-    progress: bool = True
 
     def validate(self) -> CKASettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
-        from training.util.validate import check_choice, check_choices, check_number
+        from training.util.validate import check_choice, check_choices
 
         for name, values, allowed in (("class subsets", self.classes, CLASS_SUBSETS),
                                       ("kernels", self.kernels, KERNELS)):
@@ -74,8 +64,7 @@ class CKASettings(ReferenceSettings):
         check_choice("mode", self.mode, MODES)
         check_choice("missing", self.missing, ("error", "intersect"))
         check_choice("split", self.split, ("train", "test"))
-        if self.max_per_class is not None:
-            check_number("max_per_class", self.max_per_class, low=1, integer=True)
+        self.check_images()
         self.check_references()
         return self
 
@@ -146,11 +135,7 @@ def _analyse(run: Any, *, inputs: AnalysisInputs, sites: Sequence[str], layers: 
 
     from interp.similarity.cross_domain import cross_domain_cka
 
-    acts = inputs.activations(
-        run, sites, split=settings.split, max_per_class=settings.max_per_class,
-        seed=settings.seed, pooling=settings.pooling, batch_size=settings.batch_size,
-        workers=settings.workers, progress=settings.progress,
-    )
+    acts = inputs.activations(run, sites, settings, split=settings.split, pooling=settings.pooling)
     tables = [
         cross_domain_cka(
             acts, sites=sites, layers=layers, domains=inputs.domains, classes=subsets[subset],

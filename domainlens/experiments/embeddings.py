@@ -28,13 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
-from domainlens.experiments.inputs import (
-    AnalysisInputs,
-    AnalysisOptions,
-    ModelSource,
-    load_inputs,
-    write_table,
-)
+from domainlens.experiments.inputs import ImageSettings, ModelSource, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
 if TYPE_CHECKING:  # numpy and pandas load inside the functions: `--help` stays fast
@@ -42,12 +36,14 @@ if TYPE_CHECKING:  # numpy and pandas load inside the functions: `--help` stays 
     import pandas as pd
     from typing_extensions import Unpack
 
+    from domainlens.experiments.inputs import AnalysisInputs, AnalysisOptions
+
 EMBED_SITE = "hook_image_embed"
 REFERENCES: tuple[str, ...] = ("init", "domain-shuffle", "class-shuffle")
 
 
 @dataclass(frozen=True)
-class EmbeddingSettings:
+class EmbeddingSettings(ImageSettings):
     """Settings of :func:`embeddings_run` (see ``domainlens embeddings --help``)."""
 
     classes: Sequence[str] = CLASS_SUBSETS
@@ -56,12 +52,7 @@ class EmbeddingSettings:
     umap: bool = True
     umap_per_domain: int = 500
     umap_without: str | None = "quickdraw"
-    max_per_class: int | None = None
     split: str = "test"
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
-    progress: bool = True
 
     def validate(self) -> EmbeddingSettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
@@ -73,8 +64,7 @@ class EmbeddingSettings:
         check_number("folds", self.folds, low=2, integer=True)
         check_number("umap_per_domain", self.umap_per_domain, low=1, integer=True)
         check_choice("split", self.split, ("train", "test"))
-        if self.max_per_class is not None:
-            check_number("max_per_class", self.max_per_class, low=1, integer=True)
+        self.check_images()
         return self
 
 
@@ -90,11 +80,7 @@ def collect_embeddings(
     from interp.embeddings.separation import l2_normalise
 
     run.model.check_sites([EMBED_SITE])
-    acts = inputs.activations(
-        run, [EMBED_SITE], split=settings.split, max_per_class=settings.max_per_class,
-        seed=settings.seed, batch_size=settings.batch_size, workers=settings.workers,
-        progress=settings.progress,
-    )
+    acts = inputs.activations(run, [EMBED_SITE], settings, split=settings.split)
     x = np.concatenate([acts[d].acts[EMBED_SITE].numpy() for d in inputs.domains])
     index = pd.concat([acts[d].index for d in inputs.domains], ignore_index=True)
     return l2_normalise(x), index

@@ -22,17 +22,18 @@ how often each latent is among an image's ``top`` largest positive latents. It w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
-from domainlens.experiments.inputs import AnalysisOptions, ModelSource, load_inputs, write_table
+from domainlens.experiments.inputs import ImageSettings, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from domainlens.experiments.inputs import AnalysisOptions, ModelSource
     from interp.embeddings.sae import SAEConfig
 
 EMBED_SITE = "hook_image_embed"
@@ -42,7 +43,7 @@ REFERENCES: tuple[str, ...] = ("init", "class-shuffle")
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
+class FeatureSettings(ImageSettings):
     """Settings of :func:`features_run` (see ``domainlens features --help``); SAE defaults are
     the paper's (expansion 4, Adam lr 1e-4, L1 1e-4, batch 2048)."""
 
@@ -59,11 +60,6 @@ class FeatureSettings:
     classes: Sequence[str] = CLASS_SUBSETS
     references: Sequence[str] = ("class-shuffle",)
     pooling: str = "mean"
-    max_per_class: int | None = None
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
-    progress: bool = True
 
     def validate(self) -> FeatureSettings:
         """Raise ``ValueError`` naming a bad value; return ``self``."""
@@ -80,9 +76,9 @@ class FeatureSettings:
             raise ValueError("ks: none given")
         for k in self.ks:
             check_number("k", k, low=1, integer=True)
-        for name in ("train_max_per_class", "max_per_class"):
-            if getattr(self, name) is not None:
-                check_number(name, getattr(self, name), low=1, integer=True)
+        if self.train_max_per_class is not None:
+            check_number("train_max_per_class", self.train_max_per_class, low=1, integer=True)
+        self.check_images()
         return self
 
     def sae_config(self) -> SAEConfig:
@@ -134,24 +130,21 @@ def features_run(source: str | Path | ModelSource, settings: FeatureSettings | N
     base = _base_dataset(run, data) if settings.include_base else None  # missing file: fail now
     subsets = inputs.subsets(settings.classes)
     config = settings.sae_config()
+    train_images = replace(settings, max_per_class=settings.train_max_per_class)
     saes: dict[str, Any] = {}
 
     def analyse(hooked: Any, reference: str) -> tuple[list, list, list]:
         """SAE quality rows, histories and sharing tables of one checkpoint; with
         ``reference="none"`` also the class-shuffled sharing and the SAEs (``saes``)."""
-        common = dict(pooling=settings.pooling, batch_size=settings.batch_size,
-                      progress=settings.progress)
-        train = inputs.activations(hooked, sites, split="train", seed=settings.seed,
-                                   max_per_class=settings.train_max_per_class,
-                                   workers=settings.workers, **common)
-        test = inputs.activations(hooked, sites, split="test", seed=settings.seed,
-                                  max_per_class=settings.max_per_class,
-                                  workers=settings.workers, **common)
+        train = inputs.activations(hooked, sites, train_images, split="train",
+                                   pooling=settings.pooling)
+        test = inputs.activations(hooked, sites, settings, split="test", pooling=settings.pooling)
         base_acts = None
         if base is not None:  # the dataset decodes and normalises itself
             base_acts = collect_activations(
-                hooked.model, base, sites, desc="base", device=inputs.device,
-                cache_dir=inputs.cache_dir, num_workers=settings.workers, **common)
+                hooked.model, base, sites, pooling=settings.pooling, desc="base",
+                batch_size=settings.batch_size, device=inputs.device, cache_dir=inputs.cache_dir,
+                num_workers=settings.workers, progress=settings.progress)
         index = pd.concat([test[d].index for d in domains], ignore_index=True)
         doms, cls = index["domain"].to_numpy(), index["class_name"].to_numpy()
         class_order = [c for c in run.info.classes if c in set(cls)] or list(dict.fromkeys(cls))

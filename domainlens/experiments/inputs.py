@@ -51,6 +51,28 @@ class ReferenceSettings:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    """Which images an analysis reads and how it runs them through the model: at most
+    ``max_per_class`` per domain and class (seeded by ``seed``; ``None``: all), in batches of
+    ``batch_size`` decoded by ``workers`` processes, with progress bars unless not
+    ``progress``."""
+
+    max_per_class: int | None = None
+    seed: int = 0
+    batch_size: int = 64
+    workers: int = 0
+    progress: bool = True
+
+    def check_images(self) -> None:
+        """Raise ``ValueError`` for a ``max_per_class`` or ``batch_size`` below 1."""
+        from training.util.validate import check_number
+
+        if self.max_per_class is not None:
+            check_number("max_per_class", self.max_per_class, low=1, integer=True)
+        check_number("batch_size", self.batch_size, low=1, integer=True)
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """A model to analyse (module docstring).
 
@@ -207,19 +229,20 @@ class AnalysisInputs:
         return ModelSource(run_dir).load(epoch=self.epoch, device=self.device, data_root=self.data)
 
     def activations(
-        self, run: HookedRun, sites: Sequence[str], *, split: str = "test",
-        max_per_class: int | None = None, seed: int = 0, pooling: str = "mean",
-        batch_size: int = 64, workers: int = 0, progress: bool = True,
+        self, run: HookedRun, sites: Sequence[str], images: ImageSettings, *,
+        split: str = "test", pooling: str = "mean",
     ) -> dict[str, DomainActivations]:
         """Pooled activations ``{domain: DomainActivations}`` (``(N, F)`` per site) of ``run``
-        over each analysed domain's ``split``, decoded as ``run``'s source says."""
+        over each analysed domain's ``split`` (the ``images`` settings), decoded as ``run``'s
+        source says."""
         from interp.hooked.activations import collect_domain_activations
 
         return collect_domain_activations(
-            run.model, self.data, self.domains, sites, split=split, max_per_class=max_per_class,
-            seed=seed, mean=run.mean, std=run.std, pooling=pooling, batch_size=batch_size,
-            device=self.device, cache_dir=self.cache_dir, num_workers=workers,
-            progress=progress, preprocess=run.input_preprocess,
+            run.model, self.data, self.domains, sites, split=split,
+            max_per_class=images.max_per_class, seed=images.seed, mean=run.mean, std=run.std,
+            pooling=pooling, batch_size=images.batch_size, device=self.device,
+            cache_dir=self.cache_dir, num_workers=images.workers, progress=images.progress,
+            preprocess=run.input_preprocess,
         )
 
 
@@ -295,6 +318,6 @@ def load_inputs(
     )
 
 
-__all__ = ["AnalysisInputs", "AnalysisOptions", "HISTORY_REFERENCES", "ModelSource", "ReferenceSettings",
+__all__ = ["AnalysisInputs", "AnalysisOptions", "HISTORY_REFERENCES", "ImageSettings", "ModelSource", "ReferenceSettings",
            "SPEC_HELP", "as_source", "check_source", "load_inputs",
            "parse_model_spec", "write_table"]

@@ -38,13 +38,7 @@ import pandas as pd
 import torch
 
 from domainlens import layout
-from domainlens.experiments.inputs import (
-    AnalysisOptions,
-    ModelSource,
-    ReferenceSettings,
-    load_inputs,
-    write_table,
-)
+from domainlens.experiments.inputs import ReferenceSettings, load_inputs, write_table
 from interp.hooked.base import HookedImageTower
 from interp.interventions.patching import (
     DIRECTIONS,
@@ -59,6 +53,7 @@ from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from domainlens.experiments.inputs import AnalysisOptions, ModelSource
     from interp.hooked.runs import HookedRun
     from training.runinfo import RunInfo
 
