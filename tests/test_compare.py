@@ -19,7 +19,7 @@ from PIL import Image
 from test_sources import CFG, NAME, OTHER_STATS, write_local_dir
 
 from domainlens.cli import main
-from domainlens.experiments.inputs import ModelSource, load_inputs, parse_model_spec
+from domainlens.experiments.inputs import ImageSettings, ModelSource, load_inputs, parse_model_spec
 from interp.hooked.images import ImageFileDataset
 from training.checkpoints import checkpoint_path
 
@@ -103,7 +103,7 @@ def test_openclip_preprocessing_reaches_the_analyses(run_and_weights, shapes_roo
                          out=tmp_path / "out", domains=["real", "sketch"], cache_dir="")
     run = inputs.run
     assert run.input_preprocess.mean == (0.5,) * 3 and run.info.is_run is False
-    acts = inputs.activations(run, ["hook_image_embed"], max_per_class=1, progress=False)
+    acts = inputs.activations(run, ["hook_image_embed"], ImageSettings(max_per_class=1, progress=False))
     paths = acts["real"].index["path"].tolist()
     transform = run.preprocess.transform()
     with torch.no_grad():
