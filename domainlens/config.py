@@ -118,6 +118,9 @@ class AnalysesSection:
     ``circuit_classes`` caps how many of its classes get circuits (0: all).
     ``circuit_method``/``circuit_edge_method``: node and edge attribution (default the fast
     ``atp``/``gxa``; the paper's is ``ig``/``ig``, 10 steps from a zero baseline).
+    ``embeddings``: embedding separation (domain-mean and class-mean distances, a linear
+    domain probe, densMAP pictures of up to ``umap_per_domain`` images per domain);
+    ``features``: SAE feature sharing on the final embedding (``sae_epochs`` of training).
     ``references``: the controls computed beside every similarity (``init``,
     ``class-shuffle``, ``seed``); ``seed`` is added by itself when more than one seed is
     analysed, unless ``seed_reference = false``. ``n_boot``: bootstrap resamples of the
@@ -129,6 +132,8 @@ class AnalysesSection:
     cka: bool = True
     patching: bool = True
     circuits: bool = True
+    embeddings: bool = False
+    features: bool = False
     classes: str = "held-out"
     max_images_per_class: int = 16
     patch_source: str = "real"
@@ -141,6 +146,8 @@ class AnalysesSection:
     seed_reference: bool = True
     n_boot: int = 1000
     threads: int = 1
+    umap_per_domain: int = 500
+    sae_epochs: int = 100
 
 
 #: The paper's domain-interpolation subsets (Fig. 3/8), per test domain, as extra domains
@@ -172,7 +179,9 @@ class ExperimentsSection:
     per seed and split and scored for every test domain. ``effective_robustness``: the report's
     figure and findings of every run's distance above the natural-only line (from the existing
     tables); ``robustness_fit``: that line over all natural-only runs (``pooled``) or per test
-    domain."""
+    domain. ``aligned``: test domains whose CG high-diversity runs get a twin trained with
+    aligned captions (no domain words; same seed and rows); on the analysed ones, embedding
+    separation and held-out accuracy of both side by side (issue 15; the paper: quickdraw)."""
 
     supervised: bool = False
     domain_interp: tuple[str, ...] = ()
@@ -182,6 +191,7 @@ class ExperimentsSection:
     shared_runs: bool = False
     effective_robustness: bool = False
     robustness_fit: str = "pooled"
+    aligned: tuple[str, ...] = ()
 
     def subsets(self, test_domain: str) -> tuple[tuple[str, ...], ...]:
         """The domain-interpolation subsets of ``test_domain`` (each in canonical order)."""
@@ -325,11 +335,6 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**out)
 
 
-def _check_choices(values: tuple[str, ...] | list[str], allowed: tuple[str, ...],
-                   where: str) -> None:
-    check_choices(where, values, allowed)
-
-
 def validate(config: ExperimentConfig) -> ExperimentConfig:
     """Check every value with a closed set of choices or a range, and the values that must
     agree across sections; returns ``config``. Everything that would fail later (some only
@@ -371,10 +376,10 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     check_domains(an.test_domains, mix.test_domains)
     check_choices("[analyses] seeds (must be among [train] seeds)", [str(s) for s in an.seeds],
                   [str(s) for s in train.seeds])
-    _check_choices([an.classes], ANALYSIS_CLASSES, "[analyses] classes")
+    check_choices("[analyses] classes", [an.classes], ANALYSIS_CLASSES)
     check_domains([an.patch_source], DOMAINS)
-    _check_choices([an.circuit_method], CIRCUIT_METHODS, "[analyses] circuit_method")
-    _check_choices([an.circuit_edge_method], CIRCUIT_EDGE_METHODS, "[analyses] circuit_edge_method")
+    check_choices("[analyses] circuit_method", [an.circuit_method], CIRCUIT_METHODS)
+    check_choices("[analyses] circuit_edge_method", [an.circuit_edge_method], CIRCUIT_EDGE_METHODS)
     if not 0 < an.circuit_fraction <= 1:
         raise ValueError(f"[analyses] circuit_fraction must be in (0, 1], got {an.circuit_fraction}")
     if an.patching and an.patch_source in config.analysed_test_domains:
@@ -387,12 +392,14 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     check_number("[analyses] max_images_per_class", an.max_images_per_class, low=1,
                  integer=True)
     check_number("[analyses] threads", an.threads, low=0, integer=True)
+    check_number("[analyses] umap_per_domain", an.umap_per_domain, low=1, integer=True)
+    check_number("[analyses] sae_epochs", an.sae_epochs, low=1, integer=True)
     if an.circuits and data.source == "synth" and an.circuit_images > data.n_test:
         raise ValueError(
             f"[analyses] circuit_images = {an.circuit_images} is more than the {data.n_test} "
             "test images per class and domain that [data] n_test generates"
         )
-    _check_choices(an.references, REFERENCES, "[analyses] references")
+    check_choices("[analyses] references", an.references, REFERENCES)
     if "seed" in an.references and len(an.seeds) < 2:
         raise ValueError("[analyses] references: 'seed' needs at least two [analyses] seeds, got "
                          f"{list(an.seeds)}")
@@ -505,6 +512,15 @@ def _check_experiments(config: ExperimentConfig) -> None:
     if len(set(ex.allow)) != len(ex.allow):
         raise ValueError(f"[experiments] allow lists a value twice: {list(ex.allow)}")
     check_choices("[experiments] allow_setups", ex.allow_setups, ALLOW_SETUPS)
+    if ex.aligned:
+        check_choices("[experiments] aligned (must be among [analyses] test_domains)",
+                      ex.aligned, config.analysed_test_domains)
+        if "cg-high" not in config.analysed_setups:
+            raise ValueError("[experiments] aligned twins CG high-diversity runs: it needs "
+                             f"'cg-high' among [analyses] setups, got {list(config.analysed_setups)}")
+        if mix.captions != "domain":
+            raise ValueError(f"[experiments] aligned needs [mixtures] captions = 'domain' (the "
+                             f"standard twin), got {mix.captions!r}")
 
 
 def _check_synth_classes(data: DataSection) -> None:

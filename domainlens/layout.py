@@ -128,7 +128,7 @@ CONTACT_SHEET = "contact_sheet"
 #: Folder of the runs shared by every test domain (natural-only with ``shared_runs``).
 SHARED_DIR = "shared"
 #: The experiment each run belongs to (``main``: the configured setups).
-EXPERIMENTS = ("main", "supervised", "domain-interp", "allow")
+EXPERIMENTS = ("main", "supervised", "domain-interp", "allow", "aligned")
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,7 @@ class RunPlan:
     allow: float = 0.0
     other_domains: tuple[str, ...] = ()
     shared: bool = False
+    captions: str | None = None              # None: [mixtures] captions; "aligned": the twin
 
     @property
     def label(self) -> str:
@@ -161,6 +162,8 @@ class RunPlan:
             label += "-" + "".join(DOMAIN_LETTERS[d] for d in self.other_domains)
         if self.allow:
             label += f"-allow{float(self.allow)}"
+        if self.captions == "aligned":
+            label += "-aligned"
         if self.kind == "supervised":
             label += "-supervised"
         return label
@@ -203,7 +206,7 @@ class RunPlan:
         domain = config.mixtures.test_domains[0] if self.shared else self.test_domain
         setup = "domain-interp" if self.other_domains else self.setup
         return MixtureSpec(setup=setup, test_domain=domain, data_root=str(config.data_root),
-                           captions=mix.captions, allow=self.allow,
+                           captions=self.captions or mix.captions, allow=self.allow,
                            other_domains=self.other_domains, heldout=heldout,
                            size_rule=mix.size_rule, size=mix.size or None,
                            selection=mix.selection, seed=mix.seed)
@@ -218,25 +221,28 @@ def mixture_names(config: ExperimentConfig) -> dict[tuple[str, str], str]:
             for d in config.mixtures.test_domains for s in config.mixtures.setups}
 
 
-def _families(config: ExperimentConfig) -> list[tuple[str, str, str, float, tuple[str, ...]]]:
-    """(experiment, test domain, setup, allow, other domains) of every CLIP mixture: the
-    configured setups, then each experiment's runs with their endpoints (domain
-    interpolation: cg-low and cg-high; allow: the CG setup and its upper bound), once each."""
+def _families(config: ExperimentConfig) -> list[tuple[str, str, str, float, tuple[str, ...],
+                                                     str | None]]:
+    """(experiment, test domain, setup, allow, other domains, captions) of every CLIP mixture:
+    the configured setups, then each experiment's runs with their endpoints (domain
+    interpolation: cg-low and cg-high; allow: the CG setup and its upper bound; aligned: the
+    CG high-diversity twins with aligned captions), once each."""
     ex = config.experiments
-    out: list[tuple[str, str, str, float, tuple[str, ...]]] = []
+    out: list[tuple[str, str, str, float, tuple[str, ...], str | None]] = []
     for d in config.mixtures.test_domains:
-        out += [("main", d, s, 0.0, ()) for s in config.mixtures.setups]
+        out += [("main", d, s, 0.0, (), None) for s in config.mixtures.setups]
     for d in ex.domain_interp:
-        out += [("domain-interp", d, "cg-low", 0.0, ())]
-        out += [("domain-interp", d, "domain-interp", 0.0, sub) for sub in ex.subsets(d)]
-        out += [("domain-interp", d, "cg-high", 0.0, ())]
+        out += [("domain-interp", d, "cg-low", 0.0, (), None)]
+        out += [("domain-interp", d, "domain-interp", 0.0, sub, None) for sub in ex.subsets(d)]
+        out += [("domain-interp", d, "cg-high", 0.0, (), None)]
     if ex.allow:
         for d in config.mixtures.test_domains:
             for setup in ex.allow_setups:
                 upper = "upper-" + setup.split("-")[1]
-                out += [("allow", d, setup, 0.0, ())]
-                out += [("allow", d, setup, float(p), ()) for p in sorted(ex.allow)]
-                out += [("allow", d, upper, 0.0, ())]
+                out += [("allow", d, setup, 0.0, (), None)]
+                out += [("allow", d, setup, float(p), (), None) for p in sorted(ex.allow)]
+                out += [("allow", d, upper, 0.0, (), None)]
+    out += [("aligned", d, "cg-high", 0.0, (), "aligned") for d in ex.aligned]
     seen: set[tuple] = set()
     unique = []
     for item in out:  # an endpoint that is a configured setup is the same run
@@ -263,11 +269,11 @@ def run_plans(config: ExperimentConfig) -> list[RunPlan]:
     for split in split_seeds(config):
         tag = "" if split is None else f"-split{split}"
         mixtures = out / MIXTURES_DIR / ("" if split is None else f"split{split}")
-        for experiment, d, setup, allow, others in _families(config):
-            shared = ex.shared_runs and setup == "natural-only"
+        for experiment, d, setup, allow, others, captions in _families(config):
+            shared = ex.shared_runs and setup == "natural-only" and captions is None
             home = config.mixtures.test_domains[0] if shared else d
             name = MixtureSpec(setup=setup, test_domain=home, data_root=str(config.data_root),
-                               captions=config.mixtures.captions, allow=allow,
+                               captions=captions or config.mixtures.captions, allow=allow,
                                other_domains=others).name
             runs = out / RUNS_DIR / (SHARED_DIR if shared else d)
             kinds = ["clip"] + (["supervised"] if ex.supervised and experiment == "main" else [])
@@ -278,7 +284,8 @@ def run_plans(config: ExperimentConfig) -> list[RunPlan]:
                         d, "domain-interp" if others else setup, seed,
                         mixtures / home / f"{name}.tsv", runs / f"{name}{suffix}{tag}-s{seed}",
                         kind=kind, experiment="supervised" if kind == "supervised" else experiment,
-                        split=split, allow=allow, other_domains=others, shared=shared))
+                        split=split, allow=allow, other_domains=others, shared=shared,
+                        captions=captions))
     return plans
 
 
@@ -293,6 +300,15 @@ def analysed_runs(config: ExperimentConfig) -> list[RunPlan]:
     return [r for r in main_runs(config)
             if r.setup in config.analysed_setups and r.test_domain in config.analysed_test_domains
             and r.seed in an.seeds]
+
+
+def aligned_twin(config: ExperimentConfig, run: RunPlan) -> RunPlan | None:
+    """The aligned-captions twin of an analysed CG high-diversity run (``[experiments]
+    aligned``): the same test domain, seed and rows, captions without domain words; ``None``
+    for any other run."""
+    return next((r for r in run_plans(config) if r.experiment == "aligned"
+                 and (r.test_domain, r.setup, r.seed, r.split)
+                 == (run.test_domain, run.setup, run.seed, run.split)), None)
 
 
 def seed_partner(config: ExperimentConfig, run: RunPlan) -> RunPlan | None:

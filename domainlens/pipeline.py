@@ -21,7 +21,7 @@ from training.util.files import digest, file_sha256, write_json, write_text
 
 from . import layout
 from .config import ExperimentConfig
-from .layout import RunPlan, analysed_runs, run_plans, seed_partner
+from .layout import RunPlan, aligned_twin, analysed_runs, run_plans, seed_partner
 from .steps import Step, assign_keys, is_done, prune_failures, run_steps
 
 # Time estimates: model speeds are measured by timing a few steps of the configured model
@@ -47,8 +47,17 @@ STEP_CODE: dict[str, tuple[str, ...]] = {
     "circuits": ("domainlens.experiments.circuits", "interp.circuits", "interp.interventions",
                  "interp.hooked", "interp.metrics", "interp.plots", "training.zeroshot",
                  "training.runinfo"),
+    "embeddings": ("domainlens.experiments.embeddings", "interp.embeddings", "interp.hooked",
+                   "interp.plots", "training.runinfo"),
+    "features": ("domainlens.experiments.features", "interp.embeddings", "interp.hooked",
+                 "interp.plots", "training.runinfo"),
+    "aligned": ("domainlens.experiments.embeddings", "interp.embeddings", "interp.hooked",
+                "interp.plots", "training.runinfo"),
     "report": ("domainlens.report", "domainlens.layout", "interp.plots"),
 }
+
+#: The per-run analyses, in step order (each an [analyses] switch of the same name).
+ANALYSES: tuple[str, ...] = ("cka", "patching", "circuits", "embeddings", "features")
 
 
 #: Environment variable holding a job's share of the CPU threads (set by
@@ -201,6 +210,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     throughput, inference = measure_throughput(train.model, train.device, train.threads,
                                                  train.batch_size)
     test_images = sum(n for k, n in counts.items() if k.endswith("_test"))  # images to score
+    train_images = sum(n for k, n in counts.items() if k.endswith("_train") or k == "base")
     n_eval_epochs = train.epochs + 1 if config.eval.epochs == "all" else 1
     train_params = {k: v for k, v in _asdict(train).items() if k not in ("seeds", "threads")}
     for r in trainings:
@@ -237,14 +247,14 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     n_subset = {"held-out": n_heldout, "seen": n_classes - n_heldout, "all": n_classes}[an.classes]
     per_class = min(an.max_images_per_class, counts["test_per_class"])
     n_domains = len(DOMAINS)
-    base = dict(zip(("cka", "patching", "circuits"),
-                    _analysis_settings(config, counts, progress), strict=True))
+    base = dict(zip(ANALYSES, _analysis_settings(config, counts, progress), strict=True))
     common = {
         "cka": {"max_images_per_class": an.max_images_per_class},
         "patching": {"classes": an.classes, "max_images_per_class": an.max_images_per_class,
                      "patch_source": an.patch_source},
         "circuits": {"classes": an.classes, "circuit_classes": an.circuit_classes,
                      "circuit_images": an.circuit_images, "circuit_fraction": an.circuit_fraction},
+        "embeddings": {}, "features": {},
     }
     # each reference is one more pass of the analysis (init: the epoch-0 checkpoint, seed:
     # the partner run); class-shuffle reuses the activations/circuits except in patching
@@ -256,14 +266,32 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
         * per_class / inference + 10,
         "circuits": passes * min(an.circuit_classes or n_subset, n_subset) * n_domains
         * an.circuit_images * CIRCUIT_PASSES_PER_IMAGE / throughput + 10,
+        # the test split of every domain (again at epoch 0 for init), a probe, a densMAP
+        "embeddings": (1 + ("init" in references)) * test_images / inference + 60,
+        # the train split of every domain plus the base set, and the SAE's epochs
+        "features": (1 + ("init" in references)) * train_images / inference
+        + an.sae_epochs * 0.3 + 10,
     }
-    bodies = {"cka": _cka, "patching": _patch, "circuits": _circuits}
+    bodies = {"cka": _cka, "patching": _patch, "circuits": _circuits, "embeddings": _embeddings,
+              "features": _features}
     outputs = {"cka": lambda r: r.analysis_dir / layout.CKA_DIR / layout.CKA_TABLE,
                "patching": lambda r: _patch_summary(config, r),
-               "circuits": lambda r: r.analysis_dir / layout.CIRCUITS_DIR / layout.COMPARISON_SUMMARY}
+               "circuits": lambda r: r.analysis_dir / layout.CIRCUITS_DIR / layout.COMPARISON_SUMMARY,
+               "embeddings": lambda r: r.analysis_dir / layout.EMBEDDINGS_DIR / layout.DOMAIN_PROBE,
+               "features": lambda r: r.analysis_dir / layout.FEATURES_DIR / layout.SHARING_SCORES}
     for r in analysed_runs(config):
         partner = seed_partner(config, r) if "seed" in references else None
-        for kind in ("cka", "patching", "circuits"):
+        twin = aligned_twin(config, r)
+        if twin is not None:
+            steps.append(Step(
+                id=f"aligned/{r.id}", params={"settings": _asdict(base["embeddings"],
+                                                                  drop=("progress",))},
+                depends=[f"eval/{r.train_id}", f"eval/{twin.train_id}"],
+                run=_bind(_aligned, config, r, twin, base["embeddings"]),
+                outputs=[r.analysis_dir / layout.ALIGNED_DIR / layout.ALIGNED_TABLE],
+                estimate=estimates["embeddings"], code=STEP_CODE["aligned"],
+            ))
+        for kind in ANALYSES:
             if not getattr(an, kind):
                 continue
             settings = _run_settings(base[kind], partner)
@@ -280,7 +308,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
                 outputs=[outputs[kind](r)], estimate=estimates[kind], code=STEP_CODE[kind],
             ))
 
-    analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "cka", "patching", "circuits")]
+    analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "aligned", *ANALYSES)]
     steps.append(Step(
         id="report", params={"config": config.inputs()}, depends=analysis_ids,
         run=lambda: _report(config),
@@ -497,10 +525,12 @@ def analysis_device(config: ExperimentConfig) -> str:
 
 
 def _analysis_settings(config: ExperimentConfig, counts: dict[str, int], progress: bool):
-    """The settings of the CKA, patching and circuits experiments (built once at plan time:
-    the steps are keyed by them, defaults included)."""
+    """The settings of the CKA, patching, circuits, embeddings and features experiments
+    (built once at plan time: the steps are keyed by them, defaults included)."""
     from domainlens.experiments.circuits import CircuitSettings
     from domainlens.experiments.cka import CKASettings
+    from domainlens.experiments.embeddings import EmbeddingSettings
+    from domainlens.experiments.features import FeatureSettings
     from domainlens.experiments.patching import PatchSettings
 
     an = config.analyses
@@ -521,7 +551,17 @@ def _analysis_settings(config: ExperimentConfig, counts: dict[str, int], progres
                                             fraction=an.circuit_fraction,
                                             method=an.circuit_method,
                                             edge_method=an.circuit_edge_method), **controls)
-    return cka, patch, circuits
+    # embeddings: the domain-shuffled pairing always (it is what separation is measured
+    # against), init and class-shuffle as configured; features: init and class-shuffle
+    embeddings = EmbeddingSettings(
+        references=tuple(r for r in ("init", "domain-shuffle", "class-shuffle")
+                         if r == "domain-shuffle" or r in controls["references"]),
+        umap_per_domain=an.umap_per_domain, max_per_class=an.max_images_per_class,
+        progress=progress)
+    features = FeatureSettings(
+        references=tuple(r for r in ("init", "class-shuffle") if r in controls["references"]),
+        epochs=an.sae_epochs, max_per_class=an.max_images_per_class, progress=progress)
+    return cka, patch, circuits, embeddings, features
 
 
 def _with_fields(settings, **values):
@@ -583,6 +623,34 @@ def _circuits(config: ExperimentConfig, run: RunPlan, settings, progress: bool) 
         run_circuits(run.run_dir, classes=classes, settings=settings,
                      out=run.analysis_dir / layout.CIRCUITS_DIR, device=analysis_device(config),
                      progress=progress)
+
+
+def _embeddings(config: ExperimentConfig, run: RunPlan, settings, progress: bool = True) -> None:
+    from domainlens.experiments.embeddings import embeddings_run
+
+    with torch_threads(config.analyses.threads):
+        embeddings_run(run.run_dir, settings=settings, out=run.analysis_dir / layout.EMBEDDINGS_DIR,
+                       cache_dir=run.analysis_dir / layout.ACTIVATION_CACHE,
+                       device=analysis_device(config))
+
+
+def _features(config: ExperimentConfig, run: RunPlan, settings, progress: bool = True) -> None:
+    from domainlens.experiments.features import features_run
+
+    with torch_threads(config.analyses.threads):
+        features_run(run.run_dir, settings=settings, out=run.analysis_dir / layout.FEATURES_DIR,
+                     cache_dir=run.analysis_dir / layout.ACTIVATION_CACHE,
+                     device=analysis_device(config))
+
+
+def _aligned(config: ExperimentConfig, run: RunPlan, twin: RunPlan, settings) -> None:
+    """Standard run vs its aligned-captions twin: separation and held-out accuracy."""
+    from domainlens.experiments.embeddings import aligned_captions_run
+
+    with torch_threads(config.analyses.threads):
+        aligned_captions_run(run.run_dir, twin.run_dir, settings=settings,
+                             out=run.analysis_dir / layout.ALIGNED_DIR,
+                             device=analysis_device(config))
 
 
 def _report(config: ExperimentConfig) -> None:

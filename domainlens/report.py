@@ -19,13 +19,14 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from training.util.files import atomic_path, write_bytes
 
-from . import layout
+from . import embedding_report, layout
 from .config import ExperimentConfig
 from .layout import RESULTS_DIR, RunPlan, analysed_runs, run_plans
 
@@ -127,6 +128,7 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
         "circuit_groups": per_analysed(f"{circuits}/{layout.COMPARISON_GROUPS}"),
         "circuit_nodes": per_analysed(f"{circuits}/{layout.CIRCUIT_NODES}"),
     }
+    tables.update({name: per_analysed(path) for name, path in embedding_report.TABLES.items()})
     # every analysis table gets a reference column ("none": measured) for the controls
     tables = {k: v if k == "accuracy" else with_reference(v) for k, v in tables.items()}
     controls = [per_analysed(f"{folder}/{layout.CONTROLS}").assign(analysis=folder)
@@ -751,31 +753,30 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
         "is chance."))
 
     subset = config.analyses.classes
-    cka = cka_by_layer(tables["cka"], subset)
-    if not cka.empty:
-        fig = _line_panels(cka, "layer_index", "pair_group", "value", "linear CKA (class means)")
-        result.figures["cka_by_layer"] = (_save(fig, cka, out / "cka_by_layer"), (
-            "Layerwise linear CKA between domains' class-mean activations, averaged over domain "
-            "pairs that include the test domain and over the other pairs: mean over seeds with "
-            "a ± std band, the untrained (epoch-0) network's value dashed in the same colour."))
-    patch = patching_by_layer(tables["patching"])
-    if not patch.empty:
-        fig = _line_panels(patch, "site_order", "target_domain", "value",
-                           "effect on logit diff. (class-mean patch)", band=("ci_low", "ci_high"))
-        result.figures["patching_by_layer"] = (_save(fig, patch, out / "patching_by_layer"), (
-            "Change in test-domain images' logit difference (true class minus runner-up) when "
-            f"the class-mean {config.analyses.patch_source} activation of their class is patched "
-            "in at each layer: mean over seeds with a ± std band (one seed: the bootstrap "
-            "interval), the epoch-0 network's effect dashed; the unpatched levels of both "
-            "domains are the receiver_mean and donor_mean columns."))
-    sharing = node_sharing_by_layer(tables["circuit_groups"], subset)
-    if not sharing.empty:
-        fig = _line_panels(sharing, "layer_index", "pair_group", "value", "node Jaccard")
-        result.figures["node_sharing_by_layer"] = (_save(fig, sharing, out / "node_sharing_by_layer"), (
-            "Circuit node sharing per layer: Jaccard of the kept units of a class's circuits in "
-            "two domains, averaged over classes and over pairs with the test domain, without "
-            "quickdraw, and all pairs: mean over seeds with a ± std band, the epoch-0 "
-            "network's circuits dashed in the same colour."))
+    layerwise = [
+        ("cka_by_layer", cka_by_layer(tables["cka"], subset), "layer_index", "pair_group",
+         "linear CKA (class means)", None,
+         "Layerwise linear CKA between domains' class-mean activations, averaged over domain "
+         "pairs that include the test domain and over the other pairs: mean over seeds with "
+         "a ± std band, the untrained (epoch-0) network's value dashed in the same colour."),
+        ("patching_by_layer", patching_by_layer(tables["patching"]), "site_order",
+         "target_domain", "effect on logit diff. (class-mean patch)", ("ci_low", "ci_high"),
+         "Change in test-domain images' logit difference (true class minus runner-up) when "
+         f"the class-mean {config.analyses.patch_source} activation of their class is patched "
+         "in at each layer: mean over seeds with a ± std band (one seed: the bootstrap "
+         "interval), the epoch-0 network's effect dashed; the unpatched levels of both "
+         "domains are the receiver_mean and donor_mean columns."),
+        ("node_sharing_by_layer", node_sharing_by_layer(tables["circuit_groups"], subset),
+         "layer_index", "pair_group", "node Jaccard", None,
+         "Circuit node sharing per layer: Jaccard of the kept units of a class's circuits in "
+         "two domains, averaged over classes and over pairs with the test domain, without "
+         "quickdraw, and all pairs: mean over seeds with a ± std band, the epoch-0 "
+         "network's circuits dashed in the same colour."),
+    ]
+    for name, table, x, group, ylabel, band, caption in layerwise:
+        if not table.empty:
+            fig = _line_panels(table, x, group, "value", ylabel, band=band)
+            result.figures[name] = (_save(fig, table, out / name), caption)
     similarity = circuit_similarity(tables["circuit_summary"])
     if not similarity.empty:
         fig = plot_similarity_heatmaps(similarity)
@@ -788,6 +789,7 @@ def gallery(config: ExperimentConfig, tables: dict[str, pd.DataFrame], out: Path
     if drawing is not None:
         result.figures["circuit_drawing"] = drawing
     experiment_figures(config, tables["accuracy"], out, result)
+    result.figures.update(embedding_report.figures(tables, out, _save))
     if config.data.source == "synth":
         result.figures["contact_sheet"] = _contact_sheet(config, out)
     return result
@@ -955,8 +957,9 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
                      n_boot=config.analyses.n_boot, seed=config.data.seed)
     mechanism = mechanism_findings(tables["cka"], tables["circuit_summary"], config.analyses.classes)
     experiments = experiment_findings(config, tables["accuracy"])
+    aligned = embedding_report.aligned_findings(tables["aligned"], _spread_row)
     found = _findings_frame([*found.to_dict("records"), *mechanism.to_dict("records"),
-                             *experiments.to_dict("records")])
+                             *experiments.to_dict("records"), *aligned])
     _atomic(results / "findings.csv", lambda p: found.to_csv(p, index=False))
     controls = controls_summary(tables["controls"])
     figures = gallery(config, tables, results)
@@ -1012,6 +1015,15 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
                          "bootstrap intervals over classes. Per site and pair: "
                          "results/controls.csv."),
                    ("table", controls)]
+    if not tables["sae_quality"].empty:
+        quality = embedding_report.sae_quality_table(tables["sae_quality"])
+        blocks += [("h2", "Sparse autoencoders"),
+                   ("p", "Reconstruction quality of the SAEs whose features the sharing scores "
+                         "count (mean over seeds): explained variance of the L2-normalised "
+                         "inputs, mean number of active latents (L0), fraction of latents never "
+                         "active. A dictionary with low explained variance says little about "
+                         "the features of the model. Per run: results/sae_quality.csv."),
+                   ("table", quality)]
     blocks.append(("h2", "Figures"))
     for _name, (png, sentence) in figures.figures.items():
         rel = png.relative_to(out)
@@ -1294,12 +1306,20 @@ def _panels(n: int, width: float = 3.2):
     return fig, fig.subplots(1, n, squeeze=False, sharey=True)[0]
 
 
-def plot_supervised(table: pd.DataFrame):
-    """Paired bars per (test domain, setup): CLIP vs supervised held-out top-1 (mean ± std)."""
+def _test_domain_panels(table: pd.DataFrame) -> tuple[Any, list[tuple[Any, pd.DataFrame]]]:
+    """A titled panel per test domain (shared y axis: held-out-class top-1), each with its rows."""
     domains = list(dict.fromkeys(table["test_domain"]))
     fig, axes = _panels(len(domains))
+    axes[0].set_ylabel("held-out-class top-1")
     for ax, domain in zip(axes, domains, strict=True):
-        part = table[table["test_domain"] == domain]
+        ax.set_title(f"test domain {domain}", fontsize=8)
+    return fig, [(ax, table[table["test_domain"] == d]) for ax, d in zip(axes, domains, strict=True)]
+
+
+def plot_supervised(table: pd.DataFrame):
+    """Paired bars per (test domain, setup): CLIP vs supervised held-out top-1 (mean ± std)."""
+    fig, panels = _test_domain_panels(table)
+    for ax, part in panels:
         setups = list(dict.fromkeys(part["setup"]))
         for j, kind in enumerate(("clip", "supervised")):
             rows = part[part["kind"] == kind].set_index("setup").reindex(setups)
@@ -1307,19 +1327,15 @@ def plot_supervised(table: pd.DataFrame):
                    yerr=rows["std"].fillna(0), capsize=2, label=kind, color=f"C{j}")
         ax.set_xticks(range(len(setups)), [SETUP_LABELS.get(s, s) for s in setups], rotation=45,
                       ha="right", fontsize=7)
-        ax.set_title(f"test domain {domain}", fontsize=8)
-    axes[0].set_ylabel("held-out-class top-1")
-    axes[0].legend(fontsize=7)
+    panels[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_domain_interpolation(table: pd.DataFrame):
     """Held-out top-1 against the number of extra domains, one point per subset (± std)."""
-    domains = list(dict.fromkeys(table["test_domain"]))
-    fig, axes = _panels(len(domains))
-    for ax, domain in zip(axes, domains, strict=True):
-        part = table[table["test_domain"] == domain]
+    fig, panels = _test_domain_panels(table)
+    for ax, part in panels:
         ax.errorbar(part["n_extra"], part["mean"], yerr=part["std"].fillna(0), fmt="o",
                     capsize=2, markersize=4)
         for _, row in part.iterrows():
@@ -1329,18 +1345,14 @@ def plot_domain_interpolation(table: pd.DataFrame):
                         textcoords="offset points")
         ax.set_xticks(range(5))
         ax.set_xlabel("extra rendition domains")
-        ax.set_title(f"test domain {domain}", fontsize=8)
-    axes[0].set_ylabel("held-out-class top-1")
     fig.tight_layout()
     return fig
 
 
 def plot_allow(table: pd.DataFrame):
     """Held-out top-1 against the allowed fraction p, one line per diversity level."""
-    domains = list(dict.fromkeys(table["test_domain"]))
-    fig, axes = _panels(len(domains))
-    for ax, domain in zip(axes, domains, strict=True):
-        part = table[table["test_domain"] == domain]
+    fig, panels = _test_domain_panels(table)
+    for ax, part in panels:
         for j, (level, rows) in enumerate(part.groupby("diversity", sort=False)):
             rows = rows.sort_values("p")
             ax.plot(rows["p"], rows["mean"], marker="o", markersize=3, color=f"C{j}",
@@ -1348,9 +1360,7 @@ def plot_allow(table: pd.DataFrame):
             ax.fill_between(rows["p"], rows["mean"] - rows["std"].fillna(0),
                             rows["mean"] + rows["std"].fillna(0), alpha=0.2, color=f"C{j}", lw=0)
         ax.set_xlabel("fraction p of the test domain's held-out classes in training")
-        ax.set_title(f"test domain {domain}", fontsize=8)
         ax.legend(fontsize=6)
-    axes[0].set_ylabel("held-out-class top-1")
     fig.tight_layout()
     return fig
 

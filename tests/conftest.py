@@ -31,6 +31,28 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test (use with ``pytestmark = pytest.mark.usefixtures(...)``)."""
+    with torch_threads(1):
+        yield
+
+
+def interrupt_after_epoch_1(monkeypatch, module, name: str, run_marker: str) -> None:
+    """Patch ``module.name`` (a trainer taking a config with ``out``) so the run whose output
+    path contains ``run_marker`` trains one epoch and is then interrupted (KeyboardInterrupt);
+    every other run trains normally."""
+    real = getattr(module, name)
+
+    def interrupted(cfg):
+        if run_marker in str(cfg.out):
+            real(type(cfg)(**{**cfg.__dict__, "stop_after_epoch": 1}))
+            raise KeyboardInterrupt
+        return real(cfg)
+
+    monkeypatch.setattr(module, name, interrupted)
+
+
 @pytest.fixture(scope="session")
 def smoke_inline(tmp_path_factory) -> tuple[Path, dict]:
     """The smoke config reproduced inline once per session: (output folder, step status).

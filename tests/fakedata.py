@@ -45,3 +45,34 @@ def make_fake_domainnet(root: Path, seed: int = 0, with_images: bool = True) -> 
                     f"{label if label < len(CLASSES) else -1}")
     (root / "base.tsv").write_text("\n".join(rows) + "\n")
     return root
+
+
+TINY_VIT = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+}
+
+
+def write_tiny_run(run: Path, data_root: Path, *, mixture: str, setup: str, test_domain: str,
+                   heldout: list[str], train_seed: int, mixture_seed: int) -> Path:
+    """A one-checkpoint tiny ViT run directory as the trainer writes it (model_config.json,
+    checkpoints/epoch_0.pt from seed 0, mixture.json, run.json)."""
+    import json
+
+    import torch
+
+    from training.models import build_clip
+
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model_config.json").write_text(json.dumps(TINY_VIT))
+    torch.manual_seed(0)
+    torch.save({"epoch": 0, "name": run.name, "state_dict": build_clip(TINY_VIT).state_dict()},
+               run / "checkpoints" / "epoch_0.pt")
+    (run / "mixture.json").write_text(json.dumps({
+        "name": mixture,
+        "spec": {"setup": setup, "test_domain": test_domain, "seed": mixture_seed,
+                 "data_root": str(data_root), "heldout": list(heldout)},
+    }))
+    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": train_seed}}))
+    return run

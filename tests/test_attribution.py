@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from circuit_helpers import tiny_images, tiny_tower
-from conftest import torch_threads
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
@@ -22,11 +21,7 @@ from interp.circuits.attribution import (
 )
 from interp.hooked.base import HookedImageTower, LayerSite, TowerConfig, hook_point
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # the gradients' summation order
 
 
 # ----------------------------------------------------------------------------- a linear toy tower

@@ -42,11 +42,7 @@ from interp.circuits.compare import (
 from interp.circuits.edges import EdgeWeights, edge_weights, site_parents
 from interp.metrics import get_metric
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # the gradients' summation order
 
 
 def _hook_count(model) -> int:
@@ -445,7 +441,7 @@ def test_circuits_cache_is_keyed_by_pixels_and_faithfulness_csv_has_a_header(cir
     with torch_threads(1):
         assert main(argv) == 0
     faith = (out / "faithfulness.csv").read_text().splitlines()
-    assert len(faith) == 1 and faith[0].startswith("circuit,draw,metric,value,run,setup")
+    assert len(faith) == 1 and faith[0].startswith("model,circuit,draw,metric,value,run,setup")
     assert pd.read_csv(out / "faithfulness.csv").empty
     computed = []
     original = experiment.node_effects

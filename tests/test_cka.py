@@ -393,30 +393,11 @@ def test_rbf_bandwidth_is_the_lower_median():
 def _tiny_run(tmp_path, data_root, heldout, train_seed=3, mixture_seed=0):
     """A one-checkpoint tiny ViT run whose manifest names its own held-out classes and whose
     training seed differs from its mixture seed."""
-    import json
+    from fakedata import write_tiny_run
 
-    import torch
-
-    from training.models import build_clip
-
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
-    }
-    run = tmp_path / "runs" / "lso-rs-nosketchclasses-s3"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "model_config.json").write_text(json.dumps(cfg))
-    torch.manual_seed(0)
-    torch.save({"epoch": 0, "name": run.name, "state_dict": build_clip(cfg).state_dict()},
-               run / "checkpoints" / "epoch_0.pt")
-    (run / "mixture.json").write_text(json.dumps({
-        "name": "lso-rs-nosketchclasses",
-        "spec": {"setup": "cg-low", "test_domain": "sketch", "seed": mixture_seed,
-                 "data_root": str(data_root), "heldout": list(heldout)},
-    }))
-    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": train_seed}}))
-    return run
+    return write_tiny_run(tmp_path / "runs" / "lso-rs-nosketchclasses-s3", data_root,
+                          mixture="lso-rs-nosketchclasses", setup="cg-low", test_domain="sketch",
+                          heldout=heldout, train_seed=train_seed, mixture_seed=mixture_seed)
 
 
 def test_cka_run_uses_the_runs_training_seed_and_held_out_classes(tmp_path):

@@ -335,13 +335,12 @@ def test_patching_references_init_class_shuffle_and_seed(two_runs, tmp_path):
     # class-shuffle by hand: source images of class pairing[c] carry label c
     info = read_run_info(run)
     subset = list(info.heldout)
-    xs, ys, _ = experiment._load_domain(info.data_root, "real", subset, info.classes, 2, 0, 32,
-                                        info.mean, info.std)
-    xt, yt, _ = experiment._load_domain(info.data_root, "sketch", subset, info.classes, 2, 0, 32,
-                                        info.mean, info.std)
     from interp.hooked.runs import load_hooked_run
 
-    model = experiment._with_head(load_hooked_run(run), info, settings, "cpu")
+    hooked = load_hooked_run(run)
+    xs, ys, _ = experiment._load_domain(hooked, info.data_root, "real", subset, 2, 0)
+    xt, yt, _ = experiment._load_domain(hooked, info.data_root, "sketch", subset, 2, 0)
+    model = experiment._with_head(hooked, info, settings, "cpu")
     pairing = shuffle_pairing(subset, 0, "held-out")
     inverse = {info.classes.index(b): info.classes.index(a) for a, b in pairing.items()}
     relabelled = torch.tensor([inverse[int(y)] for y in ys])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import interrupt_after_epoch_1
 from fakedata import make_fake_domainnet
 
 from domainlens import pipeline
@@ -229,14 +230,8 @@ def test_tiny_experiments_run_resume_and_report(tmp_path, monkeypatch):
                                 "domain_subsets": {"sketch": [["quickdraw"]]},
                                 "allow": [0.5], "allow_setups": ["cg-low"]})
     real = supervised.train_supervised
-
-    def interrupted(cfg):
-        if "lso-qr-noquickdrawclasses-supervised" in str(cfg.out):
-            real(type(cfg)(**{**cfg.__dict__, "stop_after_epoch": 1}))
-            raise KeyboardInterrupt
-        return real(cfg)
-
-    monkeypatch.setattr(supervised, "train_supervised", interrupted)
+    interrupt_after_epoch_1(monkeypatch, supervised, "train_supervised",
+                            "lso-qr-noquickdrawclasses-supervised")
     with pytest.raises(KeyboardInterrupt):
         pipeline.reproduce(config, progress=False, log=lambda m: None)
     run = tmp_path / "out" / "runs" / "quickdraw" / "lso-qr-noquickdrawclasses-supervised-s0"

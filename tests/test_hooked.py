@@ -411,18 +411,26 @@ def test_load_hooked_run(tmp_path, images):
 
 
 # ----------------------------------------------------------------------------- resumed forwards
-@pytest.mark.parametrize("variant", list(VIT_VARIANTS))
-def test_vit_forward_from_every_checkpoint_equals_the_full_forward(variant, images):
+def _forward_from_every_checkpoint(hooked, images, expected_starts):
+    """Check forward_from(site, cache[site]) equals the full forward at every residual
+    checkpoint (and from the images); returns the full output and the cache."""
     from interp.interventions.intervene import residual_checkpoints
 
+    expected, cache = hooked.run_with_cache(images)
+    starts = [s for s in residual_checkpoints(hooked) if s != "head.hook_logits"]
+    assert set(expected_starts) <= set(starts)
+    for site in [None, *starts]:
+        x = images if site is None else cache[site]
+        torch.testing.assert_close(hooked.forward_from(site, x), expected, atol=1e-6, rtol=1e-6)
+    return expected, cache
+
+
+@pytest.mark.parametrize("variant", list(VIT_VARIANTS))
+def test_vit_forward_from_every_checkpoint_equals_the_full_forward(variant, images):
     hooked = hook_image_tower(tiny_clip(VIT_VARIANTS[variant]))
     with torch.no_grad():
-        expected, cache = hooked.run_with_cache(images)
-        starts = [s for s in residual_checkpoints(hooked) if s != "head.hook_logits"]
-        assert "blocks.1.hook_resid_post" in starts and "hook_embed" in starts
-        for site in [None, *starts]:
-            x = images if site is None else cache[site]
-            torch.testing.assert_close(hooked.forward_from(site, x), expected, atol=1e-6, rtol=1e-6)
+        expected, cache = _forward_from_every_checkpoint(
+            hooked, images, ["blocks.1.hook_resid_post", "hook_embed"])
         if hooked.reads_class_token_only:
             # the last block truncated to its class token: same embedding, and its hook_resid_post
             # sees (B, 1, D) = the class token row of the full block
@@ -451,16 +459,10 @@ def test_vit_class_token_block_equals_the_full_block_row(images):
 
 
 def test_resnet_forward_from_every_checkpoint_equals_the_full_forward(resnet, images64):
-    from interp.interventions.intervene import residual_checkpoints
-
     hooked = hook_image_tower(resnet)
     with torch.no_grad():
-        expected, cache = hooked.run_with_cache(images64)
-        starts = [s for s in residual_checkpoints(hooked) if s != "head.hook_logits"]
-        assert "layer1.1.hook_out" in starts and "attnpool.hook_out" in starts
-        for site in [None, *starts]:
-            x = images64 if site is None else cache[site]
-            torch.testing.assert_close(hooked.forward_from(site, x), expected, atol=1e-6, rtol=1e-6)
+        _, cache = _forward_from_every_checkpoint(
+            hooked, images64, ["layer1.1.hook_out", "attnpool.hook_out"])
         with pytest.raises(ValueError, match="'layer1.0.hook_conv1' is not a residual checkpoint"):
             hooked.forward_from("layer1.0.hook_conv1", cache["layer1.0.hook_conv1"])
 

@@ -8,7 +8,6 @@ must hold exactly (self-patching, full patching). Models are tiny and in float64
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -571,35 +570,29 @@ def test_figures_from_tables(tmp_path, vit, rn):
 def test_bad_input_errors_and_no_leaked_hooks(vit, batch):
     clean, corrupted, labels = batch
     cache = _cache(vit, clean, ["blocks.0.hook_resid_post"])
+
+    def patch(*units, corrupted=corrupted, labels=labels, **options):
+        return activation_patching(vit, clean, corrupted, labels, list(units) or None,
+                                   progress=False, **options)
+
     calls = [
-        (lambda: activation_patching(vit, clean, corrupted[:3], labels, progress=False),
+        (lambda: patch(corrupted=corrupted[:3]),
          ValueError, r"same shape.*\(4, 3, 32, 32\).*\(3, 3, 32, 32\)"),
-        (lambda: activation_patching(vit, clean, corrupted, labels[:2], progress=False),
-         ValueError, r"labels must be \(4,\)"),
-        (lambda: activation_patching(vit, clean, corrupted, labels, sites=["blocks.9.hook_resid_post"],
-                                     progress=False),
+        (lambda: patch(labels=labels[:2]), ValueError, r"labels must be \(4,\)"),
+        (lambda: patch(sites=["blocks.9.hook_resid_post"]),
          UnknownSiteError, r"blocks\.9\.hook_resid_post.*valid sites"),
-        (lambda: activation_patching(vit, clean, corrupted, labels,
-                                     [PatchUnit("blocks.0.hook_resid_post", position=17)], progress=False),
+        (lambda: patch(PatchUnit("blocks.0.hook_resid_post", position=17)),
          IndexError, r"position 17 out of range.*allowed 0\.\.16"),
-        (lambda: activation_patching(vit, clean, corrupted, labels,
-                                     [PatchUnit("blocks.0.attn.hook_z", head=2)], progress=False),
+        (lambda: patch(PatchUnit("blocks.0.attn.hook_z", head=2)),
          IndexError, r"head 2 out of range.*allowed 0\.\.1"),
-        (lambda: activation_patching(vit, clean, corrupted, labels,
-                                     [PatchUnit("blocks.0.hook_resid_post", head=0)], progress=False),
-         ValueError, r"no head axis"),
-        (lambda: activation_patching(vit, clean, corrupted, labels,
-                                     [PatchUnit("hook_image_embed", position=0)], progress=False),
-         ValueError, r"has no positions"),
-        (lambda: activation_patching(vit, clean, corrupted, labels, direction="sideways", progress=False),
+        (lambda: patch(PatchUnit("blocks.0.hook_resid_post", head=0)), ValueError, r"no head axis"),
+        (lambda: patch(PatchUnit("hook_image_embed", position=0)), ValueError, r"has no positions"),
+        (lambda: patch(direction="sideways"),
          ValueError, r"direction must be one of .*denoising.*noising.*got 'sideways'"),
-        (lambda: activation_patching(vit, clean, corrupted, labels, metric="acc", progress=False),
-         ValueError, r"metric.*must be one of.*logit_diff.*got 'acc'"),
-        (lambda: activation_patching(vit, clean, corrupted, labels, sites=["hook_image_embed"],
-                                     granularity="position", progress=False),
+        (lambda: patch(metric="acc"), ValueError, r"metric.*must be one of.*logit_diff.*got 'acc'"),
+        (lambda: patch(sites=["hook_image_embed"], granularity="position"),
          ValueError, r"has no position axis"),
-        (lambda: activation_patching(vit, clean, corrupted, labels, granularity="pixel", progress=False),
-         ValueError, r"granularity must be one of .*got 'pixel'"),
+        (lambda: patch(granularity="pixel"), ValueError, r"granularity must be one of .*got 'pixel'"),
         (lambda: run_interventions(vit, corrupted[:2], cache, [PatchUnit("blocks.0.hook_resid_post")],
                                    progress=False),
          ValueError, r"'blocks\.0\.hook_resid_post' has shape \(4, 17, 32\), expected \(2, 17, 32\)"),
@@ -627,27 +620,12 @@ def test_bad_input_errors_and_no_leaked_hooks(vit, batch):
 
 def _tiny_run(tmp_path, data_root):
     """A run directory as the trainer writes it: model_config.json, epoch_0.pt, mixture.json."""
-    from training.models import build_clip
+    from fakedata import write_tiny_run
 
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
-    }
-    run = tmp_path / "runs" / "tiny-vit"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "model_config.json").write_text(json.dumps(cfg))
-    torch.manual_seed(0)
-    model = build_clip(cfg)
-    torch.save({"epoch": 0, "name": "tiny-vit", "state_dict": model.state_dict()},
-               run / "checkpoints" / "epoch_0.pt")
-    (run / "mixture.json").write_text(json.dumps({
-        "name": "lso-cipqrs-noquickdrawclasses",
-        "spec": {"setup": "cg_high", "test_domain": "quickdraw", "seed": 2,
-                 "data_root": str(data_root), "heldout": ["axe", "traffic_light"]},
-    }))
-    (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 2}}))
-    return run
+    return write_tiny_run(tmp_path / "runs" / "tiny-vit", data_root,
+                          mixture="lso-cipqrs-noquickdrawclasses", setup="cg_high",
+                          test_domain="quickdraw", heldout=["axe", "traffic_light"],
+                          train_seed=2, mixture_seed=2)
 
 
 def test_cli_patch_end_to_end(tmp_path):

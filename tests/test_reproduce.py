@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import interrupt_after_epoch_1
 from fakedata import make_fake_domainnet
 from PIL import Image
 
@@ -129,11 +130,28 @@ def test_paper_config_resolves_its_plan(tmp_path, monkeypatch, capsys):
         "data", root=str(root), base_tsv=str(root / "base.tsv"))
     steps = pipeline.plan(config)
     ids = [s.id for s in steps]
-    n_runs = 5 * 6 * 3
-    assert sum(i.startswith("train/") for i in ids) == n_runs
+    seeds = 3
+    main_runs = 5 * 6 * seeds                   # test domains x setups x seeds
+    supervised = main_runs                      # one supervised baseline per main run
+    domain_interp = 2 * 9 * seeds               # sketch, clipart: 9 subsets (ends are main runs)
+    allow = 5 * 2 * 6 * seeds                   # every domain, cg-low/high, 6 fractions p
+    aligned = seeds                             # quickdraw's CG high-diversity twin
+    n_runs = main_runs + supervised + domain_interp + allow + aligned
+    trains = [i for i in ids if i.startswith("train/")]
+    assert len(trains) == n_runs == 417
     assert sum(i.startswith("eval/") for i in ids) == n_runs
-    for kind in ("cka", "patching", "circuits"):
+    assert sum("-supervised/" in i for i in trains) == supervised
+    assert sum("/domain-interp-" in i for i in trains) == domain_interp
+    assert sum("-allow" in i for i in trains) == allow
+    assert [i for i in trains if "aligned" in i] == [
+        f"train/quickdraw/cg-high-aligned/s{s}" for s in range(seeds)]
+    for kind in ("cka", "patching", "circuits", "embeddings", "features"):
         assert sum(i.startswith(f"{kind}/") for i in ids) == 5 * 4
+    assert [i for i in ids if i.startswith("aligned/")] == ["aligned/quickdraw/cg-high/s0"]
+    mixtures = {p.stem for p in next(s for s in steps if s.id == "mixtures").outputs}
+    # the paper's file names: sketch's {c, q} subset, clipart's upper bound at p = 0.05, the twin
+    assert {"lso-cqrs-nosketchclasses", "lso-cipqrs-noclipartclasses-allow0.05",
+            "lso-cipqrs-noquickdrawclasses-aligned"} <= mixtures
     assert ids[0] == "data" and ids[-1] == "report" and len(set(ids)) == len(ids)
     assert f"{len(steps)} steps" in printed and "estimated time left" in printed
     train = next(s for s in steps if s.id == "train/quickdraw/cg-high/s2")
@@ -290,14 +308,7 @@ def test_interrupted_run_resumes_without_redoing_finished_steps(tmp_path, monkey
     config = load_config("smoke", out=tmp_path / "out").replace(
         "analyses", cka=False, patching=False, circuits=False)
     real_train = train_module.train_clip
-
-    def interrupted(cfg):
-        if "noquickdrawclasses" in str(cfg.out):
-            real_train(type(cfg)(**{**cfg.__dict__, "stop_after_epoch": 1}))
-            raise KeyboardInterrupt
-        return real_train(cfg)
-
-    monkeypatch.setattr(train_module, "train_clip", interrupted)
+    interrupt_after_epoch_1(monkeypatch, train_module, "train_clip", "noquickdrawclasses")
     with pytest.raises(KeyboardInterrupt):
         pipeline.reproduce(config, progress=False, log=lambda m: None)
     run = tmp_path / "out" / "runs" / "quickdraw" / "lso-cipqrs-noquickdrawclasses-s0"

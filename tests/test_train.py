@@ -442,20 +442,25 @@ def test_nonfinite_weight_after_the_last_step_is_never_saved(tmp_path, monkeypat
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0.pt"]
 
 
-def test_nan_loss_stops_before_it_updates_the_weights(tmp_path, monkeypatch, shapes_mixture,
-                                                      tiny_vit_json, capsys):
+def _nan_loss_at_step(monkeypatch, bad_step: int) -> None:
+    """Make the CLIP loss NaN at the bad_step-th training step (1-based), finite elsewhere."""
     real_make_loss, steps = train_mod.ClipTask.make_loss, []
 
-    def nan_at_step_10(self, rank, world_size):
+    def make_loss(self, rank, world_size):
         loss = real_make_loss(self, rank, world_size)
 
         def wrapped(model, images, tokens):
             steps.append(1)
             value = loss(model, images, tokens)
-            return value * float("nan") if len(steps) == 10 else value
+            return value * float("nan") if len(steps) == bad_step else value
         return wrapped
 
-    monkeypatch.setattr(train_mod.ClipTask, "make_loss", nan_at_step_10)
+    monkeypatch.setattr(train_mod.ClipTask, "make_loss", make_loss)
+
+
+def test_nan_loss_stops_before_it_updates_the_weights(tmp_path, monkeypatch, shapes_mixture,
+                                                      tiny_vit_json, capsys):
+    _nan_loss_at_step(monkeypatch, 10)
     out = tmp_path / "run"
     code = main(["train", "--mixture", str(shapes_mixture), "--model", str(tiny_vit_json),
                  "--out", str(out), "--epochs", "2", "--batch-size", "32", "--quiet"])
@@ -761,18 +766,7 @@ def test_no_host_sync_per_step(tmp_path, monkeypatch, shapes_mixture, tiny_vit_j
 
 def test_nan_loss_between_log_steps_is_named_and_never_saved(tmp_path, monkeypatch,
                                                              shapes_mixture, tiny_vit_json):
-    real_make_loss, steps = train_mod.ClipTask.make_loss, []
-
-    def nan_at_step_9(self, rank, world_size):
-        loss = real_make_loss(self, rank, world_size)
-
-        def wrapped(model, images, tokens):
-            steps.append(1)
-            value = loss(model, images, tokens)
-            return value * float("nan") if len(steps) == 9 else value
-        return wrapped
-
-    monkeypatch.setattr(train_mod.ClipTask, "make_loss", nan_at_step_9)
+    _nan_loss_at_step(monkeypatch, 9)
     out = tmp_path / "run"
     with pytest.raises(train_mod.TrainingDiverged,
                        match=r"stopped at epoch 2, step 9: the loss is nan; the last good "

@@ -359,10 +359,12 @@ def evaluate_source(
     device: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    epochs: int | Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Zero-shot evaluation of any model source (:func:`training.sources.open_model`).
 
-    A run directory is scored by :func:`evaluate_run` (all its epochs; ``out`` unused);
+    A run directory is scored by :func:`evaluate_run` (its ``epochs``, default all; the
+    returned rows are those of the scored epochs; ``out`` unused);
     another source (``"RN50"`` + ``pretrained="openai"``, ``local-dir:DIR``, ...) is scored
     once, its images preprocessed by OpenCLIP's preprocess config of that model, on
     ``data_root`` with the ``heldout`` classes (default: the root's ``heldout_classes.txt``).
@@ -381,10 +383,16 @@ def evaluate_source(
         if pretrained is not None or heldout:
             raise ValueError(f"{str(source)!r} is a run directory: its weights and held-out "
                              "classes are its own (drop pretrained/heldout)")
-        table = evaluate_run(source, data_root=data_root, domains=domains, batch_size=batch_size,
-                             templates=templates, device=device, progress=progress)
+        table = evaluate_run(source, data_root=data_root, epochs=epochs, domains=domains,
+                             batch_size=batch_size, templates=templates, device=device,
+                             progress=progress)
+        scored = table.attrs.get("evaluated_epochs")
+        if scored is not None:
+            table = table[table["epoch"].isin(scored)].reset_index(drop=True)
         table.insert(0, "model", Path(source).name)
         return table
+    if epochs is not None:
+        raise ValueError(f"epochs apply to run directories only, not {str(source)!r}")
     if data_root is None:
         raise ValueError(f"evaluating {str(source)!r} needs a data root (--data)")
     loaded = open_model(source, pretrained, device=device, data_root=data_root, heldout=heldout,

@@ -1,14 +1,15 @@
-"""``domainlens circuits``: attribution circuits of a run for every class x domain, compared."""
+"""``domainlens circuits``: attribution circuits of a model for every class x domain, compared."""
 
 from __future__ import annotations
 
 import argparse
 
+from domainlens.commands import common
 from interp.controls import add_reference_arguments
 
 DESCRIPTION = """\
-Compute the circuit of every requested class in every domain of a CLIP run and compare them
-across domains (the paper's circuit analysis). Per (class, domain): N test images (seeded),
+Compute the circuit of every requested class in every domain of a CLIP run (or any OpenCLIP
+model: --model NAME --pretrained TAG|FILE --data ROOT --out DIR) and compare them across domains (the paper's circuit analysis). Per (class, domain): N test images (seeded),
 node effects of every unit of every site (ViT: attention heads, MLP neurons, residual
 dimensions per block; ResNet: block output channels) on the true-class zero-shot logit
 (cosine), by attribution patching (1 forward + 1 backward) or per-site integrated gradients;
@@ -34,16 +35,12 @@ over classes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "circuits", help="attribution circuits per class x domain, compared across domains",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = common.analysis_parser(
+        subparsers, "circuits", help="attribution circuits per class x domain, compared across domains",
+        description=DESCRIPTION, raw=True, out_default="<run>/circuits", batch_size=32,
+        include=("epoch", "domains", "batch-size", "device", "out", "quiet"),
     )
-    parser.add_argument("run", metavar="RUN", help="run directory (checkpoints/, model_config.json)")
-    parser.add_argument("--data", default=None,
-                        help="DomainNet-format root (default: from the run's mixture.json)")
     parser.add_argument("--classes", nargs="+", default=None, help="class folders (default: all)")
-    parser.add_argument("--domains", nargs="+", default=None,
-                        help="domains (default: every domain with a test split)")
     parser.add_argument("--n-images", type=int, default=20,
                         help="test images per class and domain, exactly (default: 20)")
     parser.add_argument("--metric", choices=("logit", "logit_diff", "prob"), default="logit",
@@ -77,28 +74,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-random", type=int, default=5,
                         help="random circuits per faithfulness check (default: 5)")
     parser.add_argument("--seed", type=int, default=0, help="image sampling and random circuits (default: 0)")
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
     parser.add_argument("--draw-class", default=None, help="class drawn per domain (default: first)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per pass (default: 32)")
-    parser.add_argument("--device", default="cpu", help="default: cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default: 1, faster for tiny models; to use more "
                         "cores run several processes on disjoint --classes with the same --out, "
                         "then once over all classes to assemble the tables from the cache)")
-    parser.add_argument("--out", default=None, help="output folder (default: <run>/circuits)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_reference_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from domainlens.experiments.circuits import CircuitSettings, run_circuits
-    from interp.controls import parse_references
 
+    source = common.source_from_args(args)
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
@@ -110,14 +100,11 @@ def run(args: argparse.Namespace) -> int:
         edge_method=args.edge_method, top_k=args.top_k, edge_rank=args.edge_rank, wl_h=args.wl_h,
         neighbours=args.neighbours, faithfulness=args.faithfulness, n_random=args.n_random,
         seed=args.seed, batch_size=args.batch_size,
-        references=parse_references(args.references, args.seed_run),
-        seed_reference=Path(args.seed_run) if args.seed_run else None, n_boot=args.n_boot,
+        references=common.comma_references(args, source), seed_reference=common.seed_run_from_args(args),
+        n_boot=args.n_boot,
     )
-    results = run_circuits(
-        args.run, data_root=args.data, classes=args.classes, domains=args.domains,
-        settings=settings, out=args.out, epoch=args.epoch, device=args.device,
-        draw_class=args.draw_class, progress=not args.quiet,
-    )
+    results = run_circuits(source, args.classes, settings=settings, draw_class=args.draw_class,
+                           progress=not args.quiet, **common.options_from_args(args))
     groups = results.groups
     wl = groups[(groups["metric"] == "wl_kernel") & (groups["class_subset"] == "all")
                 & (groups["reference"] == "none")]

@@ -1,6 +1,6 @@
-"""``domainlens cka``: layerwise cross-domain CKA of a trained run.
+"""``domainlens cka``: layerwise cross-domain CKA of a trained run or any OpenCLIP model.
 
-Loads a checkpoint as a hooked image tower, collects pooled activations over each domain's
+Loads a checkpoint (or ``--model NAME --pretrained TAG|FILE``) as a hooked image tower, collects pooled activations over each domain's
 test split (cached on disk), computes CKA between every pair of domains at every layer for
 each class subset and kernel, and writes ``cka.csv`` plus figures drawn from it; with
 ``--references`` the same for the epoch-0 checkpoint, a class-shuffled pairing and a second
@@ -10,24 +10,30 @@ seed's run (``reference`` column), and ``controls.csv`` (excess over each refere
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from domainlens.experiments.cka import CLASS_SUBSETS
+from domainlens.commands import common
 from interp.controls import add_reference_arguments
+from training.runinfo import CLASS_SUBSETS
+
+if TYPE_CHECKING:
+    from domainlens.experiments.cka import CKASettings
+    from domainlens.experiments.inputs import ModelSource
+
+
+DESCRIPTION = """\
+For every layer of a model's image tower (a run, or any OpenCLIP model: --model) and every
+pair of domains, CKA between the domains' class-mean activations (rows aligned by class,
+over the classes both domains have in the chosen subset), or between images matched by
+class. Writes <out>/cka.csv (tidy, the model column first) and PNG figures drawn from it."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "cka", help="layerwise cross-domain CKA of a run's image tower",
-        description="For every layer of a run's image tower and every pair of domains, CKA "
-        "between the domains' class-mean activations (rows aligned by class, over the classes "
-        "both domains have in the chosen subset), or between images matched by class. Writes "
-        "<out>/cka.csv (tidy) and PNG figures drawn from it.",
+    parser = common.analysis_parser(
+        subparsers, "cka", help="layerwise cross-domain CKA of a model's image tower",
+        description=DESCRIPTION,
+        out_default="<run>/eval/cka",
     )
-    parser.add_argument("run", help="training run directory (runs/<name>)")
-    parser.add_argument("--data", default=None,
-                        help="DomainNet-format data root (default: the run's mixture data root)")
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
-    parser.add_argument("--domains", nargs="+", default=None, help="domains (default: all in --data)")
     parser.add_argument("--classes", nargs="+", choices=CLASS_SUBSETS, default=list(CLASS_SUBSETS),
                         help="class subsets: held-out (C2), seen (C1), all (default: all three)")
     parser.add_argument("--missing", choices=("error", "intersect"), default="error",
@@ -46,44 +52,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="at most this many test images per domain and class (seeded)")
     parser.add_argument("--split", default="test", choices=("train", "test"))
     parser.add_argument("--seed", type=int, default=0, help="subsampling seed")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=0, help="image-decoding processes")
-    parser.add_argument("--cache-dir", default=None,
-                        help="activation cache (default: <run>/cache/activations)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    parser.add_argument("--out", default=None, help="output folder (default: <run>/eval/cka)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_reference_arguments(parser)
     parser.set_defaults(func=run_cka)
 
 
-def run_cka(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def settings_from_args(args: argparse.Namespace, source: ModelSource) -> CKASettings:
+    """The :class:`~domainlens.experiments.cka.CKASettings` of ``domainlens cka``'s arguments."""
+    from domainlens.experiments.cka import CKASettings
 
-    import pandas as pd
-
-    from domainlens.experiments.cka import CKASettings, cka_run
-    from interp.controls import parse_references
-
-    settings = CKASettings(
+    return CKASettings(
         classes=args.classes, kernels=args.kernel, unbiased=not args.biased, mode=args.mode,
         missing=args.missing, pooling=args.pooling, sites=args.sites,
         max_per_class=args.max_per_class, split=args.split, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-        references=parse_references(args.references, args.seed_run),
-        seed_reference=Path(args.seed_run) if args.seed_run else None, n_boot=args.n_boot,
+        references=common.comma_references(args, source), seed_reference=common.seed_run_from_args(args),
+        n_boot=args.n_boot,
     )
-    written = cka_run(args.run, args.data, args.domains, settings, epoch=args.epoch,
-                      out=args.out, cache_dir="" if args.no_cache else args.cache_dir,
-                      device=args.device)
+
+
+def run_cka(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from domainlens.experiments.cka import cka_run
+
+    source = common.source_from_args(args)
+    written = cka_run(source, settings_from_args(args, source), **common.options_from_args(args))
     table = pd.read_csv(written["table"])
     table = table[table["reference"] == "none"]
     summary = table.pivot_table(index=["class_subset", "kernel", "layer_index", "layer"],
                                 values="value", aggfunc="mean").reset_index()
-    run, epoch = table["run"].iloc[0], table["epoch"].iloc[0]
-    print(f"mean CKA over domain pairs ({run}, epoch {epoch}):")
+    model, epoch = table["model"].iloc[0], table["epoch"].iloc[0]
+    at = "" if pd.isna(epoch) else f", epoch {int(epoch)}"
+    print(f"mean CKA over domain pairs ({model}{at}):")
     print(summary.drop(columns="layer_index").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    for path in written.values():
-        print(f"wrote {path}")
+    common.print_written(written)
     return 0

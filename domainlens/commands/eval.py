@@ -1,8 +1,11 @@
-"""``domainlens eval``: zero-shot accuracy of every epoch checkpoint of one or more runs."""
+"""``domainlens eval``: zero-shot accuracy of every epoch checkpoint of one or more runs, or of
+any OpenCLIP model (``--model NAME --pretrained TAG|FILE``)."""
 
 from __future__ import annotations
 
 import argparse
+
+from domainlens.commands import common
 
 DESCRIPTION = """\
 Score every epoch checkpoint of a run on the test split of every domain: zero-shot
@@ -14,42 +17,69 @@ mixture.json (--data overrides the root).
 Writes <run>/eval/zero_shot.csv, a tidy table with columns run, setup, test_domain, seed,
 epoch, eval_domain, class_subset (held-out | seen | all), class_name, metric (top1 |
 top1_balanced | class_top1), value, n_images; and <run>/eval/learning_curve.png. The headline
-is top1 on held-out classes where eval_domain == test_domain."""
+is top1 on held-out classes where eval_domain == test_domain.
+
+Any OpenCLIP model instead of runs: --model NAME --pretrained TAG|FILE (or local-dir:DIR,
+hf-hub:ORG/REPO) --data ROOT [--heldout CLASS ...] --out DIR scores it once, its images
+preprocessed as OpenCLIP preprocesses that model, into <out>/zero_shot.csv (a model column
+first)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="zero-shot evaluation of a run's checkpoints",
+        "eval", help="zero-shot evaluation of a run's checkpoints or of any OpenCLIP model",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    parser.add_argument("--data", default=None,
-                        help="DomainNet-format root (default: from the run's mixture.json)")
+    common.add_source_arguments(parser, several=True)
     parser.add_argument("--epochs", type=int, nargs="+", default=None,
-                        help="checkpoint epochs to score (default: all; -1 = latest)")
-    parser.add_argument("--domains", nargs="+", default=None,
-                        help="domains to score (default: every domain with a test split)")
-    parser.add_argument("--batch-size", type=int, default=256, help="default: 256")
+                        help="checkpoint epochs to score (runs; default: all; -1 = latest)")
+    common.add_common_options(parser, out_default="<run>/eval", batch_size=256,
+                       include=("domains", "batch-size", "device", "out", "quiet"))
     parser.add_argument("--cache-dir", default=None,
                         help="keep decoded test images in a memmap file here, shared by runs")
-    parser.add_argument("--device", default="cpu", help="default: cpu")
     parser.add_argument("--predictions", action="store_true",
                         help="also write per-image predictions to <run>/eval/predictions.csv")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_run
+    from pathlib import Path
 
-    for run_dir in args.runs:
-        table = evaluate_run(
-            run_dir, data_root=args.data, epochs=args.epochs, batch_size=args.batch_size,
-            domains=args.domains, cache_dir=args.cache_dir, device=args.device,
-            predictions=args.predictions, progress=not args.quiet,
-        )
-        print(f"{run_dir}/eval/zero_shot.csv{summary(table)}")
+    from training.evaluate import evaluate_run, evaluate_source
+
+    sources = common.sources_from_args(args)
+    if sources[0].is_run:
+        if args.heldout or args.out:
+            raise ValueError("--heldout and --out are for --model sources: a run's held-out "
+                             "classes are its own and its table goes to <run>/eval")
+        for source in sources:
+            table = evaluate_run(
+                source.source, data_root=args.data, epochs=args.epochs,
+                batch_size=args.batch_size, domains=args.domains, cache_dir=args.cache_dir,
+                device=args.device, predictions=args.predictions, progress=not args.quiet,
+            )
+            print(f"{source.source}/eval/zero_shot.csv{summary(table)}")
+        return 0
+    source = sources[0]
+    if args.epochs is not None or args.predictions:
+        raise ValueError(f"--epochs and --predictions are for run directories, not --model "
+                         f"{source.source}")
+    table = evaluate_source(source.source, source.pretrained, data_root=args.data,
+                            heldout=source.heldout, out=args.out, domains=args.domains,
+                            batch_size=args.batch_size, device=args.device,
+                            progress=not args.quiet)
+    print(f"{Path(args.out) / 'zero_shot.csv'}{source_summary(table)}")
     return 0
+
+
+def source_summary(table) -> str:
+    """`` (<model>: held-out top-1 on <domain> V, ...)`` for the table of a non-run source
+    (``""`` without held-out rows)."""
+    held = table[(table["metric"] == "top1") & (table["class_subset"] == "held-out")]
+    if held.empty:
+        return ""
+    values = ", ".join(f"{r.eval_domain} {r.value:.3f}" for r in held.itertuples())
+    return f" ({held['model'].iloc[0]}: held-out top-1 on {values})"
 
 
 def summary(table) -> str:

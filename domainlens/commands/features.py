@@ -9,32 +9,32 @@ from __future__ import annotations
 
 import argparse
 
+from domainlens.commands import common
 from domainlens.experiments.features import CLASS_SUBSETS, EMBED_SITE, REFERENCES
+
+DESCRIPTION = """\
+Train a sparse autoencoder (expansion 4, ReLU, tied pre-encoder bias, unit-norm decoder
+columns, L2 + L1 loss) per site of a run or any OpenCLIP model (--model) on the train split
+of all domains plus the base set; for each class and domain count how often each latent is
+among an image's TOP largest positive latents; share@k = |top-k(a) & top-k(b)| / k averaged
+over --ks. Writes SAE quality (explained variance, L0, dead latents), per-class sharing
+matrices, their class-subset means and every domain's score, and PNG figures."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "features", help="SAE feature sharing between domains (per class, per layer)",
-        description="Train a sparse autoencoder (expansion 4, ReLU, tied pre-encoder bias, "
-        "unit-norm decoder columns, L2 + L1 loss) per site on the train split of all domains "
-        "plus the base set; for each class and domain count how often each latent is among an "
-        "image's TOP largest positive latents; share@k = |top-k(a) & top-k(b)| / k averaged over "
-        "--ks. Writes SAE quality (explained variance, L0, dead latents), per-class sharing "
-        "matrices, their class-subset means and every domain's score, and PNG figures.",
+    parser = common.analysis_parser(
+        subparsers, "features", help="SAE feature sharing between domains (per class, per layer)",
+        description=DESCRIPTION,
+        out_default="<run>/eval/features",
     )
-    parser.add_argument("run", help="training run directory (runs/<name>)")
-    parser.add_argument("--data", default=None,
-                        help="DomainNet-format data root (default: the run's mixture data root)")
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
-    parser.add_argument("--domains", nargs="+", default=None, help="domains (default: all in --data)")
     parser.add_argument("--sites", nargs="+", default=[EMBED_SITE],
                         help=f"hook names, one SAE each (default: {EMBED_SITE}; layer sites are "
                         "pooled as in cka)")
     parser.add_argument("--classes", nargs="+", choices=CLASS_SUBSETS, default=list(CLASS_SUBSETS),
                         help="class subsets to average the sharing matrices over")
-    parser.add_argument("--references", nargs="*", choices=REFERENCES, default=["class-shuffle"],
+    parser.add_argument("--references", nargs="*", choices=REFERENCES, default=None,
                         help="controls: class-shuffle (class labels permuted within each domain), "
-                        "init (everything again on the epoch-0 checkpoint); default: "
+                        "init (everything again on the epoch-0 checkpoint; runs only); default: "
                         "class-shuffle; none: pass the flag alone")
     parser.add_argument("--expansion", type=int, default=4, help="latents per input dimension")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
@@ -52,14 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="at most this many test images per domain and class (seeded)")
     parser.add_argument("--pooling", choices=("mean", "patch_mean", "cls"), default="mean")
     parser.add_argument("--seed", type=int, default=0, help="SAE and subsampling seed")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=0, help="image-decoding processes")
-    parser.add_argument("--cache-dir", default=None,
-                        help="activation cache (default: <run>/cache/activations)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    parser.add_argument("--out", default=None, help="output folder (default: <run>/eval/features)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_features)
 
 
@@ -68,17 +60,17 @@ def run_features(args: argparse.Namespace) -> int:
 
     from domainlens.experiments.features import FeatureSettings, features_run
 
+    source = common.source_from_args(args)
     settings = FeatureSettings(
         sites=args.sites, expansion=args.expansion, lr=args.lr, l1=args.l1,
         sae_batch_size=args.sae_batch_size, epochs=args.epochs, top=args.top, ks=args.ks,
         include_base=not args.no_base, train_max_per_class=args.train_max_per_class,
-        classes=args.classes, references=args.references, pooling=args.pooling, max_per_class=args.max_per_class,
+        classes=args.classes, pooling=args.pooling, max_per_class=args.max_per_class,
+        references=common.references_from_args(args.references, ("class-shuffle",), source),
         seed=args.seed, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet,
     )
-    written = features_run(args.run, args.data, args.domains, settings, epoch=args.epoch,
-                           out=args.out, cache_dir="" if args.no_cache else args.cache_dir,
-                           device=args.device)
+    written = features_run(source, settings, **common.options_from_args(args))
     fmt = lambda v: f"{v:.3f}"  # noqa: E731
     quality = pd.read_csv(written["quality"])
     print("SAE quality:")
@@ -89,6 +81,5 @@ def run_features(args: argparse.Namespace) -> int:
     print(scores.pivot_table(index=["site", "reference", "class_subset"], columns="domain",
                              values="value")
           .to_string(float_format=fmt))
-    for path in written.values():
-        print(f"wrote {path}")
+    common.print_written(written)
     return 0

@@ -1,9 +1,10 @@
-"""``domainlens patch``: cross-domain activation patching of a trained run."""
+"""``domainlens patch``: cross-domain activation patching of a trained run or any OpenCLIP model."""
 
 from __future__ import annotations
 
 import argparse
 
+from domainlens.commands import common
 from interp.controls import add_reference_arguments
 from training.runinfo import CLASS_SUBSETS
 
@@ -12,23 +13,24 @@ _DIRECTIONS = ("denoising", "noising")
 _GRANULARITIES = ("position", "head", "channel_group")
 
 
+DESCRIPTION = """\
+Patch a class's activations from its images in the source domain into its images in the
+target domain (denoising) and back (noising), site by site, in a run or any OpenCLIP model
+(--model), and report per layer how much of the gap between the two domains' zero-shot
+metric is closed (normalised recovery, bootstrap intervals). Also sweeps layer x position
+and layer x head (ViT) or layer x channel group (ResNet). Writes
+<out>/patching_<source>_to_<target>.csv (tidy, the model column first), the per-example CSV,
+and PNG figures drawn from the table."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "patch", help="activation patching between two domains of a run's image tower",
-        description="Patch a class's activations from its images in the source domain into its "
-        "images in the target domain (denoising) and back (noising), site by site, and "
-        "report per layer how much of the gap between the two domains' zero-shot metric is "
-        "closed (normalised recovery, bootstrap intervals). Also sweeps layer x position and "
-        "layer x head (ViT) or layer x channel group (ResNet). Writes "
-        "<out>/patching_<source>_to_<target>.csv (tidy), the per-example CSV, and PNG figures "
-        "drawn from the table.",
+    parser = common.analysis_parser(
+        subparsers, "patch", help="activation patching between two domains of a model's image tower",
+        description=DESCRIPTION,
+        out_default="<run>/patching", include=("epoch", "device", "out", "quiet"),
     )
-    parser.add_argument("run", help="training run directory (runs/<name>)")
-    parser.add_argument("--data", default=None,
-                        help="DomainNet-format data root (default: the run's mixture data root)")
     parser.add_argument("--source", required=True, help="domain whose activations are patched in (e.g. real)")
     parser.add_argument("--target", required=True, help="domain that receives them (e.g. quickdraw)")
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: latest)")
     parser.add_argument("--classes", choices=CLASS_SUBSETS, default="held-out",
                         help="class subset: held-out (C2, default), seen (C1) or all")
     parser.add_argument("--max-per-class", type=int, default=8,
@@ -55,29 +57,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="subsampling, pairing and bootstrap seed")
     parser.add_argument("--max-batch", type=int, default=256,
                         help="images per batched patched forward (bounds memory)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None, help="output folder (default: <run>/patching)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_reference_arguments(parser, n_boot=False)
     parser.set_defaults(func=run_patch)
 
 
 def run_patch(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from domainlens.experiments.patching import PatchSettings, patch_run
-    from interp.controls import parse_references
 
+    source = common.source_from_args(args)
     settings = PatchSettings(
         classes=args.classes, max_per_class=args.max_per_class, metric=args.metric,
         pairings=args.pairing, directions=args.directions, site_sets=args.sites,
         granularities=args.granularity, n_groups=args.n_groups, logit_scale=args.logit_scale,
         n_boot=args.n_boot, seed=args.seed, max_batch=args.max_batch, progress=not args.quiet,
-        references=parse_references(args.references, args.seed_run),
-        seed_reference=Path(args.seed_run) if args.seed_run else None,
+        references=common.comma_references(args, source), seed_reference=common.seed_run_from_args(args),
     )
-    written = patch_run(args.run, args.source, args.target, args.data, settings, epoch=args.epoch,
-                        out=args.out, device=args.device)
+    written = patch_run(source, args.source, args.target, settings, **common.options_from_args(args))
     import pandas as pd
 
     table = pd.read_csv(written["summary"])
@@ -86,6 +81,5 @@ def run_patch(args: argparse.Namespace) -> int:
     print(f"recovery ({args.source} -> {args.target}, metric {args.metric}):")
     print(site_rows.pivot_table(index=["site_order", "layer"], columns=["pairing", "direction"],
                                 values="value").droplevel(0).to_string(float_format=lambda v: f"{v:.3f}"))
-    for path in written.values():
-        print(f"wrote {path}")
+    common.print_written(written)
     return 0

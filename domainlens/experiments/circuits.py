@@ -39,12 +39,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from domainlens.experiments.inputs import ReferenceSettings, load_inputs, write_table
 from interp.circuits.attribution import (
     BASELINES,
     NodeEffects,
@@ -64,9 +65,13 @@ from interp.circuits.circuit import (
 )
 from interp.circuits.compare import NEIGHBOURS, aggregate, compare_domains, pair_group_summary
 from interp.circuits.edges import EDGE_METHODS, EdgeWeights, edge_weights, site_parents
-from interp.controls import DEFAULT_REFERENCES, check_references
-from training.util.files import torch_save, write_csv
+from training.util.files import torch_save
 from training.util.validate import check_choice
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from domainlens.experiments.inputs import AnalysisOptions, ModelSource
 
 CACHE_FORMAT = 2  # 2: keyed by the digest of the input pixels
 
@@ -76,7 +81,7 @@ FAITH_COLUMNS: tuple[str, ...] = ("circuit", "draw", "metric", "value")
 
 
 @dataclass(frozen=True)
-class CircuitSettings:
+class CircuitSettings(ReferenceSettings):
     """Settings of a circuits experiment.
 
     Defaults: the paper's metric (true-class cosine logit), zero baseline, top 10% of units
@@ -114,9 +119,6 @@ class CircuitSettings:
     n_reference_per_class: int = 2
     seed: int = 0
     batch_size: int = 32
-    references: tuple[str, ...] = DEFAULT_REFERENCES
-    seed_reference: Path | None = None
-    n_boot: int = 1000
 
     def validate(self) -> CircuitSettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
@@ -140,7 +142,7 @@ class CircuitSettings:
             raise ValueError(f"wl_h must be >= 0, got {self.wl_h}")
         if self.n_random < 0:
             raise ValueError(f"n_random must be >= 0, got {self.n_random}")
-        check_references(self.references, self.seed_reference, self.n_boot)
+        self.check_references()
         return self
 
     def heavy_key(self) -> dict[str, Any]:
@@ -165,13 +167,6 @@ class CircuitResults:
     circuit_files: dict[tuple[str, str], Path]
     figures: list[Path]
     controls: pd.DataFrame | None = None
-
-
-def _load_images(paths: Sequence[str], size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    from interp.hooked.images import ImageFileDataset
-
-    dataset = ImageFileDataset(list(paths), size, mean=mean, std=std)
-    return torch.stack([dataset[i] for i in range(len(dataset))])
 
 
 def _safe(name: str) -> str:
@@ -199,23 +194,18 @@ def check_classes_domains(
 
 
 def run_circuits(
-    run_dir: str | Path,
-    data_root: str | Path | None = None,
-    classes: Sequence[str] | None = None,
-    domains: Sequence[str] | None = None,
-    *,
-    settings: CircuitSettings | None = None,
-    out: str | Path | None = None,
-    epoch: int | None = None,
-    device: str = "cpu",
-    draw_class: str | None = None,
-    progress: bool = True,
+    source: str | Path | ModelSource, classes: Sequence[str] | None = None, *,
+    settings: CircuitSettings | None = None, draw_class: str | None = None,
+    progress: bool = True, **options: Unpack[AnalysisOptions],
 ) -> CircuitResults:
-    """Circuits of every (class, domain) of a run and their comparison (module docstring).
+    """Circuits of every (class, domain) of a model and their comparison (module docstring).
 
-    ``data_root``: default the run's ``mixture.json`` ``spec.data_root``; ``classes``/
-    ``domains``: default all classes / every domain with a test split; ``draw_class``: the
-    class whose circuits are drawn per domain (default: the first class).
+    ``source``: a run directory or any model source, ``options``:
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out`` and has
+    only the ``class-shuffle`` reference). ``data_root``: default the run's ``mixture.json``
+    ``spec.data_root``; ``classes``/``domains``: default all classes / every domain with a
+    test split; ``draw_class``: the class whose circuits are drawn per domain (default: the
+    first class).
 
     Speed on CPU: the tiny models are too small for intra-op threads to pay off; on a busy
     2-core machine one torch thread was ~7x faster than two (1.5 s vs 11.5 s per tiny-ViT
@@ -223,9 +213,9 @@ def run_circuits(
     same ``out``: results are cached per (class, domain), so a final run over all classes
     only assembles the tables.
     """
-    from interp.controls import CONTROLS_FILE, check_reference_runs, shuffle_pairing
+    from domainlens import layout
+    from interp.controls import CONTROLS_FILE, shuffle_pairing
     from interp.hooked.activations import select_per_class
-    from interp.hooked.runs import load_hooked_run
     from interp.plots.circuits import (
         plot_circuits_for_class,
         plot_node_sharing,
@@ -233,29 +223,22 @@ def run_circuits(
     )
     from interp.plots.cka import save_figure
     from training.domainnet import available_domains, load_index
-    from training.runinfo import read_run_info
 
     settings = (settings or CircuitSettings()).validate()
-    run_dir = Path(run_dir)
-    references_asked = tuple(dict.fromkeys(settings.references))
-    check_reference_runs(run_dir, references_asked, settings.seed_reference)
-    spec = read_run_info(run_dir, data_root)  # classes, held-out classes, seeds, data root
-    spec.require_data()
+    references_asked = settings.check_references()
+    domains = options.get("domains")
+    inputs = load_inputs(source, out_name=layout.CIRCUITS_DIR, at_least=1,
+                         references=references_asked, seed_reference=settings.seed_reference,
+                         clip_only="circuits", **{**options, "domains": None, "cache_dir": ""})
+    run, spec, device, out = inputs.run, inputs.info, inputs.device, inputs.out
     classes, domains = check_classes_domains(classes, domains, spec.classes,
                                              available_domains(spec.data_root))
-    from domainlens import layout
-
     draw = draw_class if draw_class is not None else classes[0]
     if draw not in classes:  # checked before any work, not after every circuit
         raise ValueError(f"draw_class {draw!r} is not among the computed classes {classes}")
-    out = Path(out) if out is not None else run_dir / layout.CIRCUITS_DIR
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
-
-    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
-    if run.kind != "clip":
-        raise ValueError(f"circuits need a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
-    meta = spec.meta()
+    meta = spec.meta(model=True)
 
     # ---- select images, failing fast on classes with too few
     indexes = {d: load_index(spec.data_root, [d], splits=("test",)) for d in domains}
@@ -307,8 +290,8 @@ def run_circuits(
         if run.epoch == 0:
             tables["init"] = tables["none"]
         else:
-            init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
-            found, _ = _compute_circuits(init, meta, desc="circuits (epoch 0)", **common)
+            found, _ = _compute_circuits(inputs.checkpoint(0), meta, desc="circuits (epoch 0)",
+                                         **common)
             tables["init"] = compare({k: v[0] for k, v in found.items()}, meta)
     if "class-shuffle" in references_asked:
         if len(classes) < 2:
@@ -318,11 +301,10 @@ def run_circuits(
             tables["class-shuffle"] = _class_shuffle_comparison(
                 circuits, classes, domains, shuffle_pairing(classes, settings.seed), compare, meta)
     if "seed" in references_asked:
-        other = load_hooked_run(settings.seed_reference, epoch=epoch, device=device,
-                                data_root=spec.data_root)
+        other = inputs.seed_run(settings.seed_reference)
         if other.kind != "clip":
             raise ValueError(f"seed reference run {settings.seed_reference} is a {other.kind!r} run")
-        other_meta = other.info.meta()
+        other_meta = other.info.meta(model=True)
         found, _ = _compute_circuits(other, other_meta, desc="circuits (seed run)", **common)
         tables["seed"] = compare({k: v[0] for k, v in found.items()}, other_meta)
 
@@ -333,15 +315,15 @@ def run_circuits(
         part_summary = aggregate(table.drop(columns=["class_subset"]), spec.heldout)
         summaries.append(part_summary.assign(reference=reference))
         group_parts.append(pair_group_summary(part_summary, spec.test_domain).assign(reference=reference))
-    comparison = pd.concat(parts, ignore_index=True)
-    summary = pd.concat(summaries, ignore_index=True)
-    groups = pd.concat(group_parts, ignore_index=True)
+    # the comparison tables keep interp's run columns; a model's label is its run's name
+    comparison, summary, groups = (_with_model(pd.concat(p, ignore_index=True))
+                                   for p in (parts, summaries, group_parts))
     controls = _controls(comparison, spec, settings, meta)
     for frame, name in ((nodes_table, "circuit_nodes.csv"), (edges_table, "circuit_edges.csv"),
                         (faith_table, "faithfulness.csv"), (comparison, "comparison.csv"),
                         (summary, "comparison_summary.csv"), (groups, "comparison_groups.csv"),
                         (controls, CONTROLS_FILE)):
-        write_csv(out / name, frame)
+        write_table(out / name, frame)
     measured = summary[summary["reference"] == "none"].drop(columns=["reference"])
 
     figures = []
@@ -360,6 +342,14 @@ def run_circuits(
                           files, figures, controls)
 
 
+def _with_model(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``model`` column first, from its ``run`` column (a model's label is the
+    name of its run, or of the non-run source: :attr:`training.runinfo.RunInfo.model`)."""
+    table = table.drop(columns=["model"], errors="ignore")
+    table.insert(0, "model", table["run"] if "run" in table.columns else None)
+    return table
+
+
 def _compute_circuits(
     run: Any, meta: dict[str, Any], *, spec: Any, classes: Sequence[str], domains: Sequence[str],
     chosen: dict[tuple[str, str], pd.DataFrame], indexes: dict[str, pd.DataFrame],
@@ -371,7 +361,6 @@ def _compute_circuits(
     from interp.hooked.activations import model_digest, select_per_class
     from interp.hooked.head import ZeroShotHead
     from interp.interventions.units import site_label
-    from training.models import tokenizer_for
     from training.zeroshot import class_text_embeddings, class_texts
 
     model = run.model.eval()
@@ -380,7 +369,7 @@ def _compute_circuits(
     if text_file.is_file():
         embeddings = torch.load(text_file, weights_only=True)
     else:
-        embeddings = class_text_embeddings(run.source, tokenizer_for(run.info.model_config),
+        embeddings = class_text_embeddings(run.source, run.text_tokenizer,
                                            class_texts(spec.classes))
         torch_save(embeddings, text_file)
     model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes))
@@ -389,13 +378,12 @@ def _compute_circuits(
     sites = check_node_sites(model, settings.sites)
     labels_by_site = {s: site_label(model, s) for s in sites}
     parents = site_parents(model, sites)
-    size = run.image_size
     references: dict[str, torch.Tensor] = {}
 
     def reference_for(domain: str) -> torch.Tensor:
         if domain not in references:
             rows = select_per_class(indexes[domain], settings.n_reference_per_class, settings.seed + 1)
-            references[domain] = _load_images(rows["path"].tolist(), size, run.mean, run.std)
+            references[domain] = run.images(rows["path"].tolist())
         return references[domain]
 
     found: dict[tuple[str, str], tuple[Circuit, dict[str, Any]]] = {}
@@ -404,7 +392,7 @@ def _compute_circuits(
         rows = chosen[(c, d)]
         # the pixels the model sees (decoding a few small images is cheap next to the
         # attribution), so an image edited in place, whatever its mtime, is recomputed
-        images = _load_images(rows["path"].tolist(), size, run.mean, run.std)
+        images = run.images(rows["path"].tolist())
         key = cache_key(format=CACHE_FORMAT, model=digest, images=tensor_digest(images), label=label_of[c],
                         classes=list(spec.classes), sites=sites, settings=settings.heavy_key(),
                         reference=settings.n_reference_per_class)

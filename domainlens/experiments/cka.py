@@ -1,9 +1,11 @@
-"""The cross-domain CKA experiment of one run: ``domainlens cka`` as a function.
+"""The cross-domain CKA experiment of one model: ``domainlens cka`` as a function.
 
-:func:`cka_run` loads a run's checkpoint as a hooked image tower, collects pooled activations
-over each domain's test split (cached on disk), computes CKA between every pair of domains at
-every layer for each class subset and kernel, and writes under ``out`` (default
-``<run>/eval/cka``) ``cka.csv`` (tidy, one row per layer x domain pair x subset x kernel) and
+:func:`cka_run` loads a run's checkpoint (or any OpenCLIP model: :mod:`.inputs`) as a hooked
+image tower, collects pooled activations over each domain's test split (cached on disk, the
+images preprocessed as the source says), computes CKA between every pair of domains at every
+layer for each class subset and kernel, and writes under ``out`` (default
+``<run>/eval/cka``) ``cka.csv`` (tidy, one row per layer x domain pair x subset x kernel,
+the ``model`` column first) and
 figures drawn from it: ``cka_by_layer.png`` and ``cka_heatmaps_<subset>_<kernel>.png``.
 
 References (:mod:`interp.controls`): ``cka.csv`` has a ``reference`` column, ``"none"`` for the
@@ -21,20 +23,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from domainlens import layout
-from interp.controls import DEFAULT_REFERENCES, check_references
+from domainlens.experiments.inputs import ImageSettings, ReferenceSettings, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from domainlens.experiments.inputs import AnalysisInputs, AnalysisOptions, ModelSource
 
 KERNELS: tuple[str, ...] = ("linear", "rbf")
 MODES: tuple[str, ...] = ("class_mean", "per_sample")
 
 
 @dataclass(frozen=True)
-class CKASettings:
+class CKASettings(ReferenceSettings, ImageSettings):
     """Settings of :func:`cka_run` (see ``domainlens cka --help``)."""
 
     classes: Sequence[str] = CLASS_SUBSETS
@@ -44,19 +51,11 @@ class CKASettings:
     missing: str = "error"
     pooling: str = "mean"
     sites: Sequence[str] | None = None
-    max_per_class: int | None = None
     split: str = "test"
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
-    progress: bool = True
-    references: tuple[str, ...] = DEFAULT_REFERENCES
-    seed_reference: Path | None = None
-    n_boot: int = 1000
 
     def validate(self) -> CKASettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
-        from training.util.validate import check_choice, check_choices, check_number
+        from training.util.validate import check_choice, check_choices
 
         for name, values, allowed in (("class subsets", self.classes, CLASS_SUBSETS),
                                       ("kernels", self.kernels, KERNELS)):
@@ -65,82 +64,60 @@ class CKASettings:
         check_choice("mode", self.mode, MODES)
         check_choice("missing", self.missing, ("error", "intersect"))
         check_choice("split", self.split, ("train", "test"))
-        if self.max_per_class is not None:
-            check_number("max_per_class", self.max_per_class, low=1, integer=True)
-        check_references(self.references, self.seed_reference, self.n_boot)
+        self.check_images()
+        self.check_references()
         return self
 
 
-def cka_run(
-    run_dir: str | Path,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: CKASettings | None = None,
-    *,
-    epoch: int | None = None,
-    out: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    device: str = "cpu",
-) -> dict[str, Path]:
-    """Layerwise cross-domain CKA of one run and its references (module docstring); returns
+def cka_run(source: str | Path | ModelSource, settings: CKASettings | None = None,
+            **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
+    """Layerwise cross-domain CKA of one model and its references (module docstring); returns
     ``{"table": csv, "controls": csv, <figure name>: png, ...}``.
 
-    ``cache_dir``: activation cache (default ``<run>/cache/activations``; ``False``-y path
-    ``""`` disables it), shared by the reference checkpoints (keyed by the weights).
-    ``domains``: default every domain with a test split. The ``"seed"`` reference run is read
-    at ``epoch`` (default: its latest checkpoint) on this run's data and classes.
+    ``source``: a run directory or any model source (:class:`~.inputs.ModelSource`);
+    ``options``: :class:`~.inputs.AnalysisOptions` (pretrained, heldout, data_root, domains,
+    epoch, out, cache_dir, device). A non-run source needs ``data_root`` and ``out`` and only
+    has the ``class-shuffle`` reference. ``cache_dir``: activation cache (default
+    ``<run or out>/cache/activations``; ``""`` disables it), shared by the reference
+    checkpoints (keyed by the weights). ``domains``: default every domain with a test split.
+    The ``"seed"`` reference run is read at ``epoch`` (default: its latest checkpoint) on this
+    run's data and classes.
     """
     import pandas as pd
 
-    from interp.controls import CONTROLS_FILE, check_reference_runs
-    from interp.hooked.runs import load_hooked_run
+    from interp.controls import CONTROLS_FILE
     from interp.plots.cka import plot_cka_by_layer, plot_cka_heatmaps, save_figure
-    from training.domainnet import available_domains
-    from training.domains import check_domains
-    from training.util.files import write_csv
 
     settings = (settings or CKASettings()).validate()
-    run_dir = Path(run_dir)
-    references = tuple(dict.fromkeys(settings.references))
-    check_reference_runs(run_dir, references, settings.seed_reference)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
-    info = run.info
-    data = info.require_data()
-    domains = list(check_domains(domains)) if domains else list(available_domains(data))
-    if len(domains) < 2:
-        raise ValueError(f"need at least two domains, got {domains}")
-    model = run.model
-    layers = model.layers()
-    sites = model.check_sites(settings.sites) if settings.sites else [s.name for s in layers]
-    # the run's own held-out classes (its manifest), as evaluation, patching and circuits use
-    subsets = {s: (None if s == "all" else list(info.subset(s))) for s in settings.classes}
-    if cache_dir is None:
-        cache_dir = run_dir / layout.ACTIVATION_CACHE / "activations"
-    out = Path(out) if out is not None else run_dir / "eval" / layout.CKA_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    common = dict(data=data, domains=domains, sites=sites, layers=layers, subsets=subsets,
-                  settings=settings, cache_dir=cache_dir, device=device)
+    references = settings.check_references()
+    inputs = load_inputs(source, out_name=Path("eval") / layout.CKA_DIR, references=references,
+                         seed_reference=settings.seed_reference, **options)
+    run, out = inputs.run, inputs.out
+    layers = run.model.layers()
+    sites = run.model.check_sites(settings.sites) if settings.sites else [s.name for s in layers]
+    # the model's own held-out classes (a run's manifest), as evaluation, patching and circuits use
+    common = dict(inputs=inputs, sites=sites, layers=layers,
+                  subsets=inputs.subsets(settings.classes), settings=settings)
 
     acts, table = _analyse(run, **common)
     tables = {"none": table}
     other_acts = {}
     if "init" in references:  # epoch 0 analysed already: the same checkpoint, not twice
-        init = run if run.epoch == 0 else load_hooked_run(run_dir, epoch=0, device=device,
-                                                          data_root=data_root)
+        init = inputs.checkpoint(0)
         other_acts["init"], tables["init"] = (acts, table) if init is run else _analyse(init, **common)
     if "class-shuffle" in references:
         tables["class-shuffle"] = _class_shuffle_table(acts, table, **common)
     if "seed" in references:
-        other = load_hooked_run(settings.seed_reference, epoch=epoch, device=device, data_root=data)
+        other = inputs.seed_run(settings.seed_reference)
         other.model.check_sites(sites)
         other_acts["seed"], tables["seed"] = _analyse(other, **common)
     full = pd.concat([t.assign(reference=r) for r, t in tables.items()], ignore_index=True)
-    written = {"table": write_csv(out / layout.CKA_TABLE, full)}
-    controls = _controls(acts, other_acts, tables, subsets=subsets, settings=settings,
-                         meta=info.meta(run.epoch))
-    written["controls"] = write_csv(out / CONTROLS_FILE, controls)
+    written = {"table": write_table(out / layout.CKA_TABLE, full)}
+    controls = _controls(acts, other_acts, tables, subsets=common["subsets"], settings=settings,
+                         meta=inputs.meta())
+    written["controls"] = write_table(out / CONTROLS_FILE, controls)
 
-    title = f"{run.name} (epoch {run.epoch})"
+    title = inputs.title()
     written["cka_by_layer"] = save_figure(plot_cka_by_layer(table, title=title),
                                           out / layout.CKA_BY_LAYER)
     for (subset, kernel), part in table.groupby(["class_subset", "kernel"], sort=False):
@@ -150,28 +127,21 @@ def cka_run(
     return written
 
 
-def _analyse(run: Any, *, data: Path, domains: Sequence[str], sites: Sequence[str], layers: Any,
-             subsets: dict[str, list[str] | None], settings: CKASettings, cache_dir: Any,
-             device: str) -> tuple[dict[str, Any], Any]:
+def _analyse(run: Any, *, inputs: AnalysisInputs, sites: Sequence[str], layers: Any,
+             subsets: dict[str, list[str] | None], settings: CKASettings) -> tuple[dict[str, Any], Any]:
     """Activations ``{domain: DomainActivations}`` of one checkpoint over the analysis' images
     and its CKA table (no ``reference`` column)."""
     import pandas as pd
 
-    from interp.hooked.activations import collect_domain_activations
     from interp.similarity.cross_domain import cross_domain_cka
 
-    acts = collect_domain_activations(
-        run.model, data, domains, sites, split=settings.split, max_per_class=settings.max_per_class,
-        seed=settings.seed, mean=run.mean, std=run.std, pooling=settings.pooling,
-        batch_size=settings.batch_size, device=device, cache_dir=cache_dir or None,
-        num_workers=settings.workers, progress=settings.progress,
-    )
+    acts = inputs.activations(run, sites, settings, split=settings.split, pooling=settings.pooling)
     tables = [
         cross_domain_cka(
-            acts, sites=sites, layers=layers, domains=domains, classes=subsets[subset],
+            acts, sites=sites, layers=layers, domains=inputs.domains, classes=subsets[subset],
             class_subset=subset, missing=settings.missing, mode=settings.mode, kernel=kernel,
             unbiased=settings.unbiased, max_per_class=settings.max_per_class, seed=settings.seed,
-            meta={**run.info.meta(run.epoch), "pooling": settings.pooling, "split": settings.split},
+            meta={**inputs.meta(run), "pooling": settings.pooling, "split": settings.split},
             progress=settings.progress,
         )
         for subset in settings.classes for kernel in settings.kernels
@@ -192,9 +162,9 @@ def _pairs(domains: Sequence[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(domains, 2))
 
 
-def _class_shuffle_table(acts: dict[str, Any], table: Any, *, data: Path, domains: Sequence[str],
+def _class_shuffle_table(acts: dict[str, Any], table: Any, *, inputs: AnalysisInputs,
                          sites: Sequence[str], layers: Any, subsets: dict[str, list[str] | None],
-                         settings: CKASettings, cache_dir: Any, device: str) -> Any:
+                         settings: CKASettings) -> Any:
     """The class-shuffle reference: per pair (A, B), B's rows of class ``pairing[c]`` relabelled
     ``c`` (:func:`interp.controls.shuffled_labels`), then the same cross-domain CKA call; the
     ``meta`` columns of the measured table."""
@@ -204,11 +174,11 @@ def _class_shuffle_table(acts: dict[str, Any], table: Any, *, data: Path, domain
     from interp.similarity.cross_domain import cross_domain_cka
 
     first = table.iloc[0]
-    meta = {c: first[c] for c in table.columns if c in {"run", "setup", "test_domain", "seed", "epoch",
-                                                        "mixture_seed", "pooling", "split"}}
+    meta = {c: first[c] for c in table.columns if c in {"model", "run", "setup", "test_domain", "seed",
+                                                        "epoch", "mixture_seed", "pooling", "split"}}
     parts = []
     for subset in settings.classes:
-        for a, b in _pairs(domains):
+        for a, b in _pairs(inputs.domains):
             pair_classes = _pair_classes(acts, a, b, subsets[subset])
             if len(pair_classes) < 2:
                 continue

@@ -28,18 +28,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
+from domainlens.experiments.inputs import ImageSettings, ModelSource, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
 if TYPE_CHECKING:  # numpy and pandas load inside the functions: `--help` stays fast
     import numpy as np
     import pandas as pd
+    from typing_extensions import Unpack
+
+    from domainlens.experiments.inputs import AnalysisInputs, AnalysisOptions
 
 EMBED_SITE = "hook_image_embed"
 REFERENCES: tuple[str, ...] = ("init", "domain-shuffle", "class-shuffle")
 
 
 @dataclass(frozen=True)
-class EmbeddingSettings:
+class EmbeddingSettings(ImageSettings):
     """Settings of :func:`embeddings_run` (see ``domainlens embeddings --help``)."""
 
     classes: Sequence[str] = CLASS_SUBSETS
@@ -48,12 +52,7 @@ class EmbeddingSettings:
     umap: bool = True
     umap_per_domain: int = 500
     umap_without: str | None = "quickdraw"
-    max_per_class: int | None = None
     split: str = "test"
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
-    progress: bool = True
 
     def validate(self) -> EmbeddingSettings:
         """Raise ``ValueError`` naming a bad value and the allowed ones; return ``self``."""
@@ -65,33 +64,25 @@ class EmbeddingSettings:
         check_number("folds", self.folds, low=2, integer=True)
         check_number("umap_per_domain", self.umap_per_domain, low=1, integer=True)
         check_choice("split", self.split, ("train", "test"))
-        if self.max_per_class is not None:
-            check_number("max_per_class", self.max_per_class, low=1, integer=True)
+        self.check_images()
         return self
 
 
 def collect_embeddings(
-    run: Any, data: Path, domains: Sequence[str], settings: EmbeddingSettings,
-    cache_dir: str | Path | None, device: str = "cpu",
+    inputs: AnalysisInputs, run: Any, settings: EmbeddingSettings,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """L2-normalised final embeddings ``(N, E)`` of ``run`` (a
-    :class:`interp.hooked.runs.HookedRun`) over ``domains``, and their index (path, domain,
-    class_name, label, split), domain by domain."""
+    :class:`interp.hooked.runs.HookedRun`) over the analysed domains, and their index (path,
+    domain, class_name, label, split), domain by domain."""
     import numpy as np
     import pandas as pd
 
     from interp.embeddings.separation import l2_normalise
-    from interp.hooked.activations import collect_domain_activations
 
     run.model.check_sites([EMBED_SITE])
-    acts = collect_domain_activations(
-        run.model, data, domains, [EMBED_SITE], split=settings.split,
-        max_per_class=settings.max_per_class, seed=settings.seed, mean=run.mean, std=run.std,
-        batch_size=settings.batch_size, device=device, cache_dir=cache_dir or None,
-        num_workers=settings.workers, progress=settings.progress,
-    )
-    x = np.concatenate([acts[d].acts[EMBED_SITE].numpy() for d in domains])
-    index = pd.concat([acts[d].index for d in domains], ignore_index=True)
+    acts = inputs.activations(run, [EMBED_SITE], settings, split=settings.split)
+    x = np.concatenate([acts[d].acts[EMBED_SITE].numpy() for d in inputs.domains])
+    index = pd.concat([acts[d].index for d in inputs.domains], ignore_index=True)
     return l2_normalise(x), index
 
 
@@ -104,91 +95,60 @@ def _check_folds(index: pd.DataFrame, domains: Sequence[str], folds: int) -> Non
 
 
 def separation_of(
-    run: Any, data: Path, domains: Sequence[str], settings: EmbeddingSettings,
-    cache_dir: str | Path | None, device: str = "cpu", reference: str = "none",
+    inputs: AnalysisInputs, run: Any, settings: EmbeddingSettings, reference: str = "none",
     shuffles: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], np.ndarray, pd.DataFrame]:
     """Separation tables of one checkpoint (``reference`` names it in the tables; shuffled
-    references only when ``shuffles``), with metadata columns; also returns the embeddings
-    and their index."""
+    references only when ``shuffles``), with metadata columns (``model`` first); also returns
+    the embeddings and their index."""
     from interp.embeddings.separation import separation_tables
 
-    x, index = collect_embeddings(run, data, domains, settings, cache_dir, device)
-    _check_folds(index, domains, settings.folds)
-    subsets = {s: (None if s == "all" else list(run.info.subset(s))) for s in settings.classes}
+    x, index = collect_embeddings(inputs, run, settings)
+    _check_folds(index, inputs.domains, settings.folds)
     refs = [r for r in settings.references if r != "init"] if shuffles else []
     tables = separation_tables(x, index["domain"].to_numpy(), index["class_name"].to_numpy(),
-                               order=domains, subsets=subsets, references=refs,
-                               folds=settings.folds, seed=settings.seed)
-    meta = run.info.meta(run.epoch)
+                               order=inputs.domains, subsets=inputs.subsets(settings.classes),
+                               references=refs, folds=settings.folds, seed=settings.seed)
+    meta = inputs.meta(run)
     for name, table in tables.items():
         table["reference"] = table["reference"].replace({"none": reference})
         tables[name] = table.assign(**meta)
     return tables, x, index
 
 
-def _domains(info: Any, domains: Sequence[str] | None) -> list[str]:
-    from training.domainnet import available_domains
-    from training.domains import check_domains
-
-    data = info.require_data()
-    domains = list(check_domains(domains)) if domains else list(available_domains(data))
-    if len(domains) < 2:
-        raise ValueError(f"need at least two domains, got {domains}")
-    return domains
-
-
-def embeddings_run(
-    run_dir: str | Path,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: EmbeddingSettings | None = None,
-    *,
-    epoch: int | None = None,
-    out: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    device: str = "cpu",
-) -> dict[str, Path]:
-    """Embedding separation of one run (module docstring); returns ``{"separation": csv,
+def embeddings_run(source: str | Path | ModelSource, settings: EmbeddingSettings | None = None,
+                   **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
+    """Embedding separation of one model (module docstring); returns ``{"separation": csv,
     "dimensions": csv, "probe": csv, "separation_figure", "probe_figure": png, and with UMAP
     "umap": csv, "umap_figure", "umap_no_<domain>": png}``.
 
-    ``cache_dir``: activation cache (default ``<run>/cache/activations``; ``""`` disables
-    it). ``domains``: default every domain with a test split. The ``init`` reference needs
-    the run's epoch-0 checkpoint (refused up front if it is missing).
+    ``source``: a run directory or any model source, ``options``:
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out``).
+    ``cache_dir``: activation cache (default ``<run or out>/cache/activations``; ``""``
+    disables it). ``domains``: default every domain with a test split. The ``init`` reference
+    needs the run's epoch-0 checkpoint (refused up front if it is missing or the source is not
+    a run).
     """
     import pandas as pd
 
-    from interp.hooked.runs import load_hooked_run
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_distances, plot_probe
-    from training.util.files import write_csv
 
     settings = (settings or EmbeddingSettings()).validate()
-    run_dir = Path(run_dir)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
-    data = run.info.require_data()
-    domains = _domains(run.info, domains)
-    if "init" in settings.references and 0 not in run.info.checkpoints:
-        raise ValueError(f"reference 'init' needs the epoch-0 checkpoint of {run_dir}, which is "
-                         "missing; drop it (--references ...) or train with epoch-0 checkpoints")
-    if cache_dir is None:
-        cache_dir = run_dir / layout.ACTIVATION_CACHE / "activations"
-    out = Path(out) if out is not None else run_dir / "eval" / layout.EMBEDDINGS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-
-    tables, x, index = separation_of(run, data, domains, settings, cache_dir, device)
+    inputs = load_inputs(source, out_name=Path("eval") / layout.EMBEDDINGS_DIR,
+                         references=settings.references, **options)
+    out = inputs.out
+    tables, x, index = separation_of(inputs, inputs.run, settings)
     if "init" in settings.references:
-        init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
-        init_tables, _, _ = separation_of(init, data, domains, settings, cache_dir, device,
+        init_tables, _, _ = separation_of(inputs, inputs.checkpoint(0), settings,
                                           reference="init", shuffles=False)
         tables = {k: pd.concat([tables[k], init_tables[k]], ignore_index=True) for k in tables}
     written = {
-        "separation": write_csv(out / layout.SEPARATION_TABLE, tables["distances"]),
-        "dimensions": write_csv(out / layout.SEPARATION_DIMS, tables["dimensions"]),
-        "probe": write_csv(out / layout.DOMAIN_PROBE, tables["probe"]),
+        "separation": write_table(out / layout.SEPARATION_TABLE, tables["distances"]),
+        "dimensions": write_table(out / layout.SEPARATION_DIMS, tables["dimensions"]),
+        "probe": write_table(out / layout.DOMAIN_PROBE, tables["probe"]),
     }
-    title = f"{run.name} (epoch {run.epoch})"
+    title = inputs.title()
     subset = "all" if "all" in settings.classes else settings.classes[0]
     written["separation_figure"] = save_figure(
         plot_distances(tables["distances"], subset, title=f"{title}: {subset} classes"),
@@ -196,7 +156,7 @@ def embeddings_run(
     written["probe_figure"] = save_figure(plot_probe(tables["probe"], title=title),
                                           out / layout.DOMAIN_PROBE_FIGURE)
     if settings.umap:
-        written.update(_umap(x, index, settings, run.info.meta(run.epoch), title, out))
+        written.update(_umap(x, index, settings, inputs.meta(), title, out))
     return written
 
 
@@ -207,7 +167,6 @@ def _umap(x: np.ndarray, index: pd.DataFrame, settings: EmbeddingSettings, meta:
     from interp.embeddings.projection import umap_coordinates
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_umap
-    from training.util.files import write_csv
 
     doms, cls = index["domain"].to_numpy(), index["class_name"].to_numpy()
     pictures = {"all": ()}
@@ -224,7 +183,7 @@ def _umap(x: np.ndarray, index: pd.DataFrame, settings: EmbeddingSettings, meta:
         label = "" if not exclude else f", without {exclude[0]}"
         key = "umap_figure" if not exclude else Path(fig_name).stem
         written[key] = save_figure(plot_umap(coords, title=f"{title}{label}"), out / fig_name)
-    written["umap"] = write_csv(out / layout.UMAP_TABLE,
+    written["umap"] = write_table(out / layout.UMAP_TABLE,
                                 pd.concat(parts, ignore_index=True).assign(**meta))
     return {"umap": written.pop("umap"), **written}
 
@@ -272,69 +231,64 @@ def heldout_accuracy(run_dir: str | Path, epoch: int | None = None) -> pd.DataFr
     return rows[["eval_domain", "epoch", "value"]].reset_index(drop=True)
 
 
-def aligned_captions_run(
-    standard_run: str | Path,
-    aligned_run: str | Path,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: EmbeddingSettings | None = None,
-    *,
-    epoch: int | None = None,
-    out: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    device: str = "cpu",
-) -> dict[str, Path]:
+def aligned_captions_run(standard_run: str | Path, aligned_run: str | Path,
+                         settings: EmbeddingSettings | None = None,
+                         **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
     """Standard vs aligned captions, side by side; returns ``{"table": csv, "figure": png}``.
 
-    The table (columns quantity, domain, variant, run, value; variant ``standard`` /
+    The table (columns model, quantity, domain, variant, run, value; variant ``standard`` /
     ``aligned``) holds, per domain: ``heldout_top1`` (zero-shot top-1 on the held-out classes
     evaluated in that domain), ``domain_probe`` (balanced accuracy), and, against the run's
     test domain, ``domain_mean_distance`` and ``class_mean_distance`` (all classes, the
-    ``model`` reference). Default ``out``: ``<standard run>/eval/aligned_captions``.
-    ``cache_dir`` default: each run's own activation cache.
+    ``model`` reference). Both must be run directories (twins trained here). Default ``out``:
+    ``<standard run>/eval/aligned_captions``. ``cache_dir`` default: each run's own activation
+    cache. ``options``: :class:`~.inputs.AnalysisOptions` (data_root, domains, epoch, out,
+    cache_dir, device).
     """
     import pandas as pd
 
-    from interp.hooked.runs import load_hooked_run
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_side_by_side
-    from training.util.files import write_csv
 
     settings = replace((settings or EmbeddingSettings()).validate(), umap=False, classes=("all",),
                        references=())
-    runs = {v: Path(p) for v, p in (("standard", standard_run), ("aligned", aligned_run))}
-    loaded = {v: load_hooked_run(p, epoch=epoch, device=device, data_root=data_root)
-              for v, p in runs.items()}
-    check_twins(loaded["standard"].info, loaded["aligned"].info)
-    accuracy = {v: heldout_accuracy(p, loaded[v].epoch if epoch is not None else None)
-                for v, p in runs.items()}  # read before the long part: a missing table fails now
-    domains = _domains(loaded["standard"].info, domains)
-    test = loaded["standard"].test_domain
+    runs = {v: ModelSource(p) for v, p in (("standard", standard_run), ("aligned", aligned_run))}
+    for source in runs.values():
+        if not source.is_run:
+            raise ValueError(f"the aligned-captions test compares two runs trained here; "
+                             f"{source.describe()} is not a run directory")
+    epoch, cache_dir = options.get("epoch"), options.get("cache_dir")
+    standard = load_inputs(runs["standard"], out_name=Path("eval") / layout.ALIGNED_DIR, **options)
+    twin = runs["aligned"].load(epoch=epoch, device=standard.device, data_root=standard.data_root)
+    default_cache = Path(runs["aligned"].source) / layout.ACTIVATION_CACHE / "activations"
+    inputs = {"standard": standard,
+              "aligned": replace(standard, run=twin, cache_dir=Path(cache_dir) if cache_dir
+                                 else (None if cache_dir == "" else default_cache))}
+    check_twins(standard.info, twin.info)
+    accuracy = {v: heldout_accuracy(runs[v].source, i.run.epoch if epoch is not None else None)
+                for v, i in inputs.items()}  # read before the long part: a missing table fails now
+    test = standard.run.test_domain
     rows = []
-    for variant, run in loaded.items():
-        cache = (runs[variant] / layout.ACTIVATION_CACHE / "activations" if cache_dir is None
-                 else cache_dir)
-        tables, _, _ = separation_of(run, run.info.require_data(), domains, settings, cache, device)
+    for variant, where in inputs.items():
+        run = where.run
+        tables, _, _ = separation_of(where, run, settings)
         for r in accuracy[variant].itertuples():
             rows.append(("heldout_top1", r.eval_domain, variant, run.name, r.value))
         for r in tables["probe"].itertuples():
             rows.append(("domain_probe", r.domain, variant, run.name, r.value))
         dist = tables["distances"]
-        if test in domains:
+        if test in standard.domains:
             for measure in ("domain_mean_distance", "class_mean_distance"):
                 part = dist[(dist["measure"] == measure) & (dist["domain_a"] == test)
                             & (dist["domain_b"] != test)]
                 for r in part.itertuples():
                     rows.append((f"{measure}_to_{test}", r.domain_b, variant, run.name, r.value))
     table = pd.DataFrame(rows, columns=["quantity", "domain", "variant", "run", "value"])
-    table = table.assign(test_domain=test, setup=loaded["standard"].setup,
-                         seed=loaded["standard"].seed)
-    out = (Path(out) if out is not None
-           else runs["standard"] / "eval" / layout.ALIGNED_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {"table": write_csv(out / layout.ALIGNED_TABLE, table)}
+    table.insert(0, "model", table["run"])
+    table = table.assign(test_domain=test, setup=standard.run.setup, seed=standard.run.seed)
+    written = {"table": write_table(standard.out / layout.ALIGNED_TABLE, table)}
     written["figure"] = save_figure(
         plot_side_by_side(table, title=f"standard vs aligned captions ({test}, seed "
-                                       f"{loaded['standard'].seed})"),
-        out / layout.ALIGNED_FIGURE)
+                                       f"{standard.run.seed})"),
+        standard.out / layout.ALIGNED_FIGURE)
     return written

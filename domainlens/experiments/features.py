@@ -22,15 +22,18 @@ how often each latent is among an image's ``top`` largest positive latents. It w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
+from domainlens.experiments.inputs import ImageSettings, load_inputs, write_table
 from training.runinfo import CLASS_SUBSETS
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
+    from domainlens.experiments.inputs import AnalysisOptions, ModelSource
     from interp.embeddings.sae import SAEConfig
 
 EMBED_SITE = "hook_image_embed"
@@ -40,7 +43,7 @@ REFERENCES: tuple[str, ...] = ("init", "class-shuffle")
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
+class FeatureSettings(ImageSettings):
     """Settings of :func:`features_run` (see ``domainlens features --help``); SAE defaults are
     the paper's (expansion 4, Adam lr 1e-4, L1 1e-4, batch 2048)."""
 
@@ -57,11 +60,6 @@ class FeatureSettings:
     classes: Sequence[str] = CLASS_SUBSETS
     references: Sequence[str] = ("class-shuffle",)
     pooling: str = "mean"
-    max_per_class: int | None = None
-    seed: int = 0
-    batch_size: int = 64
-    workers: int = 0
-    progress: bool = True
 
     def validate(self) -> FeatureSettings:
         """Raise ``ValueError`` naming a bad value; return ``self``."""
@@ -78,9 +76,9 @@ class FeatureSettings:
             raise ValueError("ks: none given")
         for k in self.ks:
             check_number("k", k, low=1, integer=True)
-        for name in ("train_max_per_class", "max_per_class"):
-            if getattr(self, name) is not None:
-                check_number(name, getattr(self, name), low=1, integer=True)
+        if self.train_max_per_class is not None:
+            check_number("train_max_per_class", self.train_max_per_class, low=1, integer=True)
+        self.check_images()
         return self
 
     def sae_config(self) -> SAEConfig:
@@ -92,27 +90,22 @@ class FeatureSettings:
 
 
 def _base_dataset(run: Any, data: Path):
-    from interp.hooked.images import ImageFileDataset
+    """The base set's images (``<data>/base.tsv``), decoded as ``run``'s source says."""
     from training.mixtures import read_base_tsv
 
     base = read_base_tsv(data / "base.tsv", run.info.classes)
-    return ImageFileDataset(base["filepath"].tolist(), run.image_size, mean=run.mean, std=run.std)
+    return run.dataset(base["filepath"].tolist())
 
 
-def features_run(
-    run_dir: str | Path,
-    data_root: str | Path | None = None,
-    domains: Sequence[str] | None = None,
-    settings: FeatureSettings | None = None,
-    *,
-    epoch: int | None = None,
-    out: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    device: str = "cpu",
-) -> dict[str, Path]:
-    """SAE feature sharing of one run (module docstring); returns ``{"quality": csv,
+def features_run(source: str | Path | ModelSource, settings: FeatureSettings | None = None,
+                 **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
+    """SAE feature sharing of one model (module docstring); returns ``{"quality": csv,
     "history": csv, "sharing": csv, "summary": csv, "scores": csv, "sharing_figure": png,
-    ["sharing_by_layer": png], "sae_<site>": pt}``."""
+    ["sharing_by_layer": png], "sae_<site>": pt}``.
+
+    ``source``: a run directory or any model source, ``options``:
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out``, and
+    has no ``init`` reference). ``cache_dir``: activation cache (``""``: none)."""
     import numpy as np
     import pandas as pd
 
@@ -124,55 +117,34 @@ def features_run(
         sharing_summary,
         sharing_table,
     )
-    from interp.hooked.activations import (
-        check_pooling,
-        collect_activations,
-        collect_domain_activations,
-    )
-    from interp.hooked.runs import load_hooked_run
+    from interp.hooked.activations import check_pooling, collect_activations
     from interp.plots.cka import save_figure
     from interp.plots.embeddings import plot_sharing, plot_sharing_by_layer
-    from training.util.files import write_csv
-
-    from .embeddings import _domains
 
     settings = (settings or FeatureSettings()).validate()
-    run_dir = Path(run_dir)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
-    data = run.info.require_data()
-    domains = _domains(run.info, domains)
+    inputs = load_inputs(source, out_name=Path("eval") / layout.FEATURES_DIR,
+                         references=settings.references, **options)
+    run, data, domains, out = inputs.run, inputs.data, inputs.domains, inputs.out
     sites = run.model.check_sites(settings.sites)
     check_pooling(run.model, sites, settings.pooling)
     base = _base_dataset(run, data) if settings.include_base else None  # missing file: fail now
-    subsets = {s: (None if s == "all" else list(run.info.subset(s))) for s in settings.classes}
-    if cache_dir is None:
-        cache_dir = run_dir / layout.ACTIVATION_CACHE / "activations"
-    out = Path(out) if out is not None else run_dir / "eval" / layout.FEATURES_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    if "init" in settings.references and 0 not in run.info.checkpoints:
-        raise ValueError(f"reference 'init' needs the epoch-0 checkpoint of {run_dir}, which is "
-                         "missing; drop it or train with epoch-0 checkpoints")
+    subsets = inputs.subsets(settings.classes)
     config = settings.sae_config()
+    train_images = replace(settings, max_per_class=settings.train_max_per_class)
     saes: dict[str, Any] = {}
 
     def analyse(hooked: Any, reference: str) -> tuple[list, list, list]:
         """SAE quality rows, histories and sharing tables of one checkpoint; with
         ``reference="none"`` also the class-shuffled sharing and the SAEs (``saes``)."""
-        common = dict(mean=hooked.mean, std=hooked.std, pooling=settings.pooling,
-                      batch_size=settings.batch_size, device=device,
-                      cache_dir=cache_dir or None, num_workers=settings.workers,
-                      progress=settings.progress)
-        train = collect_domain_activations(hooked.model, data, domains, sites, split="train",
-                                           max_per_class=settings.train_max_per_class,
-                                           seed=settings.seed, **common)
-        test = collect_domain_activations(hooked.model, data, domains, sites, split="test",
-                                          max_per_class=settings.max_per_class,
-                                          seed=settings.seed, **common)
+        train = inputs.activations(hooked, sites, train_images, split="train",
+                                   pooling=settings.pooling)
+        test = inputs.activations(hooked, sites, settings, split="test", pooling=settings.pooling)
         base_acts = None
-        if base is not None:  # the dataset normalises itself: no mean/std here
+        if base is not None:  # the dataset decodes and normalises itself
             base_acts = collect_activations(
-                hooked.model, base, sites, desc="base",
-                **{k: v for k, v in common.items() if k not in ("mean", "std")})
+                hooked.model, base, sites, pooling=settings.pooling, desc="base",
+                batch_size=settings.batch_size, device=inputs.device, cache_dir=inputs.cache_dir,
+                num_workers=settings.workers, progress=settings.progress)
         index = pd.concat([test[d].index for d in domains], ignore_index=True)
         doms, cls = index["domain"].to_numpy(), index["class_name"].to_numpy()
         class_order = [c for c in run.info.classes if c in set(cls)] or list(dict.fromkeys(cls))
@@ -208,7 +180,7 @@ def features_run(
 
     quality, history, sharing = analyse(run, "none")
     if "init" in settings.references:
-        init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
+        init = inputs.checkpoint(0)
         for part, more in zip((quality, history, sharing), analyse(init, "init"), strict=True):
             part.extend(more)
     written = {}
@@ -226,7 +198,7 @@ def features_run(
                                                                  class_subset=name))
     summary_t = pd.concat(summaries, ignore_index=True)
     scores_t = pd.concat(scores, ignore_index=True)
-    meta = run.info.meta(run.epoch)
+    meta = inputs.meta()
 
     def tagged(table: pd.DataFrame) -> pd.DataFrame:
         """``table`` with the run's metadata columns; the init rows say epoch 0."""
@@ -237,15 +209,15 @@ def features_run(
     for t in (sharing_t, summary_t, scores_t):
         t["top"], t["ks"] = settings.top, k_text
     written = {
-        "quality": write_csv(out / layout.SAE_QUALITY, tagged(pd.DataFrame(quality))),
-        "history": write_csv(out / layout.SAE_HISTORY, tagged(pd.concat(history))),
-        "sharing": write_csv(out / layout.SHARING_TABLE, tagged(sharing_t)),
-        "summary": write_csv(out / layout.SHARING_SUMMARY, tagged(summary_t)),
-        "scores": write_csv(out / layout.SHARING_SCORES, tagged(scores_t)),
+        "quality": write_table(out / layout.SAE_QUALITY, tagged(pd.DataFrame(quality))),
+        "history": write_table(out / layout.SAE_HISTORY, tagged(pd.concat(history))),
+        "sharing": write_table(out / layout.SHARING_TABLE, tagged(sharing_t)),
+        "summary": write_table(out / layout.SHARING_SUMMARY, tagged(summary_t)),
+        "scores": write_table(out / layout.SHARING_SCORES, tagged(scores_t)),
         **written,
     }
     first = next(iter(subsets))
-    title = f"{run.name} (epoch {run.epoch}): {first} classes"
+    title = f"{inputs.title()}: {first} classes"
     own = (summary_t["class_subset"] == first) & (summary_t["reference"] == "none")
     written["sharing_figure"] = save_figure(plot_sharing(summary_t[own], title=title),
                                             out / layout.SHARING_FIGURE)

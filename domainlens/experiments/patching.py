@@ -1,6 +1,7 @@
-"""The cross-domain patching experiment of one run: ``domainlens patch`` as a function.
+"""The cross-domain patching experiment of one model: ``domainlens patch`` as a function.
 
-:func:`patch_run` loads a run's checkpoint as a hooked tower with a zero-shot head over the
+:func:`patch_run` loads a run's checkpoint (or any OpenCLIP model: :mod:`.inputs`) as a
+hooked tower with a zero-shot head (the model's own text tower and tokenizer) over the
 data root's classes, takes up to ``max_per_class`` test images per class of a class subset in
 a source and a target domain, and writes under ``out`` (default ``<run>/patching``):
 
@@ -12,8 +13,8 @@ a source and a target domain, and writes under ``out`` (default ``<run>/patching
 * ``recovery_by_layer_<s>_to_<t>.png`` and ``layer_<granularity>_<s>_to_<t>.png``, drawn
   from the summary table only.
 
-Metadata columns (run, setup, test_domain, seed = training seed, mixture_seed, epoch) come
-from the run's :class:`training.runinfo.RunInfo`.
+Metadata columns (model, run, setup, test_domain, seed = training seed, mixture_seed, epoch)
+come from the model's :class:`training.runinfo.RunInfo`.
 
 References (:mod:`interp.controls`): both tables have a ``reference`` column (``"none"``: the
 measured patching). The site-level patching (not the sweeps) is repeated, on the same images
@@ -31,12 +32,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
 from domainlens import layout
-from interp.controls import DEFAULT_REFERENCES, check_references
+from domainlens.experiments.inputs import ReferenceSettings, load_inputs, write_table
 from interp.hooked.base import HookedImageTower
 from interp.interventions.patching import (
     DIRECTIONS,
@@ -48,6 +50,13 @@ from interp.interventions.units import GRANULARITIES, n_channels, n_positions, s
 from interp.metrics import METRIC_NAMES
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from domainlens.experiments.inputs import AnalysisOptions, ModelSource
+    from interp.hooked.runs import HookedRun
+    from training.runinfo import RunInfo
+
 #: Site sets for site-level patching: the model's ``layers()`` and per-block components.
 SITE_SETS: tuple[str, ...] = ("layers", "components")
 
@@ -55,8 +64,8 @@ SITE_SETS: tuple[str, ...] = ("layers", "components")
 LOGIT_SCALES: tuple[str, ...] = ("cosine", "model")
 
 
-@dataclass
-class PatchSettings:
+@dataclass(frozen=True)
+class PatchSettings(ReferenceSettings):
     """Settings of :func:`patch_run` (see ``domainlens patch --help``).
 
     ``granularities``: sweeps to run (default: ViT ``position`` and ``head``, ResNet
@@ -73,13 +82,10 @@ class PatchSettings:
     sweep_pairing: str = "paired"
     n_groups: int = 8
     logit_scale: str = "cosine"
-    n_boot: int = 1000
     level: float = 0.95
     seed: int = 0
     max_batch: int = 256
     progress: bool = True
-    references: tuple[str, ...] = DEFAULT_REFERENCES
-    seed_reference: Path | None = None
 
     def validate(self) -> PatchSettings:
         """Check every choice; raises ``ValueError`` naming the bad value and the allowed ones."""
@@ -101,7 +107,7 @@ class PatchSettings:
             raise ValueError(f"max_per_class must be >= 1, got {self.max_per_class}")
         if self.n_groups < 1 or self.n_boot < 1 or self.max_batch < 1:
             raise ValueError("n_groups, n_boot and max_batch must be >= 1")
-        check_references(self.references, self.seed_reference, self.n_boot)
+        self.check_references()
         return self
 
 
@@ -119,92 +125,69 @@ def sweep_sites(model: HookedImageTower, granularity: str) -> list[str]:
 
 
 def _load_domain(
-    root: Path, domain: str, classes: Sequence[str], all_classes: Sequence[str],
-    max_per_class: int | None, seed: int, size: int, mean: Sequence[float], std: Sequence[float],
+    run: HookedRun, root: Path, domain: str, classes: Sequence[str], max_per_class: int | None,
+    seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    """Up to ``max_per_class`` seeded test images per class of ``domain``, decoded as ``run``'s
+    source says: images ``(N, 3, S, S)``, labels ``(N,)`` (indices into all classes), index."""
     from interp.hooked.activations import select_per_class
-    from interp.hooked.images import ImageFileDataset
     from training.domainnet import load_index
 
     index = load_index(root, [domain], splits=("test",), classes=classes)
     index = select_per_class(index, max_per_class, seed).reset_index(drop=True)
     if index.empty:
         raise ValueError(f"domain {domain!r} has no test images of classes {list(classes)} under {root}")
-    dataset = ImageFileDataset(index["path"].tolist(), size, mean=mean, std=std)
-    images = torch.stack([dataset[i] for i in range(len(dataset))])
-    label_of = {c: i for i, c in enumerate(all_classes)}
+    label_of = {c: i for i, c in enumerate(run.info.classes)}
     labels = torch.tensor([label_of[c] for c in index["class_name"]], dtype=torch.long)
-    return images, labels, index
+    return run.images(index["path"].tolist()), labels, index
 
 
-def _with_head(run: object, spec: object, settings: PatchSettings, device: str) -> HookedImageTower:
+def _with_head(run: HookedRun, spec: RunInfo, settings: PatchSettings, device: str) -> HookedImageTower:
     """The run's hooked tower in eval mode with a zero-shot head over all classes of the data
-    root, from the run's own text tower (cosine logits or times its learned scale)."""
+    root, from the model's own text tower and tokenizer (cosine logits or times its learned
+    scale)."""
     from interp.hooked.head import ZeroShotHead
-    from training.models import tokenizer_for
     from training.zeroshot import class_text_embeddings, class_texts
 
     model = run.model.eval()
     with torch.no_grad():
-        embeddings = class_text_embeddings(
-            run.source, tokenizer_for(run.info.model_config), class_texts(spec.classes)
-        )
+        embeddings = class_text_embeddings(run.source, run.text_tokenizer, class_texts(spec.classes))
     scale = float(run.source.logit_scale.detach().exp()) if settings.logit_scale == "model" else 1.0
     model.set_head(ZeroShotHead(embeddings.to(device), class_names=spec.classes, logit_scale=scale))
     return model
 
 
-def patch_run(
-    run_dir: str | Path,
-    source: str,
-    target: str,
-    data_root: str | Path | None = None,
-    settings: PatchSettings | None = None,
-    *,
-    epoch: int | None = None,
-    out: str | Path | None = None,
-    device: str = "cpu",
-) -> dict[str, Path]:
-    """Cross-domain activation patching of one run between ``source`` and ``target`` domains,
-    with its references (module docstring).
+def patch_run(model: str | Path | ModelSource, source: str, target: str,
+              settings: PatchSettings | None = None,
+              **options: Unpack[AnalysisOptions]) -> dict[str, Path]:
+    """Cross-domain activation patching of one model between ``source`` and ``target``
+    domains, with its references (module docstring).
 
-    Returns ``{"summary": csv, "examples": csv, "controls": csv, <figure name>: png, ...}``.
-    The ``"seed"`` reference run is read at ``epoch`` (default: its latest checkpoint).
+    ``model``: a run directory or any model source, ``options``:
+    :class:`~.inputs.AnalysisOptions` (a non-run source needs ``data_root`` and ``out`` and has
+    only the ``class-shuffle`` reference). Returns ``{"summary": csv, "examples": csv,
+    "controls": csv, <figure name>: png, ...}``. The ``"seed"`` reference run is read at
+    ``epoch`` (default: its latest checkpoint).
     """
-    from interp.controls import (
-        CONTROLS_FILE,
-        check_reference_runs,
-        shuffle_pairing,
-        shuffled_labels,
-    )
-    from interp.hooked.runs import load_hooked_run
+    from interp.controls import CONTROLS_FILE, shuffle_pairing, shuffled_labels
     from interp.plots.patching import plot_layer_heatmap, plot_recovery_by_layer
-    from training.domains import check_domains
-    from training.util.files import write_csv
 
     settings = (settings or PatchSettings()).validate()
-    check_domains([source, target])
     if source == target:
         raise ValueError(f"source and target domains must differ, both are {source!r}")
-    run_dir = Path(run_dir)
-    references = tuple(dict.fromkeys(settings.references))
-    check_reference_runs(run_dir, references, settings.seed_reference)
-    run = load_hooked_run(run_dir, epoch=epoch, device=device, data_root=data_root)
-    spec = run.info  # the run's metadata: classes, held-out classes, seeds, data root
-    spec.require_data()
-    if run.kind != "clip":
-        raise ValueError(f"patching needs a CLIP run (zero-shot logits); {run_dir} is a {run.kind!r} run")
+    references = settings.check_references()
+    inputs = load_inputs(model, out_name=layout.PATCHING_DIR, references=references,
+                         seed_reference=settings.seed_reference, clip_only="patching",
+                         **{**options, "domains": [source, target], "cache_dir": ""})
+    run, spec, device, out = inputs.run, inputs.info, inputs.device, inputs.out
     model = _with_head(run, spec, settings, device)
 
     subset = list(spec.subset(settings.classes))
     if not subset:
         raise ValueError(f"class subset {settings.classes!r} of {spec.data_root} is empty")
-    loaded = {
-        d: _load_domain(spec.data_root, d, subset, spec.classes, settings.max_per_class,
-                        settings.seed, run.image_size, run.mean, run.std)
-        for d in (source, target)
-    }
-    meta = {**spec.meta(run.epoch), "class_subset": settings.classes}
+    loaded = {d: _load_domain(run, inputs.data, d, subset, settings.max_per_class, settings.seed)
+              for d in (source, target)}
+    meta = {**inputs.meta(), "class_subset": settings.classes}
     common = dict(
         metric=settings.metric, source_domain=source, target_domain=target,
         class_names=spec.classes, seed=settings.seed, max_batch=settings.max_batch,
@@ -232,9 +215,9 @@ def patch_run(
         if run.epoch == 0:  # the analysed checkpoint is the untrained one
             results["init"] = results["none"]
         else:
-            init = load_hooked_run(run_dir, epoch=0, device=device, data_root=data_root)
+            init = inputs.checkpoint(0)
             results["init"] = site_level(_with_head(init, spec, settings, device), ys, xs,
-                                         {**init.info.meta(init.epoch), "class_subset": settings.classes})
+                                         {**inputs.meta(init), "class_subset": settings.classes})
     if "class-shuffle" in references:
         if len(subset) < 2:
             import warnings
@@ -252,12 +235,11 @@ def patch_run(
                 model, torch.tensor([label_of[c] for c in new.tolist()], dtype=torch.long),
                 xs[keep_t], meta)
     if "seed" in references:
-        other = load_hooked_run(settings.seed_reference, epoch=epoch, device=device,
-                                data_root=spec.data_root)
+        other = inputs.seed_run(settings.seed_reference)
         if other.kind != "clip":
             raise ValueError(f"seed reference run {settings.seed_reference} is a {other.kind!r} run")
         results["seed"] = site_level(_with_head(other, spec, settings, device), ys, xs,
-                                     {**other.info.meta(other.epoch), "class_subset": settings.classes})
+                                     {**inputs.meta(other), "class_subset": settings.classes})
 
     summaries, examples = [], []
     for reference, found in results.items():
@@ -276,14 +258,12 @@ def patch_run(
         )
         summaries += [r.to_frame(**frame_args).assign(reference="none") for r in swept]
 
-    out = Path(out) if out is not None else run_dir / layout.PATCHING_DIR
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"{source}_to_{target}"
     summary = pd.concat(summaries, ignore_index=True)
-    written = {"summary": write_csv(out / layout.patching_summary(source, target), summary),
-               "examples": write_csv(out / layout.patching_examples(source, target),
+    written = {"summary": write_table(out / layout.patching_summary(source, target), summary),
+               "examples": write_table(out / layout.patching_examples(source, target),
                                      pd.concat(examples, ignore_index=True))}
-    written["controls"] = write_csv(out / CONTROLS_FILE, _controls(results, spec, settings, meta))
+    written["controls"] = write_table(out / CONTROLS_FILE, _controls(results, spec, settings, meta))
     measured = summary[summary["reference"] == "none"]
     written["recovery_by_layer"] = out / f"recovery_by_layer_{stem}.png"
     plot_recovery_by_layer(measured, path=written["recovery_by_layer"])

@@ -9,6 +9,7 @@ makes umap-learn single-threaded and its output reproducible) and returns a tidy
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,7 +63,9 @@ def umap_coordinates(
     reducer = umap.UMAP(n_components=2, densmap=True, n_neighbors=min(n_neighbors, len(rows) - 1),
                         min_dist=min_dist, metric=metric,
                         random_state=derived_seed(seed, "umap") % 2**32)
-    coords = reducer.fit_transform(x[rows])
+    with warnings.catch_warnings():  # umap-learn says a seed makes it single-threaded: intended
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        coords = reducer.fit_transform(x[rows])
     return pd.DataFrame({
         "row": rows, "domain": domains[rows],
         "class_name": (np.asarray(classes, dtype=object)[rows] if classes is not None else ""),

@@ -25,6 +25,12 @@ SUPPORTED_TOWERS = (
 )
 
 
+class UnsupportedTowerError(TypeError, ValueError):
+    """An image tower :func:`hook_image_tower` cannot wrap: a ``TypeError`` (the wrong kind of
+    module) that is also a ``ValueError``, so the command line reports it as bad input, in one
+    line."""
+
+
 def hook_image_tower(
     model: nn.Module, head: nn.Module | None = None, copy: bool = False
 ) -> HookedImageTower:
@@ -45,7 +51,7 @@ def hook_image_tower(
     elif isinstance(visual, ModifiedResNet):
         hooked = HookedResNet(visual, head=head)
     else:
-        raise TypeError(
+        raise UnsupportedTowerError(
             f"unsupported image tower {type(visual).__name__}; supported: OpenCLIP's "
             f"{SUPPORTED_TOWERS} (timm towers such as convnext/ViTamin/EVA and HF towers are not)"
         )

@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ from interp.hooked.images import DEFAULT_MEAN, DEFAULT_STD, ImageFileDataset
 from training.util.files import digest, torch_save
 from training.util.seeding import seeded_rng
 from training.util.validate import check_choice
+
+if TYPE_CHECKING:
+    from training.sources import Preprocess
 
 POOLINGS: tuple[str, ...] = ("mean", "patch_mean", "cls")
 CACHE_FORMAT = 1
@@ -280,12 +283,14 @@ def collect_domain_activations(
     cache_dir: str | Path | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    preprocess: Preprocess | None = None,
 ) -> dict[str, DomainActivations]:
     """Pooled activations over each domain's ``split`` of a DomainNet-format root.
 
     ``domains``: default every domain with split files; ``classes``: restrict to these class
     folders; ``max_per_class``: seeded subsample per (domain, class). Images are decoded at
-    the model's input size and normalised with ``mean``/``std``. Returns
+    the model's input size and normalised with ``mean``/``std``, or by OpenCLIP's eval
+    transform ``preprocess`` (a :class:`training.sources.Preprocess`) when given. Returns
     ``{domain: DomainActivations}`` in the order of ``domains``.
     """
     from training.domainnet import available_domains, load_index
@@ -299,7 +304,8 @@ def collect_domain_activations(
         if index.empty:
             wanted = "" if classes is None else f" of classes {list(classes)}"
             raise ValueError(f"domain {domain!r} has no {split} images{wanted} under {root}")
-        dataset = ImageFileDataset(index["path"].tolist(), size, mean=mean, std=std)
+        dataset = ImageFileDataset(index["path"].tolist(), size, mean=mean, std=std,
+                                   preprocess=preprocess)
         acts = collect_activations(
             model, dataset, sites, pooling=pooling, batch_size=batch_size, device=device,
             cache_dir=cache_dir, num_workers=num_workers, progress=progress, desc=domain,

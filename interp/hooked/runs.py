@@ -22,6 +22,7 @@ from torch import nn
 from interp.hooked import hook_image_tower
 from interp.hooked.base import HookedImageTower
 from interp.hooked.head import ZeroShotHead
+from interp.hooked.images import ImageFileDataset
 from training.runinfo import RunInfo
 from training.sources import Preprocess, open_model
 
@@ -107,6 +108,24 @@ class HookedRun:
         """Square input size in pixels."""
         return int(self.model.cfg.image_size[0])
 
+    @property
+    def input_preprocess(self) -> Preprocess | None:
+        """How analyses decode this model's images: ``None`` for a run (as its trainer decoded
+        them, :func:`training.imagecache.decode_image`, at ``image_size`` with ``mean``/
+        ``std``), OpenCLIP's preprocessing of the model (``preprocess``) for any other source."""
+        return None if self.info.is_run else self.preprocess
+
+    def dataset(self, paths: Sequence[str]) -> ImageFileDataset:
+        """Image files as this model's inputs: ``(3, S, S)`` float32 each, decoded and
+        normalised as :attr:`input_preprocess` says."""
+        return ImageFileDataset(paths, self.image_size, mean=self.mean, std=self.std,
+                                preprocess=self.input_preprocess)
+
+    def images(self, paths: Sequence[str]) -> torch.Tensor:
+        """Image files decoded into one ``(N, 3, S, S)`` float32 batch (:meth:`dataset`)."""
+        dataset = self.dataset(paths)
+        return torch.stack([dataset[i] for i in range(len(dataset))])
+
     def zero_shot_head(
         self,
         class_names: Sequence[str],
@@ -115,16 +134,21 @@ class HookedRun:
     ) -> ZeroShotHead:
         """A zero-shot head over ``class_names`` from this model's text tower (CLIP models
         only); attach it with ``run.model.set_head(head)``."""
+        return ZeroShotHead.from_texts(
+            self.source, self.text_tokenizer, class_names, templates, use_model_logit_scale,
+        )
+
+    @property
+    def text_tokenizer(self) -> Any:
+        """The source's tokenizer (``list[str]`` -> ``(T, context_length)`` ids): OpenCLIP's
+        tokenizer of that model, or a run's from its model config (CLIP models only)."""
         if self.kind != "clip":
             raise ValueError(f"run {self.name!r} is a {self.kind} run: it has no text tower")
-        tokenizer = self.tokenizer
-        if tokenizer is None:
-            from training.models import tokenizer_for
+        if self.tokenizer is not None:
+            return self.tokenizer
+        from training.models import tokenizer_for
 
-            tokenizer = tokenizer_for(self.model_config)
-        return ZeroShotHead.from_texts(
-            self.source, tokenizer, class_names, templates, use_model_logit_scale,
-        )
+        return tokenizer_for(self.model_config)
 
     def meta(self, model: bool = False) -> dict[str, Any]:
         """Metadata columns for tidy tables: run, setup, test_domain, seed (training seed),

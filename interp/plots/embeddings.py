@@ -70,6 +70,16 @@ def plot_distances(distances: pd.DataFrame, class_subset: str = "all", title: st
     return fig
 
 
+def _label_unit_axes(ax, ticks: list[str], ylabel: str, title: str, top: float,
+                     tick_size: int) -> None:
+    """Categorical x ticks, a y axis from 0 to just above 1, a legend and a title."""
+    ax.set_xticks(range(len(ticks)), ticks, rotation=30, fontsize=tick_size)
+    ax.set_ylim(0, top)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+
+
 def plot_probe(probe: pd.DataFrame, title: str = "") -> Figure:
     """Bars of a probe table (columns reference, domain, value)."""
     domains = _order(probe["domain"])
@@ -81,11 +91,8 @@ def plot_probe(probe: pd.DataFrame, title: str = "") -> Figure:
         v = probe[probe["reference"] == ref].set_index("domain")["value"].reindex(domains)
         ax.bar(np.arange(len(domains)) + (i - (len(refs) - 1) / 2) * width, v, width, label=ref)
     ax.axhline(0.5, color="grey", ls="--", lw=0.8)
-    ax.set_xticks(range(len(domains)), domains, rotation=30, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("balanced accuracy (CV)")
-    ax.legend(fontsize=7)
-    ax.set_title(title or "linear domain probe, one vs rest", fontsize=9)
+    _label_unit_axes(ax, domains, "balanced accuracy (CV)", title or "linear domain probe, one vs rest",
+                     top=1.05, tick_size=8)
     return fig
 
 
@@ -132,11 +139,8 @@ def plot_sharing_by_layer(scores: pd.DataFrame, title: str = "") -> Figure:
     for d in domains:
         v = scores[scores["domain"] == d].set_index("site")["value"].reindex(sites)
         ax.plot(range(len(sites)), v, marker="o", color=colours[d], label=d)
-    ax.set_xticks(range(len(sites)), sites, rotation=30, fontsize=7)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("sharing score")
-    ax.legend(fontsize=7)
-    ax.set_title(title or "feature sharing by layer", fontsize=9)
+    _label_unit_axes(ax, sites, "sharing score", title or "feature sharing by layer", top=1.02,
+                     tick_size=7)
     return fig
 
 

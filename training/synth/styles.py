@@ -99,6 +99,18 @@ def _xy(p: np.ndarray, W: int) -> list[float]:
     return (p * W).ravel().tolist()
 
 
+
+def _draw_primitives(d, prims, W: int, fills: dict, outline, outline_width: int, line) -> None:
+    """Filled polygons in their role's colour with an outline; every other primitive the
+    strokes, bottom first, that ``line(primitive)`` lists as (colour, width)."""
+    for p in prims:
+        if p.kind == "poly" and p.filled:
+            d.polygon(_xy(p.pts, W), fill=fills[p.role])
+            _stroke(d, p.pts, W, outline, outline_width, closed=True)
+        else:
+            for colour, width in line(p):
+                _stroke(d, p.pts, W, colour, width, closed=p.kind == "poly")
+
 def _stroke(d: ImageDraw.ImageDraw, p: np.ndarray, W: int, fill: int | RGB, width: int,
             closed: bool = False, caps: bool = True) -> None:
     """Polyline with curved joints and (optionally) round caps."""
@@ -211,19 +223,12 @@ def render_clipart(cls: ObjectClass, rng: np.random.Generator, size: int) -> Ima
     lw = _px(2.4, W)
     ink = (int(rng.integers(15, 60)),) * 3
     sat = {k: _saturate(v, 1.35, 1.08) for k, v in col.roles.items()}
-    for p in prims:
-        c = sat[p.role]
-        if p.kind == "poly" and p.filled:
-            d.polygon(_xy(p.pts, W), fill=c)
-            _stroke(d, p.pts, W, ink, ow, closed=True)
-        else:
-            w = max(1, int(lw * p.width))
-            closed = p.kind == "poly"
-            if p.role == "dark":
-                _stroke(d, p.pts, W, ink, w + ow // 2, closed=closed)
-            else:
-                _stroke(d, p.pts, W, ink, w + ow, closed=closed)
-                _stroke(d, p.pts, W, c, w, closed=closed)
+
+    def lines(p) -> list[tuple]:  # dark lines: ink only; others: an ink halo under the colour
+        w = max(1, int(lw * p.width))
+        return [(ink, w + ow // 2)] if p.role == "dark" else [(ink, w + ow), (sat[p.role], w)]
+
+    _draw_primitives(d, prims, W, sat, ink, ow, lines)
     return _finish(img, size)
 
 
@@ -454,14 +459,8 @@ def render_infograph(cls: ObjectClass, rng: np.random.Generator, size: int) -> I
     roles["dark"] = sch[0] if sum(sch[0]) < 300 else (40, 40, 50)
     ow = _px(rng.uniform(1.0, 1.6), W)
     outline = roles["dark"] if rng.random() < 0.6 else (255, 255, 255)
-    for p in prims:
-        c = roles[p.role]
-        if p.kind == "poly" and p.filled:
-            d.polygon(_xy(p.pts, W), fill=c)
-            _stroke(d, p.pts, W, outline, ow, closed=True)
-        else:
-            _stroke(d, p.pts, W, c if p.role != "light" else roles["dark"],
-                    max(1, int(_px(1.8, W) * p.width)), closed=p.kind == "poly")
+    _draw_primitives(d, prims, W, roles, outline, ow, lambda p: [(
+        roles[p.role] if p.role != "light" else roles["dark"], max(1, int(_px(1.8, W) * p.width)))])
     # the other side: text and a chart
     sx0 = W * 0.06 if not left else px0 + pw + W * 0.06
     sx1 = px0 - W * 0.06 if not left else W * 0.95
