@@ -310,6 +310,8 @@ def fake_slurm(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_paper_dry_run_with_slurm_lists_arrays_and_resources(tmp_path, capsys):
+    """Every training run (with its evaluation) in one job array, then one array per analysis
+    kind, each with the SLURM options as submitit writes them; nothing is submitted."""
     root = make_fake_domainnet(tmp_path / "domainnet", with_images=False)
     out = tmp_path / "out"
     assert main(["reproduce", "paper", "--dry-run", "--out", str(out), "--data-root", str(root),
@@ -317,22 +319,33 @@ def test_paper_dry_run_with_slurm_lists_arrays_and_resources(tmp_path, capsys):
                  "--partition", "gpu", "--account", "lab", "--time", "600", "--mem-gb", "64",
                  "--cpus-per-job", "8", "--slurm", "qos=high"]) == 0
     printed = capsys.readouterr().out
+    config = load_config("paper", out=out).replace("data", root=str(root),
+                                                   base_tsv=str(root / "base.tsv"))
+    kinds = pd.Series([s.id.split("/")[0] for s in pipeline.plan(config)]).value_counts()
+    n_train = int(kinds["train"])
+    analyses = [k for k in ("cka", "patching", "circuits", "embeddings", "features", "aligned")
+                if k in kinds]
     lines = printed.splitlines()
-    head = lines.index(next(line for line in lines if line.startswith("executor slurm")))
-    plan = lines[head:]
-    assert plan[0].startswith("executor slurm: 4 submission(s) of 150 job(s)")
+    plan = lines[lines.index(next(x for x in lines if x.startswith("executor slurm"))):]
+    n_jobs = n_train + sum(int(kinds[k]) for k in analyses)
+    assert plan[0].startswith(f"executor slurm: {1 + len(analyses)} submission(s) of "
+                              f"{n_jobs} job(s)")
     assert plan[1:3] == ["  in this process: data", "  in this process: mixtures"]
-    assert plan[3] == ("  submission 1: job array paper-train, 90 task(s), each a run's "
+    assert plan[3] == (f"  submission 1: job array paper-train, {n_train} task(s), each a run's "
                        "training then its evaluation")
     resources = plan[4].split()
-    for flag in ("--array=0-89%90", "--gpus-per-node=1", "--partition=gpu", "--account=lab",
-                 "--time=600", "--mem=64GB", "--cpus-per-task=8", "--qos=high",
-                 "--job-name=paper-train"):
+    for flag in (f"--array=0-{n_train - 1}%{min(n_train, 256)}", "--gpus-per-node=1",
+                 "--partition=gpu", "--account=lab", "--time=600", "--mem=64GB",
+                 "--cpus-per-task=8", "--qos=high", "--job-name=paper-train"):
         assert flag in resources
-    assert plan[5] == ("    task  0: train/clipart/natural-only/s0 + "
-                       "eval/clipart/natural-only/s0")
-    for n, kind in ((2, "cka"), (3, "patching"), (4, "circuits")):
-        assert f"  submission {n}: job array paper-{kind}, 20 task(s)" in plan
+    assert plan[5].split(": ", 1)[1] == ("train/clipart/natural-only/s0 + "
+                                         "eval/clipart/natural-only/s0")
+    tasks = [x for x in plan if x.startswith("    task ")]
+    assert len(tasks) == n_jobs and all(" + eval/" in x for x in tasks[:n_train])
+    for n, kind in enumerate(analyses, 2):
+        count = int(kinds[kind])
+        what = "job array" if count > 1 else "job"
+        assert f"  submission {n}: {what} paper-{kind}, {count} task(s)" in plan
     assert "--array=0-19%20" in printed and plan[-1] == "  in this process: report"
     assert not out.exists()
 
