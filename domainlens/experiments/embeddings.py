@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domainlens import layout
-from domainlens.experiments.inputs import ImageSettings, ModelSource, load_inputs, write_table
+from domainlens.experiments.inputs import (
+    ImageSettings,
+    ModelSource,
+    domain_activations,
+    load_inputs,
+    write_table,
+)
 from training.runinfo import CLASS_SUBSETS  # held-out (C2), seen (C1), all
 
 if TYPE_CHECKING:  # numpy and pandas load inside the functions: `--help` stays fast
@@ -69,20 +75,22 @@ class EmbeddingSettings(ImageSettings):
 
 
 def collect_embeddings(
-    inputs: AnalysisInputs, run: Any, settings: EmbeddingSettings,
+    run: Any, data: Path, domains: Sequence[str], settings: EmbeddingSettings,
+    cache_dir: str | Path | None = None, device: str = "cpu",
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """L2-normalised final embeddings ``(N, E)`` of ``run`` (a
-    :class:`interp.hooked.runs.HookedRun`) over the analysed domains, and their index (path,
-    domain, class_name, label, split), domain by domain."""
+    :class:`interp.hooked.runs.HookedRun`) over ``domains``, and their index (path, domain,
+    class_name, label, split), domain by domain; images decoded as ``run``'s source says."""
     import numpy as np
     import pandas as pd
 
     from interp.embeddings.separation import l2_normalise
 
     run.model.check_sites([EMBED_SITE])
-    acts = inputs.activations(run, [EMBED_SITE], settings, split=settings.split)
-    x = np.concatenate([acts[d].acts[EMBED_SITE].numpy() for d in inputs.domains])
-    index = pd.concat([acts[d].index for d in inputs.domains], ignore_index=True)
+    acts = domain_activations(run, data, domains, [EMBED_SITE], settings, split=settings.split,
+                              device=device, cache_dir=cache_dir)
+    x = np.concatenate([acts[d].acts[EMBED_SITE].numpy() for d in domains])
+    index = pd.concat([acts[d].index for d in domains], ignore_index=True)
     return l2_normalise(x), index
 
 
@@ -103,7 +111,8 @@ def separation_of(
     the embeddings and their index."""
     from interp.embeddings.separation import separation_tables
 
-    x, index = collect_embeddings(inputs, run, settings)
+    x, index = collect_embeddings(run, inputs.data, inputs.domains, settings, inputs.cache_dir,
+                                  inputs.device)
     _check_folds(index, inputs.domains, settings.folds)
     refs = [r for r in settings.references if r != "init"] if shuffles else []
     tables = separation_tables(x, index["domain"].to_numpy(), index["class_name"].to_numpy(),

@@ -233,17 +233,28 @@ class AnalysisInputs:
         split: str = "test", pooling: str = "mean",
     ) -> dict[str, DomainActivations]:
         """Pooled activations ``{domain: DomainActivations}`` (``(N, F)`` per site) of ``run``
-        over each analysed domain's ``split`` (the ``images`` settings), decoded as ``run``'s
-        source says."""
-        from interp.hooked.activations import collect_domain_activations
+        over each analysed domain's ``split`` (:func:`domain_activations`)."""
+        return domain_activations(run, self.data, self.domains, sites, images, split=split,
+                                  pooling=pooling, device=self.device, cache_dir=self.cache_dir)
 
-        return collect_domain_activations(
-            run.model, self.data, self.domains, sites, split=split,
-            max_per_class=images.max_per_class, seed=images.seed, mean=run.mean, std=run.std,
-            pooling=pooling, batch_size=images.batch_size, device=self.device,
-            cache_dir=self.cache_dir, num_workers=images.workers, progress=images.progress,
-            preprocess=run.input_preprocess,
-        )
+
+def domain_activations(
+    run: HookedRun, data: str | Path, domains: Sequence[str], sites: Sequence[str],
+    images: ImageSettings, *, split: str = "test", pooling: str = "mean", device: str = "cpu",
+    cache_dir: str | Path | None = None,
+) -> dict[str, DomainActivations]:
+    """Pooled activations ``{domain: DomainActivations}`` (``(N, F)`` per site) of ``run``
+    (a :class:`interp.hooked.runs.HookedRun`) over each domain's ``split`` of ``data``, the
+    ``images`` settings, decoded as ``run``'s source says (:attr:`HookedRun.input_preprocess`);
+    ``cache_dir``: activation cache (``None``/``""``: none)."""
+    from interp.hooked.activations import collect_domain_activations
+
+    return collect_domain_activations(
+        run.model, data, domains, sites, split=split, max_per_class=images.max_per_class,
+        seed=images.seed, mean=run.mean, std=run.std, pooling=pooling,
+        batch_size=images.batch_size, device=device, cache_dir=cache_dir or None,
+        num_workers=images.workers, progress=images.progress, preprocess=run.input_preprocess,
+    )
 
 
 class AnalysisOptions(TypedDict, total=False):
@@ -319,5 +330,5 @@ def load_inputs(
 
 
 __all__ = ["AnalysisInputs", "AnalysisOptions", "HISTORY_REFERENCES", "ImageSettings", "ModelSource", "ReferenceSettings",
-           "SPEC_HELP", "as_source", "check_source", "load_inputs",
+           "SPEC_HELP", "as_source", "check_source", "domain_activations", "load_inputs",
            "parse_model_spec", "write_table"]
