@@ -1,11 +1,12 @@
 """Experiment configs for ``domainlens reproduce``: TOML files validated into dataclasses.
 
 A config has a top-level ``name`` and the sections ``[data]``, ``[mixtures]``, ``[train]``,
-``[eval]``, ``[analyses]``, ``[experiments]`` and ``[run]`` (how the steps are executed: in this
-process, as local subprocesses or as SLURM jobs; no step's inputs). Every key is checked: an unknown key, setup, domain, class
-subset or a value of the wrong type is an error naming it and the allowed values, raised before
-any work starts. Shipped configs (``smoke``, ``quickstart``, ``study``, ``paper``) live in
-``domainlens/configs/`` and are addressed by name.
+``[eval]``, ``[analyses]``, ``[experiments]`` and ``[run]`` (how the steps are executed: in
+this process, as local subprocesses or as SLURM jobs; no step's inputs). Every key is checked:
+an unknown key, setup, domain, class subset or a value of the wrong type is an error naming it
+and the allowed values, raised before any work starts. Shipped configs (``smoke``,
+``quickstart``, ``study``, ``paper``) live in ``domainlens/configs/`` and are addressed by
+name.
 """
 
 from __future__ import annotations
