@@ -8,12 +8,12 @@ import sys
 DESCRIPTION = """\
 Run an experiment end to end: data (generated, or a DomainNet-format root plus a base TSV)
 -> mixtures for every configured (test domain, setup) -> one CLIP training run per (test
-domain, setup, seed) -> zero-shot evaluation -> CKA, activation patching and circuits on the
-configured runs -> figures -> report.md and report.html. Every step is skipped when its
-outputs exist for the same inputs (content hashes), so an interrupted experiment resumes
+domain, setup, seed) -> zero-shot evaluation -> CKA, activation patching, circuits, embedding
+separation and SAE features on the configured runs -> figures -> report.md and report.html.
+Every step is skipped when its outputs exist for the same inputs (content hashes), so an interrupted experiment resumes
 where it stopped; --dry-run prints the plan with an estimated time and runs nothing.
 
-CONFIG is a shipped config name (smoke, quickstart, study, paper) or a TOML file; see the
+CONFIG is a shipped config name ({configs}) or a TOML file; see the
 README for its sections. The config is checked completely (unknown keys, setups, domains,
 a data root that is not DomainNet-shaped) before any work starts.
 
@@ -27,9 +27,12 @@ what would be submitted, job by job, with its resources."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from domainlens.config import shipped_configs
+
     parser = subparsers.add_parser(
         "reproduce", help="run a whole experiment from a config: data to report",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION.format(configs=", ".join(shipped_configs())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", nargs="?", default="quickstart",
                         help="shipped config name or TOML file (default: quickstart)")
