@@ -32,9 +32,9 @@ ALIGNED_ACCURACY = "aligned captions raise held-out top-1"
 
 
 def _over_seeds(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    grouped = table.groupby(keys, sort=False)["value"]
-    stats = grouped.agg(mean="mean", std="std", low="min", high="max", n_seeds="count")
-    return stats.reset_index()
+    from .report import over_seeds  # imported here: the report imports this module
+
+    return over_seeds(table, keys)
 
 
 def probe_table(probe: pd.DataFrame) -> pd.DataFrame:
