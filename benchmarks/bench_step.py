@@ -8,8 +8,9 @@ as the mixtures' captions use a few hundred of the 49,408 tokens). Variants (all
 invocation, interleaved round by round so that load drifts hit all of them alike):
 
 * ``plain``: the trainer before issue 20 (unfused AdamW, NCHW, fp32, a host sync per step);
-* ``fused``: fused AdamW; ``channels-last``: NHWC ResNet tower and inputs;
-* ``fast``: both (the trainer's fp32 default), no per-step sync;
+* ``fused``: fused AdamW; ``channels-last``: NHWC ResNet tower and inputs; ``trim-text``: the
+  text tower over the captions' used token positions only (``trim_text``);
+* ``fast``: all three (the trainer's fp32 default), no per-step sync;
 * ``bf16``: ``fast`` under bfloat16 autocast (``--precision bf16``).
 
 Per-phase times are wall-clock medians over the timed steps (CPU ops run synchronously;
@@ -42,7 +43,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.imagecache import AugmentConfig, TensorTransform  # noqa: E402
-from training.models import build_clip, image_size, preprocess_stats, resolve_model_config  # noqa: E402
+from training.models import (  # noqa: E402
+    build_clip,
+    encode_text_prefix,
+    image_size,
+    preprocess_stats,
+    resolve_model_config,
+    used_token_length,
+)
 from training.train import (  # noqa: E402
     ClipTask,
     TrainConfig,
@@ -53,12 +61,18 @@ from training.train import (  # noqa: E402
 )
 
 VARIANTS: dict[str, dict] = {
-    "plain": dict(fused_optimizer=False, channels_last=False, precision="fp32", sync=True),
-    "fused": dict(fused_optimizer=True, channels_last=False, precision="fp32", sync=False),
-    "channels-last": dict(fused_optimizer=False, channels_last=True, precision="fp32",
-                          sync=False),
-    "fast": dict(fused_optimizer=True, channels_last=True, precision="fp32", sync=False),
-    "bf16": dict(fused_optimizer=True, channels_last=True, precision="bf16", sync=False),
+    "plain": dict(fused_optimizer=False, channels_last=False, trim_text=False, precision="fp32",
+                  sync=True),
+    "fused": dict(fused_optimizer=True, channels_last=False, trim_text=False, precision="fp32",
+                  sync=False),
+    "channels-last": dict(fused_optimizer=False, channels_last=True, trim_text=False,
+                          precision="fp32", sync=False),
+    "trim-text": dict(fused_optimizer=False, channels_last=False, trim_text=True,
+                      precision="fp32", sync=False),
+    "fast": dict(fused_optimizer=True, channels_last=True, trim_text=True, precision="fp32",
+                 sync=False),
+    "bf16": dict(fused_optimizer=True, channels_last=True, trim_text=True, precision="bf16",
+                 sync=False),
 }
 PHASES = ("data", "image_fwd", "text_fwd", "loss", "backward", "clip", "optimizer")
 WORDS = ("a photo of a", "a sketch of a", "a painting of a", "clipart of a", "a doodle of a",
@@ -95,6 +109,9 @@ class Step:
         captions = [f"{WORDS[i % len(WORDS)]} {NOUNS[(i * 7) % len(NOUNS)]}."
                     for i in range(4 * batch)]
         self.tokens = tokenizer_for(cfg)(captions).to(torch.int32)
+        if opts["trim_text"]:  # as the trainer: the columns some caption uses
+            self.tokens = self.tokens[:, :used_token_length(self.tokens)].contiguous()
+        self.trim_text = opts["trim_text"]
         self.transform = TensorTransform(*preprocess_stats(self.model), AugmentConfig())
         self.gen, self.batch, self.step_no = gen, batch, 0
         self.device = torch.device("cpu")
@@ -123,7 +140,8 @@ class Step:
         with autocast_context(self.device, self.precision):
             image = self.model.encode_image(x, normalize=True)
             mark()
-            text = self.model.encode_text(y, normalize=True)
+            text = (torch.nn.functional.normalize(encode_text_prefix(self.model, y), dim=-1)
+                    if self.trim_text else self.model.encode_text(y, normalize=True))
             mark()
             loss = self.loss(image, text, self.model.logit_scale.exp())
         if self.sync:
@@ -149,7 +167,8 @@ class Step:
         with FlopCounterMode(display=False) as counter:
             with autocast_context(self.device, self.precision):
                 image = self.model.encode_image(x, normalize=True)
-                text = self.model.encode_text(y, normalize=True)
+                text = (torch.nn.functional.normalize(encode_text_prefix(self.model, y), dim=-1)
+                    if self.trim_text else self.model.encode_text(y, normalize=True))
                 loss = self.loss(image, text, self.model.logit_scale.exp())
             loss.backward()
         self.optimizer.zero_grad(set_to_none=True)

@@ -221,7 +221,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
                     if k not in ("mixture", "out", "progress")}
         # options added later, at their defaults, leave existing runs' step keys unchanged
         for key, default in (("precision", "fp32"), ("fused_optimizer", None),
-                             ("channels_last", None)):
+                             ("channels_last", None), ("trim_text", None)):
             if identity.get(key, default) == default:
                 identity.pop(key, None)
         run_params = {**train_params, "seed": r.seed, "mixture": r.mixture.name,

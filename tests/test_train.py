@@ -712,6 +712,7 @@ def test_resnet_speedups_are_on_recorded_and_resume_bit_identical(tmp_path, shap
     ref = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "ref"))
     settings = json.loads((ref / "run.json").read_text())["settings"]
     assert settings["fused_optimizer"] is True and settings["channels_last"] is True
+    assert settings["trim_text"] is True
     assert settings["precision"] == "fp32"
     out = tmp_path / "run"
     train_clip(small_config(shapes_mixture, tiny_rn_json, out, stop_after_epoch=1))
@@ -815,3 +816,69 @@ def test_precision_in_the_experiment_config(tmp_path):
 
     run = RunPlan("sketch", "cg-high", 0, tmp_path / "m.tsv", tmp_path / "run")
     assert pipeline._train_config(config, run, False).precision == "bf16"
+
+
+# ----------------------------------------------------------------------------------------------
+# the text tower on the captions' token prefix (trim_text)
+
+
+def test_used_token_length_by_hand():
+    from training.models import used_token_length
+
+    tokens = torch.tensor([[5, 9, 0, 0, 0], [5, 7, 8, 0, 0]])
+    assert used_token_length(tokens) == 3
+    assert used_token_length(torch.zeros(2, 4, dtype=torch.long)) == 1
+
+
+def test_prefix_text_tower_equals_openclip_on_captions(tiny_rn_json):
+    """Features and every parameter's gradient equal OpenCLIP's full-context forward."""
+    import copy
+
+    from open_clip.loss import ClipLoss
+
+    from training.models import PrefixTextCLIP, encode_text_prefix, used_token_length
+
+    cfg = resolve_model_config(str(tiny_rn_json))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    captions = ["a sketch of a light bulb", "a photo of a cat", "quickdraw of the moon", "tree"]
+    tokens = tokenizer_for(cfg)(captions)
+    length = used_token_length(tokens)
+    assert length < tokens.shape[1]
+    with torch.no_grad():
+        full = model.encode_text(tokens)
+        prefix = encode_text_prefix(model, tokens[:, :length])
+    torch.testing.assert_close(prefix, full, atol=1e-5, rtol=1e-5)
+    x = torch.randn(len(captions), 3, 32, 32)
+    grads = []
+    for view, ids in ((model, tokens), (PrefixTextCLIP(copy.deepcopy(model)), tokens[:, :length])):
+        ClipLoss()(*view(x, ids)[:3]).backward()
+        grads.append({n.removeprefix("clip."): p.grad for n, p in view.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        if grad is None or grad.norm() < 1e-6:
+            continue
+        error = (grads[1][name] - grad).norm() / grad.norm()
+        assert error < 1e-4, (name, float(error))
+
+
+def test_trim_text_is_recorded_and_trains_like_the_full_context(tmp_path, shapes_mixture,
+                                                                 tiny_rn_json):
+    trimmed = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "trim"))
+    full = train_clip(small_config(shapes_mixture, tiny_rn_json, tmp_path / "full",
+                                   trim_text=False))
+    assert json.loads((full / "run.json").read_text())["settings"]["trim_text"] is False
+    a, b = log_losses(trimmed), log_losses(full)
+    np.testing.assert_allclose(a["loss"].to_numpy(), b["loss"].to_numpy(), rtol=1e-3)
+
+
+def test_trim_text_refused_for_a_text_tower_without_causal_mask(tmp_path, shapes_mixture,
+                                                                tiny_rn_json):
+    cfg = json.loads(Path(tiny_rn_json).read_text())
+    cfg["text_cfg"]["no_causal_mask"] = True
+    bidirectional = tmp_path / "bidirectional.json"
+    bidirectional.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="trim_text needs a CLIP run"):
+        train_clip(small_config(shapes_mixture, bidirectional, tmp_path / "run", trim_text=True))
+    run = train_clip(small_config(shapes_mixture, bidirectional, tmp_path / "auto", epochs=1))
+    assert json.loads((run / "run.json").read_text())["settings"]["trim_text"] is False

@@ -109,6 +109,66 @@ def build_clip(cfg: dict, device: str | torch.device = "cpu") -> nn.Module:
     return model.to(device)
 
 
+def text_prefix_supported(cfg: dict) -> bool:
+    """Whether the config's text tower reads its pooled token through a causal mask, so that
+    positions after the longest caption cannot change it (OpenCLIP's own ``TextTransformer``
+    with causal attention and ``argmax``/``eos`` pooling; not HF or custom text towers)."""
+    text_cfg = cfg["text_cfg"]
+    return (
+        not cfg.get("custom_text", False)
+        and "hf_model_name" not in text_cfg
+        and not text_cfg.get("no_causal_mask", False)
+        and not text_cfg.get("embed_cls", False)
+        and text_cfg.get("pool_type", "argmax") in ("argmax", "eos")
+    )
+
+
+def used_token_length(tokens: torch.Tensor) -> int:
+    """Number of leading positions of ``(N, context_length)`` token ids that hold a non-pad
+    token in some row (pad id 0, as OpenCLIP's ``SimpleTokenizer``); at least 1."""
+    used = (tokens != 0).any(dim=0).nonzero()
+    return int(used.max()) + 1 if len(used) else 1
+
+
+def encode_text_prefix(model: nn.Module, text: torch.Tensor) -> torch.Tensor:
+    """``open_clip.CLIP.encode_text`` (unnormalised) for ``(B, L)`` ids with ``L`` at most the
+    context length: the first ``L`` positional embeddings and the causal mask's top-left
+    ``L x L`` block. OpenCLIP always adds all ``context_length`` positions; with a causal mask
+    the pooled (end-of-text) token never attends to later positions, so dropping trailing
+    padding gives the same features to float rounding for a fraction of the cost (captions
+    here are ~8 of 77 tokens). Returns ``(B, embed_dim)``."""
+    from open_clip.transformer import text_global_pool
+
+    length = text.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, text, model.text_pool_type,
+                         eos_token_id=getattr(model, "text_eos_id", None))
+    if isinstance(model.text_projection, nn.Linear):
+        return model.text_projection(x)
+    return x @ model.text_projection
+
+
+class PrefixTextCLIP(nn.Module):
+    """A training view of an OpenCLIP ``CLIP`` whose forward runs the text tower on the token
+    prefix it is given (:func:`encode_text_prefix`); same parameters, same outputs as
+    ``CLIP.forward`` to float rounding: ``(image_features, text_features, logit_scale.exp())``,
+    both feature tensors ``(B, embed_dim)`` and L2-normalised."""
+
+    def __init__(self, clip: nn.Module):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor):
+        clip = self.clip
+        image_features = clip.encode_image(image, normalize=True)
+        text_features = nn.functional.normalize(encode_text_prefix(clip, text), dim=-1)
+        return image_features, text_features, clip.logit_scale.exp()
+
+
 def create_clip(
     name_or_preset: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict]:

@@ -30,10 +30,13 @@ Speed (issue 20): AdamW is fused (one kernel over all parameters instead of abou
 the device (:class:`LossWatch`) and raised at the next log step or before the next checkpoint,
 whichever comes first, so a NaN update may be computed but is never saved. The fused kernel
 and NHWC convolutions round differently from the plain path (equal to float tolerance, not
-bit-identical), so ``fused_optimizer`` and ``channels_last`` belong to the run's identity;
+bit-identical), so ``fused_optimizer``, ``channels_last`` and ``trim_text`` belong to the run's identity;
 within one setting a resumed run stays bit-identical. Left unset, they are on for new runs and
 keep a run's recorded values (off for runs made before they existed) when it is resumed.
-The token embedding's rows that no caption uses still get AdamW's dense update: their
+The text tower runs on the mixture's longest caption's tokens only (``trim_text``: ~8 of
+77 positions here; with OpenCLIP's causal mask the pooled end-of-text token never sees the
+padding after it, so the features are equal to float rounding, while the text tower's
+forward and backward take about a quarter of the time). The token embedding's rows that no caption uses still get AdamW's dense update: their
 gradient is zero, but weight decay shrinks them every step, and held-out class names are
 made of such tokens, so skipping them would change zero-shot results.
 
@@ -66,12 +69,15 @@ from torch import nn
 from . import checkpoints as ckpt
 from .imagecache import AugmentConfig, TensorTransform, load_images
 from .models import (
+    PrefixTextCLIP,
     build_clip,
     image_size,
     nonfinite_tensors,
     preprocess_stats,
     resolve_model_config,
+    text_prefix_supported,
     tokenizer_for,
+    used_token_length,
     write_model_config,
 )
 from .trainset import Mixture, read_mixture
@@ -93,7 +99,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 #: What a run made before an option existed was trained with (its ``run.json`` lacks the key):
 #: resuming such a run keeps these, so it stays bit-identical to an uninterrupted one.
 LEGACY_SETTINGS: dict[str, Any] = {
-    "precision": "fp32", "fused_optimizer": False, "channels_last": False,
+    "precision": "fp32", "fused_optimizer": False, "channels_last": False, "trim_text": False,
 }
 KEEP_OPTIMIZER: tuple[str, ...] = ("latest", "all")
 
@@ -157,6 +163,11 @@ class TrainConfig:
             (faster convolutions on CPU). ``None``: on for ResNet towers, off (no effect) for
             ViTs; a resumed run keeps what it was started with. Changes float rounding like
             ``fused_optimizer``, so it is part of the run's identity.
+        trim_text: run the text tower on the leading token positions some caption of the
+            mixture uses instead of all ``context_length`` (see the module docstring).
+            ``None``: on for OpenCLIP text towers with a causal mask and end-of-text pooling
+            (:func:`training.models.text_prefix_supported`), off otherwise; a resumed run
+            keeps what it was started with. Part of the run's identity (float rounding).
     """
 
     mixture: str | Path
@@ -186,6 +197,7 @@ class TrainConfig:
     precision: str = "fp32"
     fused_optimizer: bool | None = None
     channels_last: bool | None = None
+    trim_text: bool | None = None
 
 
 #: Fields that do not change the trained weights (may differ when a run is resumed).
@@ -350,7 +362,7 @@ def validate(config: TrainConfig) -> None:
     check_device("device", config.device)
     check_choice("keep_optimizer", config.keep_optimizer, KEEP_OPTIMIZER)
     check_choice("precision", config.precision, PRECISIONS)
-    for name in ("fused_optimizer", "channels_last"):
+    for name in ("fused_optimizer", "channels_last", "trim_text"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, bool):
             raise TypeError(f"{name} must be True, False or None, got {value!r}")
@@ -400,14 +412,15 @@ def is_resnet_tower(model_cfg: dict) -> bool:
 
 
 def resolve_speedups(config: TrainConfig, model_cfg: dict, device: torch.device,
-                     recorded: dict[str, Any] | None) -> TrainConfig:
-    """``config`` with ``fused_optimizer`` and ``channels_last`` decided (``config`` must be
-    :func:`resolved`). ``recorded``: the settings in an existing run's ``run.json`` (``None``
+                     recorded: dict[str, Any] | None, task_kind: str = "clip") -> TrainConfig:
+    """``config`` with ``fused_optimizer``, ``channels_last`` and ``trim_text`` decided
+    (``config`` must be :func:`resolved`; ``trim_text`` applies to the ``clip`` task only). ``recorded``: the settings in an existing run's ``run.json`` (``None``
     for a new run); an unset option takes the recorded value, or :data:`LEGACY_SETTINGS`'
     if the run predates it, so a resumed run computes exactly what it computed before."""
     auto = {
         "fused_optimizer": config.optimizer == "adamw" and fused_adamw_available(device),
         "channels_last": is_resnet_tower(model_cfg),
+        "trim_text": task_kind == "clip" and text_prefix_supported(model_cfg),
     }
     for name, default in auto.items():
         if getattr(config, name) is None:
@@ -417,6 +430,11 @@ def resolve_speedups(config: TrainConfig, model_cfg: dict, device: torch.device,
     if config.fused_optimizer and not fused_adamw_available(device):
         raise ValueError(
             f"fused_optimizer: torch {torch.__version__} has no fused AdamW for {device.type}"
+        )
+    if config.trim_text and not (task_kind == "clip" and text_prefix_supported(model_cfg)):
+        raise ValueError(
+            "trim_text needs a CLIP run whose OpenCLIP text tower has a causal mask and "
+            "end-of-text pooling; this model's does not (use trim_text=False)"
         )
     if config.precision == "fp16" and device.type != "cuda":
         raise ValueError(
@@ -581,7 +599,7 @@ def run_training(config: TrainConfig, task: Task) -> Path:
     mixture = read_mixture(config.mixture)
     check_mixture_hash(mixture, config.accept_edited_mixture)
     device = pick_device(config.device)
-    config = resolve_speedups(config, model_cfg, device, _recorded_settings(run_dir))
+    config = resolve_speedups(config, model_cfg, device, _recorded_settings(run_dir), task.kind)
     job = init_distributed(device)
     try:
         return _train(config, task, model_cfg, mixture, run_dir, device, job)
@@ -729,6 +747,8 @@ def _train(
     else:
         images = load_images(paths, progress=config.progress, **load)
     targets = data.targets
+    if config.trim_text:  # padding after the longest caption never reaches the pooled token
+        targets = targets[:, :used_token_length(targets)].contiguous()
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(config.seed))
@@ -817,10 +837,10 @@ def _train(
         if start_epoch >= stop:
             return run_dir
 
-        train_model: nn.Module = model
+        train_model: nn.Module = PrefixTextCLIP(model) if config.trim_text else model
         if job.world_size > 1:
             train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
+                train_model, device_ids=[device.index] if device.type == "cuda" else None
             )
         local = batch_size // job.world_size
         shard = slice(job.rank * local, (job.rank + 1) * local)

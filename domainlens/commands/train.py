@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="unfused AdamW (default: fused where torch has it)")
     parser.add_argument("--no-channels-last", action="store_true",
                         help="contiguous NCHW ResNet (default: channels-last for ResNets)")
+    parser.add_argument("--no-trim-text", action="store_true",
+                        help="text tower over all context positions (default: only up to the "
+                        "longest caption, where the tower's causal mask makes that exact)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -84,6 +87,8 @@ def config_from_args(args: argparse.Namespace):
         kwargs["fused_optimizer"] = False
     if args.no_channels_last:
         kwargs["channels_last"] = False
+    if args.no_trim_text:
+        kwargs["trim_text"] = False
     return TrainConfig(
         mixture=args.mixture, out=args.out, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, wd=args.wd, optimizer=args.optimizer,
