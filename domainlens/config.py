@@ -12,6 +12,7 @@ name.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,6 +35,10 @@ ANALYSIS_CLASSES = ("held-out", "seen", "all")
 #: keeps them equal).
 CIRCUIT_METHODS = ("atp", "ig", "ig_loop")
 CIRCUIT_EDGE_METHODS = ("gxa", "ig")
+#: What an ``[analyses.circuit_variants]`` entry may change of the circuits settings (the
+#: method, its baseline and node/edge selection; images, classes and controls stay shared).
+CIRCUIT_VARIANT_KEYS = ("method", "edge_method", "steps", "rule", "baseline", "fraction",
+                        "threshold", "top_k", "edge_rank", "metric", "wl_h", "neighbours")
 EVAL_EPOCHS = ("last", "all")
 #: Reference values computed beside every similarity (issue 13): the run's epoch-0
 #: checkpoint, a class-shuffled pairing, another seed's run of the same setup.
@@ -125,7 +130,11 @@ class AnalysesSection:
     ``references``: the controls computed beside every similarity (``init``,
     ``class-shuffle``, ``seed``); ``seed`` is added by itself when more than one seed is
     analysed, unless ``seed_reference = false``. ``n_boot``: bootstrap resamples of the
-    intervals (analyses' excess over a reference, the report's one-seed accuracy findings)."""
+    intervals (analyses' excess over a reference, the report's one-seed accuracy findings).
+    ``circuit_variants``: named circuits settings computed beside the default ones on every
+    analysed run (``{name = {method = "ig", edge_method = "ig"}, ...}``, keys among
+    :data:`CIRCUIT_VARIANT_KEYS`), each with the same controls and its own findings rows:
+    how a circuit finding depends on the attribution method, baseline and node fraction."""
 
     setups: tuple[str, ...] = ("cg-high",)
     test_domains: tuple[str, ...] = ()
@@ -149,6 +158,7 @@ class AnalysesSection:
     threads: int = 1
     umap_per_domain: int = 500
     sae_epochs: int = 100
+    circuit_variants: dict = field(default_factory=dict)
 
 
 #: The paper's domain-interpolation subsets (Fig. 3/8), per test domain, as extra domains
@@ -400,6 +410,7 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
             f"[analyses] circuit_images = {an.circuit_images} is more than the {data.n_test} "
             "test images per class and domain that [data] n_test generates"
         )
+    _check_circuit_variants(an)
     check_choices("[analyses] references", an.references, REFERENCES)
     if "seed" in an.references and len(an.seeds) < 2:
         raise ValueError("[analyses] references: 'seed' needs at least two [analyses] seeds, got "
@@ -540,6 +551,26 @@ def _check_synth_classes(data: DataSection) -> None:
             f"[data] classes {list(data.classes)} include no held-out class; add some of "
             f"{sorted(SYNTH_HELDOUT_CLASSES)}"
         )
+
+
+def _check_circuit_variants(an: AnalysesSection) -> None:
+    """Names usable as folder names, tables of known keys; the values themselves are checked
+    by the circuits settings when the plan is built (before any step runs)."""
+    for name, variant in an.circuit_variants.items():
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
+            raise ValueError(f"[analyses.circuit_variants] name {name!r} must be lower-case "
+                             "letters, digits, '.', '_' or '-' (it names a folder)")
+        if not isinstance(variant, dict) or not variant:
+            raise ValueError(f"[analyses.circuit_variants] {name} must be a non-empty table of "
+                             f"settings, got {variant!r}")
+        check_choices(f"[analyses.circuit_variants] {name} keys", list(variant),
+                      CIRCUIT_VARIANT_KEYS)
+        if "method" in variant:
+            check_choices(f"[analyses.circuit_variants] {name}.method", [variant["method"]],
+                          CIRCUIT_METHODS)
+        if "edge_method" in variant:
+            check_choices(f"[analyses.circuit_variants] {name}.edge_method",
+                          [variant["edge_method"]], CIRCUIT_EDGE_METHODS)
 
 
 def parse_config(raw: dict[str, Any], default_name: str = "experiment",

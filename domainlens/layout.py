@@ -59,6 +59,13 @@ COMPARISON_SUMMARY = "comparison_summary.csv"
 COMPARISON_GROUPS = "comparison_groups.csv"
 NODE_SHARING_FIGURE = "node_sharing.png"
 CIRCUIT_SIMILARITY_FIGURE = "circuit_similarity.png"
+
+
+def circuit_variant_dir(name: str) -> str:
+    """Folder of the circuits of ``[analyses.circuit_variants]`` entry ``name``."""
+    return f"{CIRCUITS_DIR}-{name}"
+
+
 ACTIVATION_CACHE = "cache"
 #: Each analysis folder's value/reference/excess table (issue 13's controls).
 CONTROLS = "controls.csv"

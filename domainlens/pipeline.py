@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.domains import DOMAINS
 from training.util.files import digest, file_sha256, write_json, write_text
@@ -23,6 +24,9 @@ from . import layout
 from .config import ExperimentConfig
 from .layout import RunPlan, aligned_twin, analysed_runs, run_plans, seed_partner
 from .steps import Step, assign_keys, is_done, prune_failures, run_steps
+
+if TYPE_CHECKING:
+    from domainlens.experiments.circuits import CircuitSettings
 
 # Time estimates: model speeds are measured by timing a few steps of the configured model
 # (:func:`measure_throughput`); the rest are rates measured here for the tiny presets.
@@ -248,6 +252,7 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     per_class = min(an.max_images_per_class, counts["test_per_class"])
     n_domains = len(DOMAINS)
     base = dict(zip(ANALYSES, _analysis_settings(config, counts, progress), strict=True))
+    variants = _circuit_variants(config, base["circuits"]) if an.circuits else {}
     common = {
         "cka": {"max_images_per_class": an.max_images_per_class},
         "patching": {"classes": an.classes, "max_images_per_class": an.max_images_per_class,
@@ -307,8 +312,24 @@ def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
                 depends=depends, run=_bind(bodies[kind], config, r, settings, progress),
                 outputs=[outputs[kind](r)], estimate=estimates[kind], code=STEP_CODE[kind],
             ))
+        for name, variant in variants.items():  # the same circuits, other settings
+            folder = layout.circuit_variant_dir(name)
+            settings = _run_settings(variant, partner)
+            identity = _asdict(settings, drop=("progress",))
+            if "seed_reference" in identity:
+                identity["seed_reference"] = partner.id if partner is not None else None
+            steps.append(Step(
+                id=f"{folder}/{r.id}", params={**common["circuits"], "settings": identity},
+                depends=depends, run=_bind(_circuits, config, r, settings, progress, folder),
+                outputs=[r.analysis_dir / folder / layout.COMPARISON_SUMMARY],
+                estimate=estimates["circuits"] * (variant.steps if variant.method != "atp"
+                                                  else 1),
+                code=STEP_CODE["circuits"],
+            ))
 
-    analysis_ids = [s.id for s in steps if s.id.split("/")[0] in ("eval", "aligned", *ANALYSES)]
+    analysis_kinds = ("eval", "aligned", *ANALYSES,
+                      *(layout.circuit_variant_dir(name) for name in variants))
+    analysis_ids = [s.id for s in steps if s.id.split("/")[0] in analysis_kinds]
     steps.append(Step(
         id="report", params={"config": config.inputs()}, depends=analysis_ids,
         run=lambda: _report(config),
@@ -564,6 +585,24 @@ def _analysis_settings(config: ExperimentConfig, counts: dict[str, int], progres
     return cka, patch, circuits, embeddings, features
 
 
+def _circuit_variants(config: ExperimentConfig,
+                      circuits: CircuitSettings) -> dict[str, CircuitSettings]:
+    """``[analyses.circuit_variants]`` as validated circuits settings: the default
+    ``circuits`` settings with each entry's values (a ``threshold`` replaces the fraction)."""
+    import dataclasses
+
+    out = {}
+    for name, values in config.analyses.circuit_variants.items():
+        values = dict(values)
+        if "threshold" in values and "fraction" not in values:
+            values["fraction"] = None
+        try:
+            out[name] = dataclasses.replace(circuits, **values).validate()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"[analyses.circuit_variants] {name}: {err}") from None
+    return out
+
+
 def _with_fields(settings, **values):
     """``settings`` with those of ``values`` replaced that its dataclass has: the controls'
     fields (``references``, ``seed_reference``, ``n_boot``) belong to the experiments' settings
@@ -612,7 +651,8 @@ def _patch(config: ExperimentConfig, run: RunPlan, settings, progress: bool = Tr
                   out=run.analysis_dir / layout.PATCHING_DIR, device=analysis_device(config))
 
 
-def _circuits(config: ExperimentConfig, run: RunPlan, settings, progress: bool) -> None:
+def _circuits(config: ExperimentConfig, run: RunPlan, settings, progress: bool,
+              folder: str = layout.CIRCUITS_DIR) -> None:
     from domainlens.experiments.circuits import run_circuits
 
     an = config.analyses
@@ -621,7 +661,7 @@ def _circuits(config: ExperimentConfig, run: RunPlan, settings, progress: bool) 
         classes = classes[: an.circuit_classes]
     with torch_threads(an.threads):
         run_circuits(run.run_dir, classes=classes, settings=settings,
-                     out=run.analysis_dir / layout.CIRCUITS_DIR, device=analysis_device(config),
+                     out=run.analysis_dir / folder, device=analysis_device(config),
                      progress=progress)
 
 

@@ -127,6 +127,11 @@ def collect_results(config: ExperimentConfig) -> dict[str, pd.DataFrame]:
         "circuit_summary": per_analysed(f"{circuits}/{layout.COMPARISON_SUMMARY}"),
         "circuit_groups": per_analysed(f"{circuits}/{layout.COMPARISON_GROUPS}"),
         "circuit_nodes": per_analysed(f"{circuits}/{layout.CIRCUIT_NODES}"),
+        # [analyses.circuit_variants]: each variant's summary, with a variant column
+        "circuit_variants": pd.concat(
+            [per_analysed(f"{layout.circuit_variant_dir(name)}/{layout.COMPARISON_SUMMARY}")
+             .assign(variant=name) for name in config.analyses.circuit_variants]
+            or [pd.DataFrame()], ignore_index=True),
     }
     tables.update({name: per_analysed(path) for name, path in embedding_report.TABLES.items()})
     # every analysis table gets a reference column ("none": measured) for the controls
@@ -401,17 +406,27 @@ def findings(table: pd.DataFrame, chance: float, per_run: pd.DataFrame | None = 
     return out
 
 
-def _pair_values(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) -> dict[str, pd.DataFrame]:
+#: The circuit measures the mechanistic findings check: node Jaccard per layer, and the
+#: whole-circuit edge Jaccard and WL kernel (one value per domain pair, layer_index -1).
+CIRCUIT_MEASURES: dict[str, str] = {"node_jaccard": "node Jaccard",
+                                    "edge_jaccard": "edge Jaccard", "wl_kernel": "WL kernel"}
+
+
+def _pair_values(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str,
+                 variant: str = "") -> dict[str, pd.DataFrame]:
     """Per (run, reference, domain pair, layer) similarity: linear CKA of class means and
-    circuit node Jaccard (class mean), for ``class_subset`` where present, else all classes."""
+    the circuit measures of :data:`CIRCUIT_MEASURES` (class means), for ``class_subset``
+    where present, else all classes. ``variant``: a circuit variant's name, appended to the
+    circuit measures' names."""
     out = {}
     if not cka.empty:
         subset = class_subset if class_subset in set(cka["class_subset"]) else "all"
         out["CKA"] = cka[(cka["kernel"] == "linear") & (cka["class_subset"] == subset)]
     if not summary.empty:
-        part = summary[(summary["metric"] == "node_jaccard") & (summary["statistic"] == "mean")]
-        subset = class_subset if class_subset in set(part["class_subset"]) else "all"
-        out["node Jaccard"] = part[part["class_subset"] == subset]
+        for metric, name in CIRCUIT_MEASURES.items():
+            part = summary[(summary["metric"] == metric) & (summary["statistic"] == "mean")]
+            subset = class_subset if class_subset in set(part["class_subset"]) else "all"
+            out[f"{name} [{variant}]" if variant else name] = part[part["class_subset"] == subset]
     keep = ["run", "setup", "test_domain", "seed", "reference", "domain_a", "domain_b",
             "layer_index", "value"]
     tables = {}
@@ -454,7 +469,8 @@ def _quickdraw_least(mid: pd.DataFrame, domain: str) -> tuple[float, float] | No
     return means["quickdraw"], min(v for d, v in means.items() if d != "quickdraw")
 
 
-def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str) -> pd.DataFrame:
+def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: str,
+                       variant: str = "") -> pd.DataFrame:
     """The paper's mechanistic findings checked per analysed (test domain, setup) over its
     seeds, in intermediate layers (every layer but the first and the last):
 
@@ -468,15 +484,18 @@ def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: s
     already in the untrained network?) and over the class-shuffle reference
     (``beyond_shuffle``: is it class-specific?), each as the mean ± std over seeds: it holds
     only when all three are separated from zero by more than the seed spread. With one seed
-    it can be refuted but not confirmed (undecided). Columns :data:`FINDING_COLUMNS`."""
+    it can be refuted but not confirmed (undecided). Whole-circuit measures (edge Jaccard, WL
+    kernel) have one "layer". ``variant``: the circuit variant ``summary`` comes from (its
+    name is appended to the measure). Columns :data:`FINDING_COLUMNS`."""
     rows = []
-    for measure, table in _pair_values(cka, summary, class_subset).items():
+    for measure, table in _pair_values(cka, summary, class_subset, variant).items():
         groups = table.groupby(["test_domain", "setup"], sort=False)
         for (domain, setup), part in groups:
             runs = list(dict.fromkeys(part["run"]))
             measured = part[part["reference"] == MEASURED]
             layers = sorted(measured["layer_index"].unique())
             mid_layers = layers[1:-1] or layers
+            scope = "intermediate layers" if len(layers) > 2 else "whole circuit"
             level_tables = {"value": measured}
             for reference, _ in CONTROL_LEVELS:
                 level_tables[reference] = _excess(part, reference)
@@ -503,7 +522,7 @@ def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: s
                 interval = (f"mean ± std over {n} seeds" if n > 1
                             else "one seed: no spread (can refute, not confirm)")
                 rows.append(_finding_row(
-                    f"{label}, intermediate layers ({measure})", domain, setup,
+                    f"{label}, {scope} ({measure})", domain, setup,
                     runs[0] if n == 1 else f"{setup} seeds {', '.join(map(str, seeds))}", n,
                     np.array([s[0] for s in sides]), np.array([s[1] for s in sides]), levels,
                     -1, "seed spread", interval))
@@ -956,6 +975,11 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
     found = findings(head, 1.0 / n_classes, per_run=per_run, accuracy=main,
                      n_boot=config.analyses.n_boot, seed=config.data.seed)
     mechanism = mechanism_findings(tables["cka"], tables["circuit_summary"], config.analyses.classes)
+    variants = tables["circuit_variants"]
+    if not variants.empty:  # the same circuit findings under each variant's settings
+        mechanism = pd.concat([mechanism] + [
+            mechanism_findings(pd.DataFrame(), part, config.analyses.classes, variant=name)
+            for name, part in variants.groupby("variant", sort=False)], ignore_index=True)
     experiments = experiment_findings(config, tables["accuracy"])
     aligned = embedding_report.aligned_findings(tables["aligned"], _spread_row)
     found = _findings_frame([*found.to_dict("records"), *mechanism.to_dict("records"),
@@ -993,7 +1017,10 @@ def write_report(config: ExperimentConfig) -> dict[str, Path]:
                          "seeds of the difference per seed when every setup has several seeds, "
                          "else a 95% bootstrap over classes and images; a difference whose "
                          "interval includes zero is undecided, not no. Mechanistic rows (one per "
-                         "analysed test domain and setup, over its seeds, intermediate layers): "
+                         "analysed test domain and setup, over its seeds; intermediate layers "
+                         "for CKA and node Jaccard, the whole circuit for edge Jaccard and the "
+                         "WL kernel; a measure in brackets is an [analyses.circuit_variants] "
+                         "entry): "
                          "a and b are the mean similarity of domain pairs with and without the "
                          "test domain, or quickdraw's mean and the lowest other domain's; the "
                          "difference is checked as measured, then as learned (the same "

@@ -394,9 +394,10 @@ def test_local_dry_run_and_run_section_leave_step_keys_alone(tmp_path, capsys):
     assert main(["reproduce", "smoke", "--dry-run", "--out", str(tmp_path / "out"),
                  "--executor", "local", "--jobs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "executor local: 7 job(s), at most 2 at a time" in printed
+    assert "executor local: 8 job(s), at most 2 at a time" in printed
     assert "  job 1: train/quickdraw/natural-only/s0 + eval/quickdraw/natural-only/s0" in printed
     assert "  job 7: circuits/quickdraw/cg-high/s0" in printed
+    assert "  job 8: circuits-mean-baseline/quickdraw/cg-high/s0" in printed
     assert printed.rstrip().endswith("in this process: report")
     assert not (tmp_path / "out").exists()
 

@@ -16,6 +16,7 @@ from PIL import Image
 from domainlens import pipeline
 from domainlens.cli import main
 from domainlens.config import load_config, parse_config, shipped_configs
+from domainlens.layout import analysed_runs
 from domainlens.report import findings, headline, run_accuracy
 
 SMOKE_STEPS = [
@@ -25,7 +26,7 @@ SMOKE_STEPS = [
     "train/sketch/natural-only/s0", "eval/sketch/natural-only/s0",
     "train/sketch/cg-high/s0", "eval/sketch/cg-high/s0",
     "cka/quickdraw/cg-high/s0", "patching/quickdraw/cg-high/s0", "circuits/quickdraw/cg-high/s0",
-    "report",
+    "circuits-mean-baseline/quickdraw/cg-high/s0", "report",
 ]
 GALLERY = ["accuracy_by_setup", "cka_by_layer", "patching_by_layer", "node_sharing_by_layer",
            "circuit_similarity", "circuit_drawing", "contact_sheet"]
@@ -81,6 +82,10 @@ def test_shipped_configs_load_and_validate():
     ("[train]\nweight_decay = -0.1\n", "[train] weight_decay must be a finite number >= 0"),
     ("[train]\nlr = inf\n", "[train] lr must be a finite number > 0, got inf"),
     ("[train]\nlr = nan\n", "[train] lr must be a finite number > 0, got nan"),
+    ("[analyses.circuit_variants]\nIG = {method = 'ig'}\n", "name 'IG' must be lower-case"),
+    ("[analyses.circuit_variants]\nig = {methd = 'ig'}\n", "ig keys: unknown ['methd']"),
+    ("[analyses.circuit_variants]\nig = {method = 'lrp'}\n", "ig.method: unknown ['lrp']"),
+    ("[analyses.circuit_variants]\nig = {}\n", "ig must be a non-empty table"),
 ])
 def test_bad_config_is_an_error_naming_the_value(tmp_path, text, message):
     path = write_toml(tmp_path / "bad.toml", text)
@@ -167,7 +172,9 @@ def test_plan_keys_change_only_downstream_of_a_changed_setting(tmp_path):
     before = {s.id: s.key for s in pipeline.plan(config)}
     after = {s.id: s.key for s in pipeline.plan(config.replace("analyses", circuit_images=3))}
     changed = {i for i in before if before[i] != after[i]}
-    assert changed == {"circuits/quickdraw/cg-high/s0", "report"}
+    # the circuit variant computes the same circuits with other settings: it follows
+    assert changed == {"circuits/quickdraw/cg-high/s0",
+                       "circuits-mean-baseline/quickdraw/cg-high/s0", "report"}
     after = {s.id: s.key for s in pipeline.plan(config.replace("train", epochs=3))}
     assert {i for i in before if before[i] == after[i]} == {"data", "mixtures"}
 
@@ -193,7 +200,8 @@ def test_plan_keys_follow_analysis_defaults_and_code(tmp_path, monkeypatch):
     monkeypatch.setattr(steps_module, "code_digest", lambda modules: real(modules) + (
         "-edited" if "interp.circuits" in modules else ""))
     after = {s.id: s.key for s in pipeline.plan(config)}
-    assert {i for i in before if before[i] != after[i]} == {"circuits/quickdraw/cg-high/s0", "report"}
+    assert {i for i in before if before[i] != after[i]} == {
+        "circuits/quickdraw/cg-high/s0", "circuits-mean-baseline/quickdraw/cg-high/s0", "report"}
 
 
 def test_claim_run_dir_never_deletes_a_stale_run(tmp_path):
@@ -270,6 +278,12 @@ def test_smoke_end_to_end_writes_every_output_well_formed(smoke_run):
     assert np.allclose(merged["value"], merged["value_patched"] - merged["receiver_mean"], atol=1e-5)
     nodes = pd.read_csv(results / "node_sharing_by_layer.csv")
     assert nodes["value"].between(0, 1).all()
+    variants = pd.read_csv(results / "circuit_variants.csv")  # [analyses.circuit_variants]
+    assert set(variants["variant"]) == {"mean-baseline"}
+    assert set(variants["metric"]) == {"node_jaccard", "edge_jaccard", "wl_kernel"}
+    assert {"none", "init", "class-shuffle"} <= set(variants["reference"])
+    assert found["finding"].str.endswith("(WL kernel [mean-baseline])").any()
+    assert found["finding"].str.contains(r"whole circuit \(edge Jaccard\)").any()
     report = (out / "report.md").read_text()
     assert "| quickdraw |" in report and "| sketch |" in report and "## Time per step" in report
     for name in GALLERY:
@@ -458,3 +472,54 @@ def test_mechanism_findings_by_hand():
     least = found.loc["quickdraw shares least, intermediate layers (CKA)"]
     assert least["a"] == pytest.approx((0.3 + 0.2 + 0.2) / 3) and least["b"] == pytest.approx(0.3)
     assert least["holds"]
+
+
+def test_circuit_variants_are_planned_beside_the_default_circuits(tmp_path):
+    """Each [analyses.circuit_variants] entry is one more circuits step per analysed run, in
+    its own folder, with its settings in its key; the report waits for it; a bad value is
+    refused when the plan is built, before any work."""
+    config = load_config("smoke", out=tmp_path)
+    config = config.replace("analyses", circuit_variants={
+        "ig": {"method": "ig", "edge_method": "ig", "steps": 3}, "top": {"fraction": 0.3}})
+    steps = {s.id: s for s in pipeline.plan(config, progress=False)}
+    runs = [r.id for r in analysed_runs(config)]
+    for run in runs:
+        default, ig = steps[f"circuits/{run}"], steps[f"circuits-ig/{run}"]
+        top = steps[f"circuits-top/{run}"]
+        assert ig.depends == default.depends
+        assert ig.params["settings"]["method"] == "ig" and ig.params["settings"]["steps"] == 3
+        assert top.params["settings"]["fraction"] == 0.3
+        assert top.params["settings"]["method"] == default.params["settings"]["method"]
+        assert len({default.key, ig.key, top.key}) == 3
+        assert ig.outputs[0].parent.name == "circuits-ig"
+        assert {f"circuits-ig/{run}", f"circuits-top/{run}"} <= set(steps["report"].depends)
+    bad = config.replace("analyses", circuit_variants={"wide": {"fraction": 2.0}})
+    with pytest.raises(ValueError, match=r"circuit_variants\] wide: .*fraction"):
+        pipeline.plan(bad, progress=False)
+
+
+def test_whole_circuit_and_variant_findings_by_hand():
+    """Edge Jaccard (one value per domain pair, layer_index -1): quickdraw's pairs 0.1, the
+    others 0.5, the untrained network 0.4 everywhere (so the excess over init is -0.3 vs
+    0.1: learned); a variant's rows are named by it."""
+    from itertools import combinations
+
+    from domainlens.report import mechanism_findings
+
+    rows = []
+    for seed in (0, 1):
+        for a, b in combinations(["clipart", "quickdraw", "real", "sketch"], 2):
+            for reference, value in (("none", 0.1 if "quickdraw" in (a, b) else 0.5),
+                                     ("init", 0.4)):
+                rows.append(dict(run=f"r{seed}", seed=seed, test_domain="quickdraw",
+                                 setup="cg-high", domain_a=a, domain_b=b, site="*",
+                                 layer_index=-1, metric="edge_jaccard", statistic="mean",
+                                 class_subset="held-out", reference=reference, value=value))
+    found = mechanism_findings(pd.DataFrame(), pd.DataFrame(rows), "held-out",
+                               variant="ig").set_index("finding")
+    least = found.loc["quickdraw shares least, whole circuit (edge Jaccard [ig])"]
+    # b: the lowest other domain's mean over its pairs, its pair with quickdraw included
+    assert least["a"] == pytest.approx(0.1) and least["b"] == pytest.approx((0.1 + 1.0) / 3)
+    assert least["holds"]
+    less = found.loc["less sharing with the test domain, whole circuit (edge Jaccard [ig])"]
+    assert less["a"] == pytest.approx(0.1) and less["b"] == pytest.approx(0.5)
