@@ -348,3 +348,68 @@ def test_tiny_end_to_end_build_train_evaluate(tiny_ao, tmp_path, tiny_rn_json):
     assert n[("colour", "seen", "object_top1")] == 48 - 10
     assert clip_table["nmi"].iloc[0] == pytest.approx(tiny_ao.nmi["colour"])
     assert (clip_table["entanglement"] == 0.5).all()
+
+
+# ------------------------------------------------------------------------ reproduce: study-ao
+
+
+def _ao_config(tmp_path, model: str, **ao):
+    from domainlens.config import parse_config
+
+    raw = {"name": "ao-tiny", "data": {"source": "ao", "image_size": 32},
+           "ao": {"entanglements": [0.0, 1.0], "n_train": 64, "n_test": 1, **ao},
+           "train": {"model": model, "epochs": 1, "batch_size": 32, "lr": 3e-3, "seeds": [0],
+                     "threads": 1}}
+    return parse_config(raw, out=tmp_path / "out")
+
+
+def test_reproduce_runs_the_ao_experiment_and_reports_it(tmp_path, tiny_rn_json):
+    from domainlens import layout, pipeline
+
+    config = _ao_config(tmp_path, str(tiny_rn_json))
+    status = pipeline.reproduce(config, progress=False, log=lambda message: None)
+    assert list(status) == [
+        "ao-data/ao-e0.0", "ao-data/ao-e1.0", "train/ao-e0.0-s0", "eval/ao-e0.0-s0",
+        "train/ao-e0.0-supervised-s0", "eval/ao-e0.0-supervised-s0", "train/ao-e1.0-s0",
+        "eval/ao-e1.0-s0", "train/ao-e1.0-supervised-s0", "eval/ao-e1.0-supervised-s0",
+        "report"]
+    results = config.out_dir / layout.RESULTS_DIR
+    table = pd.read_csv(results / layout.AO_TABLE)
+    assert tuple(table.columns) == AO_EVAL_COLUMNS
+    assert set(table["kind"]) == {"clip", "supervised"} and set(table["entanglement"]) == {0, 1}
+    # the knob reached the captions: NMI 1 at e = 1, lower at e = 0
+    nmi = table[table["attribute"] == "colour"].groupby("entanglement")["nmi"].first()
+    assert nmi[1.0] == pytest.approx(1.0) and nmi[0.0] < 0.5
+    assert (results / f"{layout.AO_FIGURE}.png").is_file()
+    shown = pd.read_csv(results / f"{layout.AO_FIGURE}.csv")
+    assert {"nmi", "mean", "std", "n_seeds", "pair_subset"} <= set(shown.columns)
+    report = (config.out_dir / layout.REPORT_MD).read_text()
+    assert "Held-out and seen (colour, object) pairs" in report
+    # a rerun skips every step
+    again = pipeline.reproduce(config, progress=False, log=lambda message: None)
+    assert set(again.values()) == {"skipped"}
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"ao": {"entanglements": [0.0, 1.5]}}, "[ao] entanglements must be a finite number >= 0"),
+    ({"ao": {"heldout_pairs": [["pink", "cup"]]}}, "[ao] held-out pair ('pink', 'cup')"),
+    ({"mixtures": {"setups": ["cg-high"]}}, "['[mixtures]'] are not read by it"),
+    ({"data": {"source": "synth"}}, "[ao] is for [data] source = 'ao'"),
+])
+def test_bad_ao_configs_are_one_line(raw, message):
+    from domainlens.config import parse_config
+
+    base = {"name": "x", "data": {"source": "ao", "image_size": 32},
+            "ao": {"entanglements": [0.0]}}
+    merged = {**base, **{k: {**base.get(k, {}), **v} for k, v in raw.items()}}
+    with pytest.raises(ValueError) as error:
+        parse_config(merged)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_study_ao_config_loads():
+    from domainlens.ao_experiment import ao_runs
+    from domainlens.config import load_config
+
+    config = load_config("study-ao")
+    assert config.data.source == "ao" and len(ao_runs(config)) == 30

@@ -150,12 +150,18 @@ class AOSpec:
 
     @property
     def name(self) -> str:
-        """The mixture's name: ``ao-e<entanglement>`` (``ao-e0.5``)."""
-        return f"ao-e{float(self.entanglement)}"
+        """The mixture's name (:func:`mixture_name`)."""
+        return mixture_name(self.entanglement)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists instead of tuples)."""
         return json.loads(json.dumps(asdict(self)))
+
+
+def mixture_name(entanglement: float) -> str:
+    """``ao-e<entanglement>`` (``ao-e0.5``, the float as Python prints it): the name of an AO
+    mixture and of its root in an experiment."""
+    return f"ao-e{float(entanglement)}"
 
 
 def default_heldout(spec: AOSpec) -> tuple[tuple[str, str], ...]:
@@ -626,6 +632,6 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
 __all__ = [
     "AOSpec", "AODataset", "ATTRIBUTE_KINDS", "AO_EVAL_COLUMNS", "NMIResult", "allowed_values",
     "bound_value", "build_ao_dataset", "caption_nmi", "class_text", "default_heldout",
-    "evaluate_ao", "heldout_flags", "nmi_from_table", "parse_captions", "plan_images", "quota",
+    "evaluate_ao", "heldout_flags", "mixture_name", "nmi_from_table", "parse_captions", "plan_images", "quota",
     "read_ao_images", "spec_from_manifest", "train_distribution", "tsv_nmi",
 ]
