@@ -413,3 +413,16 @@ def test_study_ao_config_loads():
 
     config = load_config("study-ao")
     assert config.data.source == "ao" and len(ao_runs(config)) == 30
+
+
+def test_nmi_of_any_caption_tsv_by_its_caption_column(tmp_path, capsys):
+    table = {("red", "cup"): 3, ("blue", "fish"): 2}
+    tsv = tmp_path / "cc3m.tsv"
+    tsv.write_text("url\tcaption\n" + "".join(f"http://x/{i}.jpg\t{c}\n"
+                                               for i, c in enumerate(captions_of(table))))
+    assert main(["ao-nmi", str(tsv), "--caption-column", "caption", "--attributes", "red",
+                 "blue", "--objects", "cup", "fish"]) == 0
+    assert "= 1.0000" in capsys.readouterr().out
+    assert main(["ao-nmi", str(tsv), "--attributes", "red", "--objects", "cup"]) == 2
+    err = capsys.readouterr().err
+    assert "has no column 'title'" in err and "['url', 'caption']" in err and err.count("\n") == 1

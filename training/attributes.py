@@ -57,7 +57,7 @@ import pandas as pd
 
 from .captions import CAPTION_STYLES, make_captions
 from .domains import display_name
-from .mixtures import Mixture, read_mixture, write_mixture
+from .mixtures import Mixture, write_mixture
 from .synth.base_captions import plural
 from .synth.generate import image_relpath, image_rng
 from .synth.objects import ATTRIBUTE_CLASSES, OBJECT_CLASSES
@@ -516,10 +516,23 @@ def caption_nmi(titles: Sequence[str], attributes: Sequence[str], objects: Seque
 
 
 def tsv_nmi(tsv: str | Path, attributes: Sequence[str], objects: Sequence[str],
-            average: str = "arithmetic") -> NMIResult:
-    """:func:`caption_nmi` of the ``title`` column of a caption TSV (any OpenCLIP-style TSV,
-    read by :func:`training.mixtures.read_mixture`)."""
-    return caption_nmi(read_mixture(tsv).rows["title"].tolist(), attributes, objects, average)
+            average: str = "arithmetic", caption_column: str = "title") -> NMIResult:
+    """:func:`caption_nmi` of the captions of a TSV: a mixture (its ``title`` column) or any
+    tab-separated file with a header whose ``caption_column`` holds the captions (a CC3M
+    subset: ``caption``). Only that column is read (unquoted, as mixtures are written), so no
+    image needs to exist."""
+    import csv
+
+    path = Path(tsv).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"caption TSV {str(path)!r} does not exist")
+    header = pd.read_csv(path, sep="\t", nrows=0, quoting=csv.QUOTE_NONE).columns
+    if caption_column not in header:
+        raise ValueError(f"caption TSV {str(path)!r} has no column {caption_column!r}; header "
+                         f"is {list(header)} (choose one with --caption-column)")
+    titles = pd.read_csv(path, sep="\t", usecols=[caption_column], dtype=str,
+                         keep_default_na=False, quoting=csv.QUOTE_NONE)[caption_column]
+    return caption_nmi(titles.tolist(), attributes, objects, average)
 
 
 # ----------------------------------------------------------------------------------------------

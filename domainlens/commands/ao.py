@@ -16,7 +16,8 @@ Writes <out>/real/..., <out>/images.csv and the training mixture
 
 NMI_DESCRIPTION = """\
 Normalized mutual information between attribute and object as named in the captions of a TSV
-(any OpenCLIP-style TSV with a title column: a mixture, a CC3M subset). Each caption is parsed
+(a mixture, or any tab-separated file with a header: --caption-column names the captions'
+column, e.g. caption for a CC3M subset). Each caption is parsed
 for exactly one object (singular or plural, whole words) and exactly one attribute value;
 others are skipped and counted. NMI = I(A;O) / mean(H(A), H(O)) by default (--average:
 arithmetic, geometric, min, max; scikit-learn's normalized_mutual_info_score conventions)."""
@@ -77,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="object nouns or class folder names (traffic_light)")
     nmi.add_argument("--average", default="arithmetic",
                      help="normaliser of I(A;O): arithmetic (default), geometric, min, max")
+    nmi.add_argument("--caption-column", default="title", metavar="NAME",
+                     help="the TSV's caption column (default: title; a CC3M subset: caption)")
     nmi.add_argument("--out", default=None, metavar="CSV", help="write the result as a one-row CSV")
     nmi.add_argument("--table", default=None, metavar="CSV",
                      help="write the attribute x object contingency table")
@@ -116,7 +119,7 @@ def run_nmi(args: argparse.Namespace) -> int:
     from training.attributes import tsv_nmi
     from training.util.files import write_csv
 
-    result = tsv_nmi(args.tsv, args.attributes, args.objects, args.average)
+    result = tsv_nmi(args.tsv, args.attributes, args.objects, args.average, args.caption_column)
     total = result.n_parsed + result.n_skipped
     print(f"NMI(attribute; object) = {result.nmi:.4f} ({args.average}), I = "
           f"{result.mutual_information:.4f} nats, {result.n_parsed} of {total} captions parsed")
