@@ -426,3 +426,17 @@ def test_nmi_of_any_caption_tsv_by_its_caption_column(tmp_path, capsys):
     assert main(["ao-nmi", str(tsv), "--attributes", "red", "--objects", "cup"]) == 2
     err = capsys.readouterr().err
     assert "has no column 'title'" in err and "['url', 'caption']" in err and err.count("\n") == 1
+
+
+def test_the_same_spec_renders_the_same_images_and_captions(tmp_path):
+    spec = AOSpec(objects=OBJECTS, colours=COLOURS, entanglement=0.25, n_train=16, n_test=1,
+                  patterns=("plain", "striped"))
+    first = build_ao_dataset(spec, tmp_path / "a", progress=False)
+    second = build_ao_dataset(spec, tmp_path / "b", progress=False)
+    assert first.images.equals(second.images)
+    for entry in first.images["entry"]:
+        assert (first.root / entry).read_bytes() == (second.root / entry).read_bytes()
+    other = build_ao_dataset(AOSpec(**{**spec.to_dict(), "heldout_pairs": spec.heldout_pairs,
+                                       "seed": 1}), tmp_path / "c", progress=False)
+    assert (other.root / other.images["entry"][0]).read_bytes() != (
+        first.root / first.images["entry"][0]).read_bytes()

@@ -595,32 +595,43 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
                          progress=progress, desc="decoding AO test images")
     labels = test["label"].to_numpy()
 
-    def top1(texts: list[str], template: str) -> np.ndarray:
-        """Index of the best-matching text per test image, ``(N,)``."""
-        weights = class_text_embeddings(loaded.model, tokenizer_for(loaded.model_config), texts,
-                                        (template,), device=dev)
-        return predict(loaded, pixels, weights, batch_size, dev).argmax(dim=1).numpy()
-
+    # every prompt set of the evaluation: (kind, metric, prompt texts, template, true index
+    # per test image); the images are encoded once, against all of them together
+    prompts: list[tuple[str, str, list[str], str, np.ndarray]] = []
+    for kind, values in spec.kinds().items():
+        if loaded.kind == "supervised" or len(values) < 2:
+            continue
+        truth = test[kind].map({v: i for i, v in enumerate(values)}).to_numpy()
+        prompts.append((kind, "attribute_top1", list(values), ATTRIBUTE_TEMPLATE, truth))
+        pairs = [(v, o) for v in values for o in classes]
+        pair_index = {p: i for i, p in enumerate(pairs)}
+        pair_truth = np.asarray([pair_index[(v, o)] for v, o in
+                                 zip(test[kind], test["class_name"], strict=True)])
+        prompts.append((kind, "pair_top1", [f"{v} {display_name(o)}" for v, o in pairs],
+                        PAIR_TEMPLATE, pair_truth))
     with torch.no_grad():
         if loaded.kind == "supervised":
             object_pred = predict(loaded, pixels, None, batch_size, dev).argmax(dim=1).numpy()
+            logits = None
         else:
-            object_pred = top1([display_name(c) for c in classes], OBJECT_TEMPLATE)
-        correct: dict[tuple[str, str], np.ndarray] = {}
-        for kind, values in spec.kinds().items():
-            correct[(kind, "object_top1")] = object_pred == labels
-            if loaded.kind == "supervised" or len(values) < 2:
-                continue
-            truth = test[kind].map({v: i for i, v in enumerate(values)}).to_numpy()
-            correct[(kind, "attribute_top1")] = top1(list(values), ATTRIBUTE_TEMPLATE) == truth
-            pairs = [(v, o) for v in values for o in classes]
-            pair_index = {p: i for i, p in enumerate(pairs)}
-            pair_truth = np.asarray([pair_index[(v, o)] for v, o in
-                                     zip(test[kind], test["class_name"], strict=True)])
-            pred = top1([f"{v} {display_name(o)}" for v, o in pairs], PAIR_TEMPLATE)
-            correct[(kind, "pair_top1")] = pred == pair_truth
+            sets = [([display_name(c) for c in classes], OBJECT_TEMPLATE)]
+            sets += [(texts, template) for _, _, texts, template, _ in prompts]
+            tokenizer = tokenizer_for(loaded.model_config)
+            weights = [class_text_embeddings(loaded.model, tokenizer, texts, (template,),
+                                             device=dev) for texts, template in sets]
+            logits = predict(loaded, pixels, torch.cat(weights), batch_size, dev).numpy()
+            bounds = np.cumsum([0] + [len(w) for w in weights])
+            object_pred = logits[:, bounds[0]:bounds[1]].argmax(axis=1)
+    correct: dict[tuple[str, str], np.ndarray] = {}
+    for kind in spec.kinds():
+        correct[(kind, "object_top1")] = object_pred == labels
+    for i, (kind, metric, _, _, truth) in enumerate(prompts, start=1):
+        assert logits is not None
+        correct[(kind, metric)] = logits[:, bounds[i]:bounds[i + 1]].argmax(axis=1) == truth
     rows = []
-    for (kind, metric), hits in correct.items():
+    order = [(k, m) for k in spec.kinds() for m in ("object_top1", "attribute_top1", "pair_top1")]
+    for kind, metric in (key for key in order if key in correct):
+        hits = correct[(kind, metric)]
         subsets = {"held-out": flags[f"heldout_{kind}"].to_numpy(),
                    "seen": ~flags["heldout_any"].to_numpy()}
         for subset, mask in subsets.items():
