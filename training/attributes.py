@@ -312,8 +312,13 @@ def build_ao_dataset(spec: AOSpec, root: str | Path, progress: bool = True) -> A
     The manifest beside the TSV holds the spec (``setup`` ``"ao"``, ``test_domain`` ``"real"``,
     ``data_root``, ``seed`` and the AO fields), the held-out pairs, the training counts per
     (kind, value, object) and the caption NMI per kind (:func:`caption_nmi` on the TSV's own
-    captions). Images already on disk from the same spec and seed are identical, so roots of
-    different knob values share nothing but may be built side by side.
+    captions). Deterministic: the same spec writes the same bytes (the TSV apart from its
+    absolute paths). Image ``i`` of an object takes its random draws (scene, pose, shading,
+    ...) from ``image_rng(seed, "real", object, i)`` whatever its attributes, so across knob
+    values with the same seed and patterns, training image ``i`` differs only in the colour of
+    its main part (fill, edges and the accent if it had that colour), never in scene or pose.
+    A root written before by another spec keeps that spec's extra PNGs, named by no split
+    file, ``images.csv`` or mixture.
     """
     from tqdm.auto import tqdm
 
