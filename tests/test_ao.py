@@ -440,3 +440,38 @@ def test_the_same_spec_renders_the_same_images_and_captions(tmp_path):
                                        "seed": 1}), tmp_path / "c", progress=False)
     assert (other.root / other.images["entry"][0]).read_bytes() != (
         first.root / first.images["entry"][0]).read_bytes()
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` grown by ``steps`` pixels (4-neighbourhood)."""
+    out = mask.copy()
+    for _ in range(steps):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def test_across_knob_values_only_the_main_parts_colour_changes():
+    low = plan_images(AOSpec(entanglement=0.0)).query("split == 'train'")
+    high = plan_images(AOSpec(entanglement=1.0)).query("split == 'train'")
+    assert (low["entry"].to_numpy() == high["entry"].to_numpy()).all()
+    assert (low["pattern"].to_numpy() == high["pattern"].to_numpy()).all()
+    differ = low.index[low["colour"].to_numpy() != high["colour"].to_numpy()][:6]
+    assert len(differ) == 6
+    for i in differ:
+        renders = []
+        for row in (low.loc[i], high.loc[i]):
+            rng = image_rng(0, "real", row["class_name"], int(row["index"]))
+            img, main_mask = render_real_look(OBJECT_CLASSES[row["class_name"]], rng, 32,
+                                              Look(row["colour"], row["pattern"]))
+            renders.append((np.asarray(img, np.int64), main_mask))
+        (a, mask_a), (b, mask_b) = renders
+        assert (mask_a == mask_b).all()
+        changed = np.abs(a - b).sum(axis=-1) > 0
+        assert changed[mask_a].mean() > 0.9  # the main part took the other colour
+        near_main = _dilate(mask_a, 2)
+        assert changed[~near_main].mean() < 0.02  # scene and pose are the same image's
