@@ -29,6 +29,8 @@ AO_STEP_CODE: dict[str, tuple[str, ...]] = {
                 "training.captions"),
     "eval": ("training.attributes", "training.evaluate", "training.zeroshot",
              "training.runinfo", "training.imagecache"),
+    "cka": ("domainlens.ao_experiment", "training.attributes", "interp.similarity",
+            "interp.hooked", "training.runinfo"),
     "report": ("domainlens.ao_experiment", "domainlens.report", "domainlens.layout",
                "interp.plots"),
 }
@@ -90,10 +92,17 @@ def plan_ao(config: ExperimentConfig, progress: bool = True) -> list[Step]:
             outputs=[run_dir / "eval" / "ao.csv"], estimate=3 * n_test / inference + 3,
             code=AO_STEP_CODE["eval"],
         ))
+        if kind == "clip" and config.ao.cka:
+            steps.append(Step(
+                id=f"cka/{run_id}", params={"attribute": "colour", "references": ["init"]},
+                depends=[f"train/{run_id}"], run=_bind(_attribute_cka, config, run_dir),
+                outputs=[run_dir / "eval" / "ao_cka_colour.csv"],
+                estimate=2 * n_test / inference + 5, code=AO_STEP_CODE["cka"],
+            ))
     out = config.out_dir
     steps.append(Step(
         id="report", params={"config": config.inputs()},
-        depends=[s.id for s in steps if s.id.startswith("eval/")],
+        depends=[s.id for s in steps if s.id.startswith(("eval/", "cka/"))],
         run=_bind(write_ao_report, config),
         outputs=[out / layout.REPORT_MD, out / layout.REPORT_HTML], estimate=10.0,
         code=AO_STEP_CODE["report"],
@@ -116,6 +125,88 @@ def _evaluate(config: ExperimentConfig, run_dir: Path) -> None:
     with torch_threads(config.train.threads):
         evaluate_ao(run_dir, batch_size=config.eval.batch_size, device=analysis_device(config),
                     progress=False)
+
+
+def _attribute_cka(config: ExperimentConfig, run_dir: Path) -> None:
+    from .pipeline import analysis_device, torch_threads
+
+    with torch_threads(config.train.threads):
+        attribute_cka(run_dir, "colour", device=analysis_device(config), progress=False)
+
+
+# ---------------------------------------------------------------- CKA across attribute values
+
+#: Columns of :func:`attribute_cka` (``value_a``/``value_b``: the two attribute values).
+ATTRIBUTE_CKA_COLUMNS: tuple[str, ...] = (
+    "run", "kind", "seed", "entanglement", "nmi", "epoch", "reference", "attribute", "site",
+    "layer", "layer_index", "value_a", "value_b", "n_classes", "kernel", "value",
+)
+
+
+def attribute_cka(run_dir: str | Path, attribute: str = "colour", epoch: int | None = None,
+                  kernel: str = "linear", references: tuple[str, ...] = ("init",),
+                  batch_size: int = 64, device: str = "cpu", progress: bool = True,
+                  write: bool = True) -> pd.DataFrame:
+    """Layerwise CKA between the values of one attribute, the AO counterpart of cross-domain
+    CKA (:func:`interp.similarity.cross_domain.cross_domain_cka` with the attribute value in
+    place of the domain): for every pair of values (red vs blue), CKA between the two values'
+    object-class-mean activation matrices of the run's test grid, rows aligned by object.
+    High CKA: the image tower arranges the objects alike whatever their colour.
+
+    Unbiased HSIC needs 4 objects; with fewer the biased estimator is used. ``references``:
+    ``"init"`` adds the same numbers for the run's epoch-0 checkpoint (``reference`` column
+    ``init``; the measured rows are ``none``). Returns columns :data:`ATTRIBUTE_CKA_COLUMNS`,
+    also written to ``<run>/eval/ao_cka_<attribute>.csv``."""
+    import torch
+
+    from interp.hooked.activations import collect_activations
+    from interp.hooked.runs import load_hooked_run
+    from interp.similarity.cross_domain import cross_domain_cka
+    from training.attributes import read_ao_images, spec_from_manifest
+    from training.util.validate import check_choice, check_choices
+
+    check_choices("references", references, ("init",))
+    check_choice("kernel", kernel, ("linear", "rbf"))
+    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    spec = spec_from_manifest(run.info.manifest)
+    check_choice("attribute", attribute, list(spec.kinds()))
+    values = spec.kinds()[attribute]
+    if len(values) < 2:
+        raise ValueError(f"attribute {attribute!r} has one value ({list(values)}): nothing to "
+                         "compare")
+    root = run.info.require_data()
+    images = read_ao_images(root)
+    test = images[images["split"] == "test"].reset_index(drop=True)
+    sites = [site.name for site in run.model.layers()]
+    layers = [(site.name, site.label) for site in run.model.layers()]
+    checkpoints = {"none": run}
+    if "init" in references:
+        checkpoints["init"] = load_hooked_run(run_dir, epoch=0, device=device)
+    nmi = (run.info.manifest.get("nmi") or {}).get(attribute, float("nan"))
+    tables = []
+    for reference, hooked in checkpoints.items():
+        acts = collect_activations(hooked.model, hooked.dataset([str(root / e) for e in
+                                                                 test["entry"]]),
+                                   sites, batch_size=batch_size, device=device,
+                                   progress=progress, desc=f"{attribute} {reference}")
+        groups = {v: (test[attribute] == v).to_numpy() for v in values}
+        per_value = {v: {site: x[torch.tensor(m)] for site, x in acts.items()}
+                     for v, m in groups.items()}
+        labels = {v: test.loc[m, "class_name"].tolist() for v, m in groups.items()}
+        table = cross_domain_cka(per_value, labels, sites=sites, layers=layers,
+                                 domains=list(values), kernel=kernel,
+                                 unbiased=len(spec.objects) >= 4, progress=False)
+        tables.append(table.assign(reference=reference, epoch=int(hooked.epoch)))
+    table = pd.concat(tables, ignore_index=True).rename(
+        columns={"domain_a": "value_a", "domain_b": "value_b"})
+    table = table.assign(run=run.info.name, kind=run.info.kind, seed=run.info.seed,
+                         entanglement=float(spec.entanglement), nmi=nmi, attribute=attribute)
+    table = table[list(ATTRIBUTE_CKA_COLUMNS)]
+    if write:
+        from training.evaluate import EVAL_DIR
+
+        write_csv(Path(run_dir) / EVAL_DIR / f"ao_cka_{attribute}.csv", table)
+    return table
 
 
 # ---------------------------------------------------------------- report
@@ -187,6 +278,51 @@ def plot_heldout_vs_nmi(table: pd.DataFrame, attribute: str = "colour",
     return fig, summary
 
 
+def collect_ao_cka(config: ExperimentConfig) -> pd.DataFrame:
+    """Every CLIP run's ``eval/ao_cka_colour.csv``, concatenated (empty if none)."""
+    tables = []
+    for knob, seed, kind in ao_runs(config):
+        path = layout.ao_run_dir(config, knob, seed, kind) / "eval" / "ao_cka_colour.csv"
+        if kind == "clip" and path.is_file():
+            tables.append(pd.read_csv(path))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def plot_cka_by_layer(table: pd.DataFrame):
+    """Mean CKA over colour pairs per layer: a line per knob value (mean over seeds, std as a
+    band), the epoch-0 networks' mean dashed. Returns ``(figure, the table it shows)``."""
+    from .report import _figure
+
+    per_run = (table.groupby(["reference", "entanglement", "nmi", "seed", "layer_index", "layer"])
+               ["value"].mean().reset_index())
+    shown = (per_run.groupby(["reference", "entanglement", "nmi", "layer_index", "layer"])["value"]
+             .agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n_seeds"}))
+    fig = _figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    measured = shown[shown["reference"] == "none"]
+    knobs = sorted(measured["entanglement"].unique())
+    for i, knob in enumerate(knobs):
+        rows = measured[measured["entanglement"] == knob].sort_values("layer_index")
+        colour = f"C{i}"
+        ax.plot(rows["layer_index"], rows["mean"], marker="o", color=colour,
+                label=f"e = {knob:g} (NMI {rows['nmi'].iloc[0]:.2f})")
+        ax.fill_between(rows["layer_index"], rows["mean"] - rows["std"].fillna(0),
+                        rows["mean"] + rows["std"].fillna(0), color=colour, alpha=0.15)
+    init = per_run[per_run["reference"] == "init"].groupby(["layer_index", "layer"])["value"]
+    init = init.mean().reset_index()
+    if len(init):
+        ax.plot(init["layer_index"], init["value"], linestyle="--", color="grey",
+                label="epoch 0")
+    labels = measured.drop_duplicates("layer_index").sort_values("layer_index")
+    ax.set_xticks(labels["layer_index"], labels["layer"], fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("CKA between colours (mean over pairs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig, shown
+
+
 def write_ao_report(config: ExperimentConfig) -> dict[str, Path]:
     """``results/ao_accuracy.csv``, ``ao_summary.csv``, the figure, ``report.md`` and
     ``report.html`` of the AO experiment."""
@@ -239,6 +375,21 @@ def write_ao_report(config: ExperimentConfig) -> dict[str, Path]:
         ]
     else:
         blocks.append(("p", "No run has been evaluated yet."))
+    cka = collect_ao_cka(config)
+    if not cka.empty:
+        write_csv(results / layout.AO_CKA, cka)
+        fig, shown = plot_cka_by_layer(cka)
+        paths["cka"] = _save(fig, shown, results / layout.AO_CKA_FIGURE)
+        blocks += [
+            ("h2", "CKA between colours"),
+            ("p", "Per layer, linear CKA between two colours' object-class-mean activations "
+                  "on the test grid (rows: objects; the cross-domain CKA with colour in place "
+                  "of the domain), averaged over colour pairs, per knob value (mean ± std over "
+                  "seeds), and for the epoch-0 networks (dashed). With few objects the "
+                  "unbiased estimate is noisy. Every pair and site: "
+                  f"{(results / layout.AO_CKA).relative_to(out)}."),
+            ("img", str(paths["cka"].relative_to(out))),
+        ]
     times = step_times(config)
     if not times.empty:
         per_kind = times.groupby("kind", sort=False)["seconds"].agg(["count", "sum", "mean"])

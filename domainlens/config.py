@@ -208,8 +208,10 @@ class ExperimentsSection:
 class AOSection:
     """The attribute-object experiment (``[data] source = "ao"``; issue 18): one AO root and
     mixture per value of the knob (:class:`training.attributes.AOSpec`), a CLIP per (knob,
-    seed) and, with ``supervised``, an object-label baseline on the same images. The images'
-    size and seed are ``[data] image_size`` and ``seed``; the training seeds ``[train] seeds``.
+    seed) and, with ``supervised``, an object-label baseline on the same images; with ``cka``,
+    layerwise CKA between the colours on every CLIP run (with its epoch-0 reference). The
+    images' size and seed are ``[data] image_size`` and ``seed``; the training seeds
+    ``[train] seeds``.
     ``heldout_pairs``: ``[value, object]`` pairs (empty: one colour per object, the spec's
     default)."""
 
@@ -222,6 +224,7 @@ class AOSection:
     n_train: int = 1200
     n_test: int = 2
     supervised: bool = True
+    cka: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ The attribute-object experiment (``[data] source = "ao"``)::
     <out>/data/ao-e<knob>/             one AO root per knob value, its mixture in
                                        mixtures/real/ao-e<knob>.tsv (training.attributes)
     <out>/runs/ao/ao-e<knob>-s<seed>/  a CLIP run (eval/ao.csv); ao-e<knob>-supervised-s<seed>/
-    <out>/results/ao_accuracy.csv, ao_summary.csv, ao_heldout_vs_nmi.{png,pdf,csv}
+    <out>/results/ao_accuracy.csv, ao_summary.csv, ao_heldout_vs_nmi.{png,pdf,csv},
+                 ao_cka.csv, ao_cka_by_layer.{png,pdf,csv} (with [ao] cka)
 
 Inside a run directory the training side's names are :mod:`training.checkpoints`'s
 (``checkpoints/``, ``run.json``, ``mixture.json``) and :mod:`training.evaluate`'s
@@ -90,6 +91,8 @@ AO_RUNS = "ao"
 AO_TABLE = "ao_accuracy.csv"
 AO_SUMMARY = "ao_summary.csv"
 AO_FIGURE = "ao_heldout_vs_nmi"
+AO_CKA = "ao_cka.csv"
+AO_CKA_FIGURE = "ao_cka_by_layer"
 
 
 def ao_name(entanglement: float) -> str:

@@ -365,14 +365,15 @@ def _ao_config(tmp_path, model: str, **ao):
 
 def test_reproduce_runs_the_ao_experiment_and_reports_it(tmp_path, tiny_rn_json):
     from domainlens import layout, pipeline
+    from domainlens.ao_experiment import ATTRIBUTE_CKA_COLUMNS, attribute_cka
 
-    config = _ao_config(tmp_path, str(tiny_rn_json))
+    config = _ao_config(tmp_path, str(tiny_rn_json), cka=True)
     status = pipeline.reproduce(config, progress=False, log=lambda message: None)
     assert list(status) == [
         "ao-data/ao-e0.0", "ao-data/ao-e1.0", "train/ao-e0.0-s0", "eval/ao-e0.0-s0",
-        "train/ao-e0.0-supervised-s0", "eval/ao-e0.0-supervised-s0", "train/ao-e1.0-s0",
-        "eval/ao-e1.0-s0", "train/ao-e1.0-supervised-s0", "eval/ao-e1.0-supervised-s0",
-        "report"]
+        "cka/ao-e0.0-s0", "train/ao-e0.0-supervised-s0", "eval/ao-e0.0-supervised-s0",
+        "train/ao-e1.0-s0", "eval/ao-e1.0-s0", "cka/ao-e1.0-s0", "train/ao-e1.0-supervised-s0",
+        "eval/ao-e1.0-supervised-s0", "report"]
     results = config.out_dir / layout.RESULTS_DIR
     table = pd.read_csv(results / layout.AO_TABLE)
     assert tuple(table.columns) == AO_EVAL_COLUMNS
@@ -385,6 +386,17 @@ def test_reproduce_runs_the_ao_experiment_and_reports_it(tmp_path, tiny_rn_json)
     assert {"nmi", "mean", "std", "n_seeds", "pair_subset"} <= set(shown.columns)
     report = (config.out_dir / layout.REPORT_MD).read_text()
     assert "Held-out and seen (colour, object) pairs" in report
+    # CKA between colours: every pair of the 4 colours at every site, measured and at epoch 0
+    cka = pd.read_csv(results / layout.AO_CKA)
+    assert tuple(cka.columns) == ATTRIBUTE_CKA_COLUMNS
+    assert set(cka["reference"]) == {"none", "init"} and set(cka["kind"]) == {"clip"}
+    per_site = cka.groupby(["run", "reference", "site"]).size()
+    assert (per_site == 6).all() and cka["value"].notna().all()
+    assert (results / f"{layout.AO_CKA_FIGURE}.png").is_file() and "CKA between colours" in report
+    run = layout.ao_run_dir(config, 1.0, 0)
+    init = attribute_cka(run, epoch=0, references=(), progress=False, write=False)
+    reference = cka[(cka["run"] == run.name) & (cka["reference"] == "init")]
+    assert np.allclose(init["value"].to_numpy(), reference["value"].to_numpy())
     # a rerun skips every step
     again = pipeline.reproduce(config, progress=False, log=lambda message: None)
     assert set(again.values()) == {"skipped"}
