@@ -348,6 +348,16 @@ def test_tiny_end_to_end_build_train_evaluate(tiny_ao, tmp_path, tiny_rn_json):
     assert n[("colour", "seen", "object_top1")] == 48 - 10
     assert clip_table["nmi"].iloc[0] == pytest.approx(tiny_ao.nmi["colour"])
     assert (clip_table["entanglement"] == 0.5).all()
+    # a diverged checkpoint is refused, not scored
+    import torch
+
+    path = clip / "checkpoints" / "epoch_1.pt"
+    payload = torch.load(path, weights_only=False)
+    first = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][first].view(-1)[0] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="holds non-finite weights"):
+        evaluate_ao(clip, progress=False)
 
 
 # ------------------------------------------------------------------------ reproduce: study-ao

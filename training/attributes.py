@@ -578,7 +578,7 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
     from . import checkpoints as ckpt
     from .evaluate import EVAL_DIR, predict
     from .imagecache import load_images
-    from .models import tokenizer_for
+    from .models import nonfinite_tensors, tokenizer_for
     from .runinfo import read_run_info
     from .train import pick_device
     from .zeroshot import class_text_embeddings
@@ -592,6 +592,10 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
     dev = pick_device(device)
     chosen = ckpt.resolve_epochs(info.run_dir, -1 if epoch is None else epoch)[0]
     loaded = ckpt.load_run_model(info.run_dir, chosen, device=dev)
+    bad = nonfinite_tensors(loaded.model)
+    if bad:  # a diverged run: its argmax would score class 0 as if it were a prediction
+        raise ValueError(f"checkpoint {loaded.path} holds non-finite weights ({', '.join(bad[:3])}"
+                         f"{' ...' if len(bad) > 3 else ''}): a diverged run cannot be scored")
     classes = sorted(spec.objects)
     if loaded.kind == "supervised" and loaded.model.num_classes != len(classes):
         raise ValueError(f"supervised run {run_dir} predicts {loaded.model.num_classes} "
