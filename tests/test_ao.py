@@ -319,7 +319,7 @@ def test_attribute_classes_are_mostly_their_main_colour():
 # ------------------------------------------------------------------------------- end to end
 
 
-def test_tiny_end_to_end_build_train_evaluate(tiny_ao, tmp_path, tiny_rn_json):
+def test_tiny_end_to_end_build_train_evaluate(tiny_ao, tmp_path, tiny_rn_json, capsys):
     from training.supervised import train_supervised
     from training.train import TrainConfig, train_clip
 
@@ -348,6 +348,13 @@ def test_tiny_end_to_end_build_train_evaluate(tiny_ao, tmp_path, tiny_rn_json):
     assert n[("colour", "seen", "object_top1")] == 48 - 10
     assert clip_table["nmi"].iloc[0] == pytest.approx(tiny_ao.nmi["colour"])
     assert (clip_table["entanglement"] == 0.5).all()
+    # layerwise CKA between the colours on the command line: one line per reference
+    assert main(["ao-cka", str(clip), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and "CKA between colours (none): stem " in printed[0]
+    assert "(init)" in printed[1] and (clip / "eval" / "ao_cka_colour.csv").is_file()
+    assert main(["ao-cka", str(clip), "--attribute", "size", "--quiet"]) == 2
+    assert "attribute must be one of ['colour', 'pattern'], got 'size'" in capsys.readouterr().err
     # a diverged checkpoint is refused, not scored
     import torch
 

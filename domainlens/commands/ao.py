@@ -1,6 +1,7 @@
-"""``domainlens ao-data``, ``ao-nmi``, ``ao-eval``: attribute-object compositional
+"""``domainlens ao-data``, ``ao-nmi``, ``ao-eval``, ``ao-cka``: attribute-object compositional
 generalization (:mod:`training.attributes`): build an AO root and its mixture, the
-attribute-object NMI of any caption TSV, and a run's accuracy on held-out and seen pairs."""
+attribute-object NMI of any caption TSV, a run's accuracy on held-out and seen pairs, and
+layerwise CKA between attribute values (:func:`domainlens.ao_experiment.attribute_cka`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ Score runs trained on an AO mixture on their root's test grid: object top-1 over
 (supervised runs: object top-1 from the linear head). Writes <run>/eval/ao.csv per run (and
 --out CSV with every run's rows): run, kind, seed, mixture_seed, entanglement, nmi, epoch,
 attribute, pair_subset, metric, value, n_images."""
+
+
+CKA_DESCRIPTION = """\
+Layerwise CKA between the values of one attribute of an AO run (the cross-domain CKA with the
+attribute value in place of the domain): per layer and pair of values, linear (or RBF) CKA
+between the two values' object-class-mean activations on the root's test grid, rows aligned
+by object; with the run's epoch-0 checkpoint as reference (reference column init). Writes
+<run>/eval/ao_cka_<attribute>.csv and prints the mean over pairs per layer."""
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -97,6 +106,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=run_eval)
 
+    cka = subparsers.add_parser(
+        "ao-cka", help="layerwise CKA between the colours (or patterns) of an AO run",
+        description=CKA_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cka.add_argument("run", metavar="RUN")
+    cka.add_argument("--attribute", default="colour", help="colour (default) or pattern")
+    cka.add_argument("--epoch", type=int, default=None, help="default: the latest")
+    cka.add_argument("--kernel", default="linear", help="linear (default) or rbf")
+    cka.add_argument("--no-init", action="store_true", help="leave out the epoch-0 reference")
+    cka.add_argument("--batch-size", type=int, default=64)
+    cka.add_argument("--device", default="cpu")
+    cka.add_argument("--quiet", action="store_true")
+    cka.set_defaults(func=run_cka)
+
 
 def run_data(args: argparse.Namespace) -> int:
     from training.attributes import AOSpec, build_ao_dataset
@@ -149,4 +171,22 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{table['run'].iloc[0]} held-out pairs: " + (", ".join(parts) or "none"))
     if args.out:
         write_csv(args.out, pd.concat(tables, ignore_index=True))
+    return 0
+
+
+def run_cka(args: argparse.Namespace) -> int:
+    from domainlens.ao_experiment import attribute_cka
+    from training.util.validate import check_device, check_number
+
+    check_number("--batch-size", args.batch_size, low=1, integer=True)
+    check_device("--device", args.device)
+    table = attribute_cka(args.run, args.attribute, epoch=args.epoch, kernel=args.kernel,
+                          references=() if args.no_init else ("init",),
+                          batch_size=args.batch_size, device=args.device,
+                          progress=not args.quiet)
+    means = table.groupby(["reference", "layer_index", "layer"])["value"].mean().reset_index()
+    for reference in table["reference"].unique():  # measured first, then the reference
+        part = means[means["reference"] == reference]
+        layers = ", ".join(f"{r.layer} {r.value:.3f}" for r in part.itertuples())
+        print(f"{table['run'].iloc[0]} CKA between {args.attribute}s ({reference}): {layers}")
     return 0
