@@ -23,6 +23,10 @@ The styles differ the way DomainNet's domains do:
   simplified and strongly jittered geometry, most details and often a part dropped, open
   outlines, no fill: a doodle drawn from memory, the domain furthest from the others.
 * ``infograph``: a small flat icon on a panel among title bars, text-like blocks and charts.
+
+:func:`render_real_look` is the ``real`` style with a chosen colour and surface pattern
+(:class:`Look`, :data:`PATTERNS`) on the object's main part, for attribute-object data
+(:mod:`training.attributes`); without a look every renderer draws exactly what it drew before.
 """
 
 from __future__ import annotations
