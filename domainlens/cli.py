@@ -15,7 +15,7 @@ from collections.abc import Sequence
 #: Command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "reproduce", "data", "mixtures", "train", "eval", "cka", "circuits", "patch",
-    "embeddings", "features", "compare",
+    "embeddings", "features", "compare", "ao",
 )
 
 

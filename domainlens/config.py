@@ -1,7 +1,8 @@
 """Experiment configs for ``domainlens reproduce``: TOML files validated into dataclasses.
 
 A config has a top-level ``name`` and the sections ``[data]``, ``[mixtures]``, ``[train]``,
-``[eval]``, ``[analyses]``, ``[experiments]`` and ``[run]`` (how the steps are executed: in
+``[eval]``, ``[analyses]``, ``[experiments]``, ``[ao]`` (the attribute-object experiment of
+``[data] source = "ao"``) and ``[run]`` (how the steps are executed: in
 this process, as local subprocesses or as SLURM jobs; no step's inputs). Every key is checked:
 an unknown key, setup, domain, class subset or a value of the wrong type is an error naming it
 and the allowed values, raised before any work starts. Shipped configs (``smoke``,
@@ -29,7 +30,9 @@ from training.mixtures import SELECTIONS, SETUPS, SIZE_RULES, TEST_DOMAINS
 from training.util.validate import check_choice, check_choices, check_device, check_number
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-DATA_SOURCES = ("synth", "domainnet")
+#: ``ao``: the attribute-object experiment (``[ao]``; :mod:`domainlens.ao_experiment`) instead
+#: of the domain experiment.
+DATA_SOURCES = ("synth", "domainnet", "ao")
 ANALYSIS_CLASSES = ("held-out", "seen", "all")
 #: interp.circuits' NODE_METHODS and EDGE_METHODS (not imported: that loads torch; a test
 #: keeps them equal).
@@ -212,6 +215,29 @@ class ExperimentsSection:
 
 
 @dataclass(frozen=True)
+class AOSection:
+    """The attribute-object experiment (``[data] source = "ao"``; issue 18): one AO root and
+    mixture per value of the knob (:class:`training.attributes.AOSpec`), a CLIP per (knob,
+    seed) and, with ``supervised``, an object-label baseline on the same images; with ``cka``,
+    layerwise CKA between the colours on every CLIP run (with its epoch-0 reference). The
+    images' size and seed are ``[data] image_size`` and ``seed``; the training seeds
+    ``[train] seeds``.
+    ``heldout_pairs``: ``[value, object]`` pairs (empty: one colour per object, the spec's
+    default)."""
+
+    entanglements: tuple[float, ...] = (0.0, 0.5, 1.0)
+    objects: tuple[str, ...] = ("apple", "cup", "fish", "umbrella")
+    colours: tuple[str, ...] = ("red", "green", "blue", "yellow")
+    patterns: tuple[str, ...] = ("plain", "striped", "dotted")
+    entangle: tuple[str, ...] = ("colour",)
+    heldout_pairs: tuple = ()
+    n_train: int = 1200
+    n_test: int = 2
+    supervised: bool = True
+    cka: bool = False
+
+
+@dataclass(frozen=True)
 class RunSection:
     """How ``reproduce`` executes the steps (:mod:`domainlens.executors`). Not an input of any
     step: changing it reruns nothing.
@@ -252,6 +278,7 @@ class ExperimentConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     analyses: AnalysesSection = field(default_factory=AnalysesSection)
     experiments: ExperimentsSection = field(default_factory=ExperimentsSection)
+    ao: AOSection = field(default_factory=AOSection)
     run: RunSection = field(default_factory=RunSection)
 
     @property
@@ -310,7 +337,7 @@ class ExperimentConfig:
 SECTIONS: dict[str, type] = {"data": DataSection, "mixtures": MixturesSection,
                              "train": TrainSection, "eval": EvalSection,
                              "analyses": AnalysesSection, "experiments": ExperimentsSection,
-                             "run": RunSection}
+                             "ao": AOSection, "run": RunSection}
 
 
 def _section(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -418,8 +445,58 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     check_number("[analyses] n_boot", an.n_boot, low=10, integer=True)
     _check_heldout(data)
     _check_experiments(config)
+    _check_ao(config)
     _check_run(config)
     return config
+
+
+#: Sections the attribute-object experiment does not read (they must stay at their defaults).
+AO_UNUSED_SECTIONS = ("mixtures", "analyses", "experiments")
+
+
+def ao_specs(config: ExperimentConfig) -> dict[float, Any]:
+    """One :class:`training.attributes.AOSpec` per ``[ao] entanglements`` value (validated:
+    a bad value is one line naming it)."""
+    from training.attributes import AOSpec
+
+    ao = config.ao
+    pairs = tuple(tuple(p) if isinstance(p, (list, tuple)) else p for p in ao.heldout_pairs)
+    specs = {}
+    for knob in ao.entanglements:
+        check_number("[ao] entanglements", knob, low=0, high=1)
+        try:
+            specs[float(knob)] = AOSpec(
+                objects=ao.objects, colours=ao.colours, patterns=ao.patterns,
+                entanglement=float(knob), entangle=ao.entangle, heldout_pairs=pairs or None,
+                n_train=ao.n_train, n_test=ao.n_test, image_size=config.data.image_size,
+                seed=config.data.seed, captions="domain")
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"[ao] {error}") from None
+    return specs
+
+
+def _check_ao(config: ExperimentConfig) -> None:
+    """``[ao]`` only with ``[data] source = "ao"``, which in turn leaves the domain
+    experiment's sections at their defaults (they would be silently ignored)."""
+    if config.data.source != "ao":
+        if config.ao != AOSection():
+            raise ValueError("[ao] is for [data] source = 'ao' (the attribute-object "
+                             f"experiment), got source {config.data.source!r}")
+        return
+    used = [name for name in AO_UNUSED_SECTIONS
+            if getattr(config, name) != SECTIONS[name]()]
+    if used:
+        raise ValueError(f"[data] source = 'ao' runs the attribute-object experiment only; "
+                         f"{['[' + n + ']' for n in used]} are not read by it: remove them")
+    ao = config.ao
+    if not ao.entanglements:
+        raise ValueError("[ao] entanglements must list at least one value in [0, 1]")
+    if len(set(ao.entanglements)) != len(ao.entanglements):
+        raise ValueError(f"[ao] entanglements lists a value twice: {list(ao.entanglements)}")
+    ao_specs(config)
+    if ao.n_train < config.train.batch_size:
+        raise ValueError(f"[ao] n_train = {ao.n_train} is less than one [train] batch of "
+                         f"{config.train.batch_size}")
 
 
 def _check_run(config: ExperimentConfig) -> None:

@@ -17,6 +17,14 @@ once changes everywhere. An experiment's output folder ``<out>``::
     <out>/report.md, report.html       results tables, figures and per-step timings
     <out>/.state/                      one record per finished step (key, outputs, seconds)
 
+The attribute-object experiment (``[data] source = "ao"``)::
+
+    <out>/data/ao-e<knob>/             one AO root per knob value, its mixture in
+                                       mixtures/real/ao-e<knob>.tsv (training.attributes)
+    <out>/runs/ao/ao-e<knob>-s<seed>/  a CLIP run (eval/ao.csv); ao-e<knob>-supervised-s<seed>/
+    <out>/results/ao_accuracy.csv, ao_summary.csv, ao_heldout_vs_nmi.{png,pdf,csv},
+                 ao_cka.csv, ao_cka_by_layer.{png,pdf,csv} (with [ao] cka)
+
 Inside a run directory the training side's names are :mod:`training.checkpoints`'s
 (``checkpoints/``, ``run.json``, ``mixture.json``) and :mod:`training.evaluate`'s
 (``eval/zero_shot.csv``).
@@ -85,6 +93,40 @@ SHARING_SUMMARY = "sharing_summary.csv"
 SHARING_SCORES = "sharing_scores.csv"
 SHARING_FIGURE = "sharing.png"
 SHARING_BY_LAYER = "sharing_by_layer.png"
+# ---------------------------------------------------------------- attribute-object experiment
+AO_RUNS = "ao"
+AO_TABLE = "ao_accuracy.csv"
+AO_SUMMARY = "ao_summary.csv"
+AO_FIGURE = "ao_heldout_vs_nmi"
+AO_CKA = "ao_cka.csv"
+AO_CKA_FIGURE = "ao_cka_by_layer"
+
+
+def ao_name(entanglement: float) -> str:
+    """``ao-e<knob>``: an AO root's and its mixture's name (``ao-e0.5``,
+    :func:`training.attributes.mixture_name`)."""
+    from training.attributes import mixture_name
+
+    return mixture_name(entanglement)
+
+
+def ao_data_root(config: ExperimentConfig, entanglement: float) -> Path:
+    """``<out>/<[data] root>/ao-e<knob>``: the AO root of one knob value."""
+    return config.data_root / ao_name(entanglement)
+
+
+def ao_run_id(entanglement: float, seed: int, kind: str = "clip") -> str:
+    """``ao-e<knob>-s<seed>`` (CLIP) or ``ao-e<knob>-supervised-s<seed>``."""
+    middle = "-supervised" if kind == "supervised" else ""
+    return f"{ao_name(entanglement)}{middle}-s{seed}"
+
+
+def ao_run_dir(config: ExperimentConfig, entanglement: float, seed: int,
+               kind: str = "clip") -> Path:
+    """``<out>/runs/ao/<ao_run_id>``."""
+    return config.out_dir / RUNS_DIR / AO_RUNS / ao_run_id(entanglement, seed, kind)
+
+
 ALIGNED_DIR = "aligned_captions"
 ALIGNED_TABLE = "aligned_captions.csv"
 ALIGNED_FIGURE = "aligned_captions.png"

@@ -169,7 +169,12 @@ def _default_extra() -> dict:
 
 def plan(config: ExperimentConfig, progress: bool = True) -> list[Step]:
     """The experiment's steps in run order (keys assigned). Validates the data source first,
-    so a wrong data path fails here, before any work."""
+    so a wrong data path fails here, before any work. ``[data] source = "ao"`` plans the
+    attribute-object experiment instead (:func:`domainlens.ao_experiment.plan_ao`)."""
+    if config.data.source == "ao":
+        from .ao_experiment import plan_ao
+
+        return plan_ao(config, progress)
     out = config.out_dir
     data, train = config.data, config.train
     steps: list[Step] = []

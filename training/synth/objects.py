@@ -964,3 +964,13 @@ SYNTH_HELDOUT_CLASSES: tuple[str, ...] = (
 
 #: Classes only the natural base set has (the stand-in for ImageNet-Captions' extra classes).
 BASE_ONLY_CLASSES: tuple[str, ...] = tuple(sorted(c.name for c in _BASE_ONLY))
+
+#: Classes whose main-colour part (role ``"main"``) is most of the object (on average at least 60%
+#: of its filled area, and on average 40 or more pixels at 32 px in the ``real`` style): on these a
+#: chosen colour and surface pattern (:class:`~training.synth.styles.Look`) are visible, so
+#: attribute-object mixtures (:mod:`training.attributes`) draw their objects from them. Thin
+#: or mostly fixed-colour classes (banana, key, axe, ...) are left out.
+ATTRIBUTE_CLASSES: tuple[str, ...] = (
+    "apple", "bowtie", "bucket", "butterfly", "car", "castle", "cup", "fish", "hot_air_balloon",
+    "house", "mountain", "mushroom", "star", "tent", "umbrella",
+)

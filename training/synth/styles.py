@@ -23,6 +23,10 @@ The styles differ the way DomainNet's domains do:
   simplified and strongly jittered geometry, most details and often a part dropped, open
   outlines, no fill: a doodle drawn from memory, the domain furthest from the others.
 * ``infograph``: a small flat icon on a panel among title bars, text-like blocks and charts.
+
+:func:`render_real_look` is the ``real`` style with a chosen colour and surface pattern
+(:class:`Look`, :data:`PATTERNS`) on the object's main part, for attribute-object data
+(:mod:`training.attributes`); without a look every renderer draws exactly what it drew before.
 """
 
 from __future__ import annotations
@@ -84,6 +88,41 @@ def pick_colours(rng: np.random.Generator) -> Colours:
     roles["main"] = NAMED_COLOURS[main]
     roles["accent"] = NAMED_COLOURS[accent]
     return Colours(roles, main, accent)
+
+
+#: Surface patterns drawn into the object's main-colour fill (an attribute of AO images), in
+#: the words captions use for them. ``plain`` is the main colour alone.
+PATTERNS: tuple[str, ...] = ("plain", "striped", "dotted")
+
+
+@dataclass(frozen=True)
+class Look:
+    """A chosen appearance of the object's main part (role ``"main"``).
+
+    Attributes:
+        colour: a :data:`NAMED_COLOURS` name; replaces the random principal colour.
+        pattern: a :data:`PATTERNS` name, drawn into the main-colour fill.
+    """
+
+    colour: str
+    pattern: str = "plain"
+
+    def __post_init__(self) -> None:
+        from ..util.validate import check_choice
+
+        check_choice("colour", self.colour, list(NAMED_COLOURS))
+        check_choice("pattern", self.pattern, PATTERNS)
+
+
+def with_main_colour(col: Colours, colour: str) -> Colours:
+    """``col`` with the principal colour set to ``colour`` (the accent moves to the next
+    chromatic colour if it would be the same); draws no random numbers."""
+    accent = col.accent_name
+    if accent == colour:
+        k = _CHROMATIC.index(accent)
+        accent = next(c for c in _CHROMATIC[k + 1:] + _CHROMATIC[:k] if c != colour)
+    roles = dict(col.roles, main=NAMED_COLOURS[colour], accent=NAMED_COLOURS[accent])
+    return Colours(roles, colour, accent)
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,10 +700,64 @@ def _scene_background(kind: str, rng: np.random.Generator, S: int) -> Image.Imag
     return img.filter(ImageFilter.BoxBlur(rng.uniform(0.6, 1.4) * S / 64))
 
 
+def _main_fill_mask(prims_list: list[list[Prim]], W: int, lw: int, edge: int) -> Image.Image:
+    """``W x W`` mask, 255 where the visible surface is a main-role filled polygon (later parts,
+    outlines and edges drawn over it removed, in the renderer's drawing order)."""
+    m = Image.new("L", (W, W), 0)
+    d = ImageDraw.Draw(m)
+    for prims in prims_list:
+        for p in prims:
+            if p.kind == "poly" and p.filled:
+                d.polygon(_xy(p.pts, W), fill=255 if p.role == "main" else 0)
+                _stroke(d, p.pts, W, 0, edge, closed=True, caps=False)
+            else:
+                _stroke(d, p.pts, W, 0, max(1, int(lw * p.width)), closed=p.kind == "poly")
+    return m
+
+
+def _pattern_field(pattern: str, W: int, ext: float, rng: np.random.Generator) -> np.ndarray:
+    """``(W, W)`` bool: where a surface pattern's ink goes, on a canvas of ``W`` pixels.
+
+    The period follows the object's extent ``ext`` (in image units, about five stripes or four
+    dots across the object) and is at least 4 (stripes) / 5 (dots) output pixels, so that the
+    pattern survives at 32 px; orientation and phase are drawn from ``rng``.
+    """
+    S = W / SS
+    yy, xx = (np.mgrid[0:W, 0:W].astype(np.float32) + 0.5) / SS  # output-pixel units
+    angle = rng.uniform(0, np.pi)
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = -xx * np.sin(angle) + yy * np.cos(angle)
+    if pattern == "striped":
+        period = max(4.0, ext * S / 5)
+        phase = rng.uniform(0, period)
+        return np.mod(u + phase, period) < period * 0.45
+    period = max(5.0, ext * S / 4)
+    du, dv = rng.uniform(0, period, 2)
+    fu = np.mod(u + du, period) - period / 2
+    fv = np.mod(v + dv, period) - period / 2
+    return fu * fu + fv * fv < (0.3 * period) ** 2
+
+
+def _pattern_ink(c: RGB) -> RGB:
+    """The pattern's colour on a fill of colour ``c``: a dark shade of a light colour, a
+    light tint of a dark one (the fill's hue stays recognisable)."""
+    v = np.asarray(c, np.float32)
+    lum = float(v @ np.asarray([0.299, 0.587, 0.114], np.float32))
+    out = v * 0.4 if lum > 100 else v + (255 - v) * 0.6
+    return tuple(int(x) for x in np.clip(out, 0, 255))  # type: ignore[return-value]
+
+
 def _draw_shaded(bg: Image.Image, prims_list: list[list[Prim]], roles: dict[str, RGB],
-                 rng: np.random.Generator, shadow: bool) -> np.ndarray:
+                 rng: np.random.Generator, shadow: bool,
+                 pattern: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Composite objects (drawn at ``SS``x) onto ``bg`` with a shading ramp, texture,
-    highlight and a soft cast shadow. Returns ``(S, S, 3)`` float32."""
+    highlight and a soft cast shadow.
+
+    ``pattern`` (a :data:`PATTERNS` name, or None for the generator's default images, which
+    then draw exactly as before) is drawn into the main-role fill. Returns the ``(S, S, 3)``
+    float32 image and, with a pattern, the ``(S, S)`` bool mask of the pixels entirely
+    covered by the main fill (else None).
+    """
     S = bg.width
     W = S * SS
     t = _tiles(S)
@@ -680,6 +773,16 @@ def _draw_shaded(bg: Image.Image, prims_list: list[list[Prim]], roles: dict[str,
                 _stroke(do, p.pts, W, _saturate(c, 1.0, 0.7), edge, closed=True, caps=False)
             else:
                 _stroke(do, p.pts, W, c, max(1, int(lw * p.width)), closed=p.kind == "poly")
+    main: np.ndarray | None = None
+    if pattern is not None:
+        fill = np.asarray(_main_fill_mask(prims_list, W, lw, edge)) > 0
+        if pattern != "plain":
+            lo, hi = bounds(prims_list[0])
+            ink_at = fill & _pattern_field(pattern, W, float((hi - lo).max()), rng)
+            pixels = np.array(obj)
+            pixels[ink_at] = _pattern_ink(roles["main"])
+            obj = Image.fromarray(pixels, "RGB")
+        main = np.asarray(Image.fromarray(fill.astype(np.uint8) * 255, "L").reduce(SS)) == 255
     mask = _mask_of([p for ps in prims_list for p in ps], W, lw).reduce(SS)
     base = np.asarray(bg, np.float32)
     if shadow:
@@ -705,7 +808,7 @@ def _draw_shaded(bg: Image.Image, prims_list: list[list[Prim]], roles: dict[str,
     g = np.exp(k * (t["x1"] - cx) ** 2)[None, :] * np.exp(k * (t["x1"] - cy) ** 2)[:, None]
     o = np.asarray(obj.reduce(SS), np.float32) * shade[..., None] + (70 * g)[..., None]
     m = np.asarray(mask, np.float32)[..., None] * (1 / 255)
-    return base + (o - base) * m
+    return base + (o - base) * m, main
 
 
 def _camera(a: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -725,13 +828,34 @@ def _natural_roles(col: Colours, rng: np.random.Generator) -> dict[str, RGB]:
 
 def render_real(cls: ObjectClass, rng: np.random.Generator, size: int) -> Image.Image:
     """A shaded object in a textured natural scene with clutter and camera effects."""
+    return _render_real(cls, rng, size, None)[0]
+
+
+def render_real_look(cls: ObjectClass, rng: np.random.Generator, size: int,
+                     look: Look) -> tuple[Image.Image, np.ndarray]:
+    """:func:`render_real` with a chosen main colour and surface pattern.
+
+    The random draws are those of :func:`render_real` (the chosen colour replaces the drawn
+    one), plus the pattern's orientation and phase. Returns the ``size x size`` RGB image and
+    the ``(size, size)`` bool mask of the pixels entirely covered by the main-colour fill.
+    """
+    img, main = _render_real(cls, rng, size, look)
+    assert main is not None
+    return img, main
+
+
+def _render_real(cls: ObjectClass, rng: np.random.Generator, size: int,
+                 look: Look | None) -> tuple[Image.Image, np.ndarray | None]:
     kind = list(SCENES)[int(rng.integers(len(SCENES)))]
     bg = _scene_background(kind, rng, size)
     prims, plc = place(cls.build(rng), rng, extent=(0.55, 0.85), max_rot_deg=cls.max_rot_deg)
     col = pick_colours(rng)
-    a = _draw_shaded(bg, [prims], _natural_roles(col, rng), rng,
-                     shadow=kind not in ("sky", "sunset"))
-    return _camera(a, rng)
+    if look is not None:
+        col = with_main_colour(col, look.colour)
+    a, main = _draw_shaded(bg, [prims], _natural_roles(col, rng), rng,
+                           shadow=kind not in ("sky", "sunset"),
+                           pattern=None if look is None else look.pattern)
+    return _camera(a, rng), main
 
 
 @dataclass(frozen=True)
@@ -800,7 +924,7 @@ def render_base(cls: ObjectClass, rng: np.random.Generator, size: int) -> tuple[
             prims, _ = place(cls.build(rng), rng, extent=(0.75, 0.95), box=box,
                              max_rot_deg=cls.max_rot_deg, margin=0.01)
             objs.append(prims)
-    a = _draw_shaded(bg, objs, roles, rng, shadow=kind not in ("sky", "sunset") and not closeup)
+    a, _ = _draw_shaded(bg, objs, roles, rng, shadow=kind not in ("sky", "sunset") and not closeup)
     has_accent = any(p.role == "accent" for p in objs[0])
     dom = _dominant_colour(objs[0], col)
     accent = col.accent_name if has_accent and col.accent_name != dom else None
@@ -818,4 +942,5 @@ RENDERERS: dict[str, Callable[[ObjectClass, np.random.Generator, int], Image.Ima
     "sketch": render_sketch,
 }
 
-__all__ = ["RENDERERS", "SCENES", "BaseScene", "render_base", "pick_colours"]
+__all__ = ["NAMED_COLOURS", "PATTERNS", "RENDERERS", "SCENES", "BaseScene", "Look", "pick_colours",
+           "render_base", "render_real_look", "with_main_colour"]
