@@ -20,6 +20,7 @@ from training.attributes import (
     class_text,
     evaluate_ao,
     nmi_from_table,
+    pair_subset_masks,
     parse_captions,
     plan_images,
     read_ao_images,
@@ -504,3 +505,22 @@ def test_across_knob_values_only_the_main_parts_colour_changes():
         assert changed[mask_a].mean() > 0.9  # the main part took the other colour
         near_main = _dilate(mask_a, 2)
         assert changed[~near_main].mean() < 0.02  # scene and pose are the same image's
+
+
+def test_pair_subsets_by_hand():
+    """At knob 1 an object keeps one colour: its other non-held-out colours are unseen, not
+    seen. Two objects, three colours, held out (green, cup); training: apple only red, cup only
+    blue (one pattern)."""
+    spec = AOSpec(objects=("apple", "cup"), colours=("red", "green", "blue"),
+                  patterns=("plain",), heldout_pairs=(("green", "cup"),), entanglement=1.0,
+                  n_train=8)
+    counts = {"colour": {"red": {"apple": 4, "cup": 0}, "green": {"apple": 0, "cup": 0},
+                         "blue": {"apple": 0, "cup": 4}},
+              "pattern": {"plain": {"apple": 4, "cup": 4}}}
+    grid = pd.DataFrame([(o, c, "plain") for o in spec.objects for c in spec.colours],
+                        columns=["class_name", "colour", "pattern"])
+    masks = pair_subset_masks(spec, grid, counts)["colour"]
+    # rows: apple-red, apple-green, apple-blue, cup-red, cup-green, cup-blue
+    assert masks["held-out"].tolist() == [False, False, False, False, True, False]
+    assert masks["seen"].tolist() == [True, False, False, False, False, True]
+    assert masks["unseen"].tolist() == [False, True, True, True, False, False]

@@ -76,7 +76,10 @@ CAPTION_ORDER: tuple[str, ...] = ("pattern", "colour")
 IMAGES_FILE = "images.csv"
 MIXTURE_DIR = "mixtures"
 #: Pair subsets of the evaluation table.
-PAIR_SUBSETS: tuple[str, ...] = ("held-out", "seen")
+#: ``held-out``: the image's pair of the kind is held out; ``seen``: every pair of the image
+#: occurs in training; ``unseen``: the kind's pair is not held out but absent from training
+#: all the same (an entangled kind at knob 1 keeps one value per object).
+PAIR_SUBSETS: tuple[str, ...] = ("held-out", "seen", "unseen")
 #: Columns of :func:`evaluate_ao`'s table.
 AO_EVAL_COLUMNS: tuple[str, ...] = (
     "run", "kind", "seed", "mixture_seed", "entanglement", "nmi", "epoch", "attribute",
@@ -287,6 +290,24 @@ def heldout_flags(spec: AOSpec, plan: pd.DataFrame) -> pd.DataFrame:
                                   zip(plan[kind], plan["class_name"], strict=True)]
     out["heldout_any"] = out.any(axis=1)
     return out
+
+
+def pair_subset_masks(spec: AOSpec, images: pd.DataFrame,
+                      train_counts: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Per attribute kind, a boolean mask over the rows of ``images`` (columns ``class_name``
+    and one per kind) for each of :data:`PAIR_SUBSETS`; ``train_counts``: training images per
+    ``{kind: {value: {object: n}}}`` (the manifest's ``train_counts``)."""
+    flags = heldout_flags(spec, images)
+    trained = {kind: np.asarray([train_counts.get(kind, {}).get(v, {}).get(o, 0) > 0
+                                 for v, o in zip(images[kind], images["class_name"],
+                                                 strict=True)], dtype=bool)
+               for kind in spec.kinds()}
+    all_trained = np.logical_and.reduce(list(trained.values()))
+    masks = {}
+    for kind in spec.kinds():
+        held = flags[f"heldout_{kind}"].to_numpy()
+        masks[kind] = {"held-out": held, "seen": all_trained, "unseen": ~held & ~trained[kind]}
+    return masks
 
 
 @dataclass
@@ -566,8 +587,10 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
 
     Returns:
         A tidy table, columns :data:`AO_EVAL_COLUMNS`: per attribute kind (``attribute``
-        ``colour`` / ``pattern``) and ``pair_subset`` (``held-out``: the image's pair of
-        that kind is held out; ``seen``: none of its pairs is), the metrics ``object_top1``,
+        ``colour`` / ``pattern``) and ``pair_subset`` (:data:`PAIR_SUBSETS`: ``held-out``,
+        the image's pair of that kind is held out; ``seen``, every pair of the image occurs
+        in training (the manifest's ``train_counts``); ``unseen``, the kind's pair is not
+        held out but has no training image, as at knob 1), the metrics ``object_top1``,
         ``attribute_top1`` and ``pair_top1`` (CLIP; a supervised run has ``object_top1``
         only), with ``n_images``. A kind with a single value has no attribute or pair
         metric; a subset without images has no row. ``nmi`` is the run's caption NMI of that
@@ -588,7 +611,6 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
     root = info.require_data()
     images = read_ao_images(root)
     test = images[images["split"] == "test"].reset_index(drop=True)
-    flags = heldout_flags(spec, test)
     dev = pick_device(device)
     chosen = ckpt.resolve_epochs(info.run_dir, -1 if epoch is None else epoch)[0]
     loaded = ckpt.load_run_model(info.run_dir, chosen, device=dev)
@@ -637,13 +659,12 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
     for i, (kind, metric, _, _, truth) in enumerate(prompts, start=1):
         assert logits is not None
         correct[(kind, metric)] = logits[:, bounds[i]:bounds[i + 1]].argmax(axis=1) == truth
+    masks = pair_subset_masks(spec, test, info.manifest.get("train_counts") or {})
     rows = []
     order = [(k, m) for k in spec.kinds() for m in ("object_top1", "attribute_top1", "pair_top1")]
     for kind, metric in (key for key in order if key in correct):
         hits = correct[(kind, metric)]
-        subsets = {"held-out": flags[f"heldout_{kind}"].to_numpy(),
-                   "seen": ~flags["heldout_any"].to_numpy()}
-        for subset, mask in subsets.items():
+        for subset, mask in masks[kind].items():
             if mask.any():
                 rows.append({"attribute": kind, "pair_subset": subset, "metric": metric,
                              "value": float(hits[mask].mean()), "n_images": int(mask.sum())})
@@ -665,6 +686,6 @@ def evaluate_ao(run_dir: str | Path, data_root: str | Path | None = None,
 __all__ = [
     "AOSpec", "AODataset", "ATTRIBUTE_KINDS", "AO_EVAL_COLUMNS", "NMIResult", "allowed_values",
     "bound_value", "build_ao_dataset", "caption_nmi", "class_text", "default_heldout",
-    "evaluate_ao", "heldout_flags", "mixture_name", "nmi_from_table", "parse_captions", "plan_images", "quota",
+    "evaluate_ao", "heldout_flags", "pair_subset_masks", "mixture_name", "nmi_from_table", "parse_captions", "plan_images", "quota",
     "read_ao_images", "spec_from_manifest", "train_distribution", "tsv_nmi",
 ]
