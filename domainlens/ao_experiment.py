@@ -360,8 +360,10 @@ def write_ao_report(config: ExperimentConfig) -> dict[str, Path]:
             ("h2", "Held-out and seen (colour, object) pairs"),
             ("p", "Top-1 (mean ± std over seeds) on the test grid: object over all objects, "
                   "attribute over the colours, pair over every (colour, object) prompt; "
-                  "held-out: the image's (colour, object) pair never occurs in training; "
-                  "seen: none of its pairs is held out. nmi: the training captions' "
+                  "held-out: the image's (colour, object) pair is held out (never in "
+                  "training); seen: every pair of the image occurs in training; unseen: its "
+                  "colour pair is not held out but has no training image all the same (at "
+                  "knob 1 an object keeps one colour). nmi: the training captions' "
                   f"NMI(colour; object). Chance: object {chance['object chance']:.3f}, "
                   f"attribute {1 / len(ao.colours):.3f}, pair {chance['pair chance']:.3f}. "
                   "Every kind and pattern row: results/ao_summary.csv; "
