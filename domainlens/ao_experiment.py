@@ -209,6 +209,108 @@ def attribute_cka(run_dir: str | Path, attribute: str = "colour", epoch: int | N
     return table
 
 
+ATTRIBUTE_CIRCUIT_COLUMNS: tuple[str, ...] = (
+    "run", "kind", "seed", "entanglement", "nmi", "epoch", "reference", "attribute",
+    "class_name", "value_a", "value_b", "heldout_pair", "site", "layer", "layer_index",
+    "metric", "value",
+)
+
+
+def attribute_circuits(run_dir: str | Path, attribute: str = "colour", settings=None,
+                       epoch: int | None = None, references: tuple[str, ...] = ("init",),
+                       device: str = "cpu", progress: bool = True,
+                       write: bool = True) -> pd.DataFrame:
+    """Circuits compared across the values of one attribute, the AO counterpart of the
+    cross-domain circuit comparison (:func:`interp.circuits.compare.compare_domains` with the
+    attribute value in place of the domain): per object and value, the circuit of the object's
+    zero-shot logit on the test grid's images of that (value, object) pair (every value of the
+    other kinds), by ``settings`` (a :class:`domainlens.experiments.circuits.CircuitSettings`;
+    default its defaults: attribution patching from a zero baseline, the top 10% of units per
+    site, top-3 edges); then node Jaccard per site, edge Jaccard and the WL kernel between the
+    circuits of two values of the same object. ``heldout_pair``: one of the two (value,
+    object) pairs is held out. ``references``: ``"init"`` adds the same comparison on the
+    run's epoch-0 checkpoint. Returns columns :data:`ATTRIBUTE_CIRCUIT_COLUMNS`, also written
+    to ``<run>/eval/ao_circuits_<attribute>.csv``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from domainlens.experiments.circuits import CircuitSettings
+    from interp.circuits.attribution import check_node_sites, node_effects
+    from interp.circuits.circuit import build_circuit, select_nodes
+    from interp.circuits.compare import compare_domains
+    from interp.circuits.edges import edge_weights, site_parents
+    from interp.hooked.runs import load_hooked_run
+    from interp.interventions.units import site_label
+    from training.attributes import read_ao_images, spec_from_manifest
+    from training.util.validate import check_choice, check_choices
+    from training.zeroshot import class_texts
+
+    settings = (settings or CircuitSettings()).validate()
+    if settings.baseline != "zero" or settings.faithfulness:
+        raise ValueError("attribute circuits use the zero baseline without faithfulness (no "
+                         f"reference set per value), got baseline {settings.baseline!r}")
+    check_choices("references", references, ("init",))
+    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    if run.info.kind != "clip":
+        raise ValueError(f"attribute circuits attribute a CLIP's zero-shot logit; {run_dir} is a "
+                         f"{run.info.kind!r} run")
+    spec = spec_from_manifest(run.info.manifest)
+    check_choice("attribute", attribute, list(spec.kinds()))
+    values = spec.kinds()[attribute]
+    if len(values) < 2:
+        raise ValueError(f"attribute {attribute!r} has one value ({list(values)}): nothing to "
+                         "compare")
+    root = run.info.require_data()
+    images = read_ao_images(root)
+    test = images[images["split"] == "test"].reset_index(drop=True)
+    objects = sorted(spec.objects)  # the AO root's labels
+    held = set(spec.heldout_pairs or ())
+    nmi = (run.info.manifest.get("nmi") or {}).get(attribute, float("nan"))
+    checkpoints = {"none": run}
+    if "init" in references:
+        checkpoints["init"] = load_hooked_run(run_dir, epoch=0, device=device)
+    tables = []
+    for reference, hooked in checkpoints.items():
+        model = hooked.model.eval()
+        model.set_head(hooked.zero_shot_head(class_texts(objects)))
+        sites = check_node_sites(model, settings.sites)
+        parents = site_parents(model, sites)
+        labels = {s: site_label(model, s) for s in sites}
+        circuits = {}
+        pairs = [(o, v) for o in objects for v in values]
+        for obj, value in tqdm(pairs, desc=f"{attribute} circuits {reference}",
+                               disable=not progress):
+            rows = test[(test["class_name"] == obj) & (test[attribute] == value)]
+            x = hooked.images([str(root / e) for e in rows["entry"]]).to(device)
+            y = torch.full((len(x),), objects.index(obj), dtype=torch.long)
+            common = dict(metric=settings.metric, baseline="zero", reference=None,
+                          batch_size=settings.batch_size, progress=False)
+            effects = node_effects(model, x, y, sites, method=settings.method,
+                                   steps=settings.steps, rule=settings.rule, **common)
+            kept = select_nodes(effects, fraction=settings.fraction, threshold=settings.threshold)
+            edges = edge_weights(model, x, y, kept, sites, method=settings.edge_method,
+                                 steps=settings.steps, rule=settings.rule, parents=parents,
+                                 **common)
+            circuits[(obj, value)] = build_circuit(effects, edges, top_k=settings.top_k,
+                                                   rank=settings.edge_rank, labels=labels)
+        table = compare_domains(circuits, h=settings.wl_h, neighbours=settings.neighbours,
+                                labels=labels)
+        tables.append(table.assign(reference=reference, epoch=int(hooked.epoch)))
+    table = pd.concat(tables, ignore_index=True).rename(
+        columns={"domain_a": "value_a", "domain_b": "value_b"})
+    table["heldout_pair"] = [(a, o) in held or (b, o) in held for a, b, o in
+                             zip(table["value_a"], table["value_b"], table["class_name"],
+                                 strict=True)]
+    table = table.assign(run=run.info.name, kind=run.info.kind, seed=run.info.seed,
+                         entanglement=float(spec.entanglement), nmi=nmi, attribute=attribute)
+    table = table[list(ATTRIBUTE_CIRCUIT_COLUMNS)]
+    if write:
+        from training.evaluate import EVAL_DIR
+
+        write_csv(Path(run_dir) / EVAL_DIR / f"ao_circuits_{attribute}.csv", table)
+    return table
+
+
 # ---------------------------------------------------------------- report
 
 

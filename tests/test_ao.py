@@ -356,6 +356,27 @@ def test_tiny_end_to_end_build_train_evaluate(tiny_ao, tmp_path, tiny_rn_json, c
     assert "(init)" in printed[1] and (clip / "eval" / "ao_cka_colour.csv").is_file()
     assert main(["ao-cka", str(clip), "--attribute", "size", "--quiet"]) == 2
     assert "attribute must be one of ['colour', 'pattern'], got 'size'" in capsys.readouterr().err
+    # circuits compared across colours: every object's colour pairs, both references
+    from domainlens.ao_experiment import ATTRIBUTE_CIRCUIT_COLUMNS, attribute_circuits
+
+    with torch_threads(1):
+        circuits = attribute_circuits(clip, "colour", progress=False, write=False)
+    assert tuple(circuits.columns) == ATTRIBUTE_CIRCUIT_COLUMNS
+    assert set(circuits["reference"]) == {"none", "init"}
+    wl = circuits[(circuits["metric"] == "wl_kernel") & (circuits["reference"] == "none")]
+    n_colours = len(tiny_ao.spec.colours)
+    assert len(wl) == len(OBJECTS) * n_colours * (n_colours - 1) // 2
+    held = set(tiny_ao.spec.heldout_pairs)
+    expected = [(a, o) in held or (b, o) in held
+                for a, b, o in zip(wl["value_a"], wl["value_b"], wl["class_name"], strict=True)]
+    assert wl["heldout_pair"].tolist() == expected and any(expected) and not all(expected)
+    assert circuits["value"].dropna().between(0, 1 + 1e-9).all()
+    assert main(["ao-circuits", str(clip), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and "WL kernel between colours (none): without a held-out" in printed[0]
+    assert (clip / "eval" / "ao_circuits_colour.csv").is_file()
+    assert main(["ao-circuits", str(sup), "--quiet"]) == 2
+    assert "is a 'supervised' run" in capsys.readouterr().err
     # a diverged checkpoint is refused, not scored
     import torch
 

@@ -1,7 +1,9 @@
-"""``domainlens ao-data``, ``ao-nmi``, ``ao-eval``, ``ao-cka``: attribute-object compositional
-generalization (:mod:`training.attributes`): build an AO root and its mixture, the
-attribute-object NMI of any caption TSV, a run's accuracy on held-out and seen pairs, and
-layerwise CKA between attribute values (:func:`domainlens.ao_experiment.attribute_cka`)."""
+"""``domainlens ao-data``, ``ao-nmi``, ``ao-eval``, ``ao-cka``, ``ao-circuits``:
+attribute-object compositional generalization (:mod:`training.attributes`): build an AO root
+and its mixture, the attribute-object NMI of any caption TSV, a run's accuracy on held-out and
+seen pairs, layerwise CKA between attribute values
+(:func:`domainlens.ao_experiment.attribute_cka`) and circuits compared across them
+(:func:`domainlens.ao_experiment.attribute_circuits`)."""
 
 from __future__ import annotations
 
@@ -38,6 +40,16 @@ attribute value in place of the domain): per layer and pair of values, linear (o
 between the two values' object-class-mean activations on the root's test grid, rows aligned
 by object; with the run's epoch-0 checkpoint as reference (reference column init). Writes
 <run>/eval/ao_cka_<attribute>.csv and prints the mean over pairs per layer."""
+
+CIRCUITS_DESCRIPTION = """\
+Circuits of an AO run's objects compared across the values of one attribute (the cross-domain
+circuit comparison with the attribute value in place of the domain): per object and value, the
+circuit of the object's zero-shot logit on the test grid's images of that pair (attribution
+patching from a zero baseline, top --fraction of units per site, top-3 incoming edges); then
+node Jaccard per site, edge Jaccard and the WL kernel between two values of the same object,
+with heldout_pair marking comparisons that involve a held-out pair, and the epoch-0
+checkpoint as reference. Writes <run>/eval/ao_circuits_<attribute>.csv and prints the mean
+WL kernel with and without held-out pairs."""
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -119,6 +131,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cka.add_argument("--quiet", action="store_true")
     cka.set_defaults(func=run_cka)
 
+    circ = subparsers.add_parser(
+        "ao-circuits", help="circuits of an AO run compared across colours (or patterns)",
+        description=CIRCUITS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    circ.add_argument("run", metavar="RUN")
+    circ.add_argument("--attribute", default="colour", help="colour (default) or pattern")
+    circ.add_argument("--epoch", type=int, default=None, help="default: the latest")
+    circ.add_argument("--method", default="atp", help="node attribution: atp (default), ig")
+    circ.add_argument("--fraction", type=float, default=0.1,
+                      help="units kept per site (default 0.1)")
+    circ.add_argument("--no-init", action="store_true", help="leave out the epoch-0 reference")
+    circ.add_argument("--device", default="cpu")
+    circ.add_argument("--quiet", action="store_true")
+    circ.set_defaults(func=run_circuits)
+
 
 def run_data(args: argparse.Namespace) -> int:
     from training.attributes import AOSpec, build_ao_dataset
@@ -189,4 +215,24 @@ def run_cka(args: argparse.Namespace) -> int:
         part = means[means["reference"] == reference]
         layers = ", ".join(f"{r.layer} {r.value:.3f}" for r in part.itertuples())
         print(f"{table['run'].iloc[0]} CKA between {args.attribute}s ({reference}): {layers}")
+    return 0
+
+
+def run_circuits(args: argparse.Namespace) -> int:
+    from domainlens.ao_experiment import attribute_circuits
+    from domainlens.experiments.circuits import CircuitSettings
+    from training.util.validate import check_device
+
+    check_device("--device", args.device)
+    settings = CircuitSettings(method=args.method, fraction=args.fraction).validate()
+    table = attribute_circuits(args.run, args.attribute, settings=settings, epoch=args.epoch,
+                               references=() if args.no_init else ("init",),
+                               device=args.device, progress=not args.quiet)
+    wl = table[table["metric"] == "wl_kernel"]
+    for reference in wl["reference"].unique():
+        part = wl[wl["reference"] == reference].groupby("heldout_pair")["value"].mean()
+        shown = ", ".join(f"{'with' if k else 'without'} a held-out pair {v:.3f}"
+                          for k, v in part.items())
+        print(f"{table['run'].iloc[0]} WL kernel between {args.attribute}s ({reference}): "
+              f"{shown}")
     return 0
