@@ -495,7 +495,7 @@ def mechanism_findings(cka: pd.DataFrame, summary: pd.DataFrame, class_subset: s
             measured = part[part["reference"] == MEASURED]
             layers = sorted(measured["layer_index"].unique())
             mid_layers = layers[1:-1] or layers
-            scope = "intermediate layers" if len(layers) > 2 else "whole circuit"
+            scope = "whole circuit" if layers == [-1] else "intermediate layers"
             level_tables = {"value": measured}
             for reference, _ in CONTROL_LEVELS:
                 level_tables[reference] = _excess(part, reference)
