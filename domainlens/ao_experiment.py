@@ -143,6 +143,37 @@ ATTRIBUTE_CKA_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _attribute_inputs(run_dir: str | Path, attribute: str, epoch: int | None,
+                      references: tuple[str, ...], device: str, kind: str | None = None):
+    """What the attribute analyses share: ``(checkpoints, spec, values, root, test, nmi)``
+    with ``checkpoints`` ``{"none": run[, "init": its epoch-0 checkpoint]}``, the attribute's
+    values (at least two), the AO root, its test grid and the captions' NMI of the attribute.
+    ``kind``: the run kind required (one line naming the run otherwise)."""
+    from interp.hooked.runs import load_hooked_run
+    from training.attributes import read_ao_images, spec_from_manifest
+    from training.util.validate import check_choice, check_choices
+
+    check_choices("references", references, ("init",))
+    run = load_hooked_run(run_dir, epoch=epoch, device=device)
+    if kind is not None and run.info.kind != kind:
+        raise ValueError(f"attribute circuits attribute a CLIP's zero-shot logit; {run_dir} is a "
+                         f"{run.info.kind!r} run")
+    spec = spec_from_manifest(run.info.manifest)
+    check_choice("attribute", attribute, list(spec.kinds()))
+    values = spec.kinds()[attribute]
+    if len(values) < 2:
+        raise ValueError(f"attribute {attribute!r} has one value ({list(values)}): nothing to "
+                         "compare")
+    root = run.info.require_data()
+    images = read_ao_images(root)
+    test = images[images["split"] == "test"].reset_index(drop=True)
+    checkpoints = {"none": run}
+    if "init" in references:
+        checkpoints["init"] = load_hooked_run(run_dir, epoch=0, device=device)
+    nmi = (run.info.manifest.get("nmi") or {}).get(attribute, float("nan"))
+    return checkpoints, spec, values, root, test, nmi
+
+
 def attribute_cka(run_dir: str | Path, attribute: str = "colour", epoch: int | None = None,
                   kernel: str = "linear", references: tuple[str, ...] = ("init",),
                   batch_size: int = 64, device: str = "cpu", progress: bool = True,
@@ -160,29 +191,15 @@ def attribute_cka(run_dir: str | Path, attribute: str = "colour", epoch: int | N
     import torch
 
     from interp.hooked.activations import collect_activations
-    from interp.hooked.runs import load_hooked_run
     from interp.similarity.cross_domain import cross_domain_cka
-    from training.attributes import read_ao_images, spec_from_manifest
-    from training.util.validate import check_choice, check_choices
+    from training.util.validate import check_choice
 
-    check_choices("references", references, ("init",))
     check_choice("kernel", kernel, ("linear", "rbf"))
-    run = load_hooked_run(run_dir, epoch=epoch, device=device)
-    spec = spec_from_manifest(run.info.manifest)
-    check_choice("attribute", attribute, list(spec.kinds()))
-    values = spec.kinds()[attribute]
-    if len(values) < 2:
-        raise ValueError(f"attribute {attribute!r} has one value ({list(values)}): nothing to "
-                         "compare")
-    root = run.info.require_data()
-    images = read_ao_images(root)
-    test = images[images["split"] == "test"].reset_index(drop=True)
+    checkpoints, spec, values, root, test, nmi = _attribute_inputs(
+        run_dir, attribute, epoch, references, device)
+    run = checkpoints["none"]
     sites = [site.name for site in run.model.layers()]
     layers = [(site.name, site.label) for site in run.model.layers()]
-    checkpoints = {"none": run}
-    if "init" in references:
-        checkpoints["init"] = load_hooked_run(run_dir, epoch=0, device=device)
-    nmi = (run.info.manifest.get("nmi") or {}).get(attribute, float("nan"))
     tables = []
     for reference, hooked in checkpoints.items():
         acts = collect_activations(hooked.model, hooked.dataset([str(root / e) for e in
@@ -239,36 +256,18 @@ def attribute_circuits(run_dir: str | Path, attribute: str = "colour", settings=
     from interp.circuits.circuit import build_circuit, select_nodes
     from interp.circuits.compare import compare_domains
     from interp.circuits.edges import edge_weights, site_parents
-    from interp.hooked.runs import load_hooked_run
     from interp.interventions.units import site_label
-    from training.attributes import read_ao_images, spec_from_manifest
-    from training.util.validate import check_choice, check_choices
     from training.zeroshot import class_texts
 
     settings = (settings or CircuitSettings()).validate()
     if settings.baseline != "zero" or settings.faithfulness:
         raise ValueError("attribute circuits use the zero baseline without faithfulness (no "
                          f"reference set per value), got baseline {settings.baseline!r}")
-    check_choices("references", references, ("init",))
-    run = load_hooked_run(run_dir, epoch=epoch, device=device)
-    if run.info.kind != "clip":
-        raise ValueError(f"attribute circuits attribute a CLIP's zero-shot logit; {run_dir} is a "
-                         f"{run.info.kind!r} run")
-    spec = spec_from_manifest(run.info.manifest)
-    check_choice("attribute", attribute, list(spec.kinds()))
-    values = spec.kinds()[attribute]
-    if len(values) < 2:
-        raise ValueError(f"attribute {attribute!r} has one value ({list(values)}): nothing to "
-                         "compare")
-    root = run.info.require_data()
-    images = read_ao_images(root)
-    test = images[images["split"] == "test"].reset_index(drop=True)
+    checkpoints, spec, values, root, test, nmi = _attribute_inputs(
+        run_dir, attribute, epoch, references, device, kind="clip")
+    run = checkpoints["none"]
     objects = sorted(spec.objects)  # the AO root's labels
     held = set(spec.heldout_pairs or ())
-    nmi = (run.info.manifest.get("nmi") or {}).get(attribute, float("nan"))
-    checkpoints = {"none": run}
-    if "init" in references:
-        checkpoints["init"] = load_hooked_run(run_dir, epoch=0, device=device)
     tables = []
     for reference, hooked in checkpoints.items():
         model = hooked.model.eval()
