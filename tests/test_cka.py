@@ -389,6 +389,21 @@ def test_rbf_bandwidth_is_the_lower_median():
     assert median_bandwidth(squared_distances(np.array([[0.0], [1.0], [3.0], [7.0], [7.0]]))) == 4.0
 
 
+def test_duplicated_rows_are_at_distance_exactly_zero():
+    from interp.similarity.cka import squared_distances
+
+    # the expansion |a|^2 + |b|^2 - 2 a.b leaves rounding residue for a == b off the diagonal;
+    # the median rule skips zeros, so a residue would move the bandwidth of a bootstrap resample
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 16)) * rng.uniform(0.1, 100.0, size=(40, 1))
+    index = rng.integers(0, 40, size=200)
+    d2 = squared_distances(x[index])
+    same = index[:, None] == index[None, :]
+    assert (d2.numpy()[same] == 0.0).all()
+    naive = ((x[index][:, None, :] - x[index][None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(d2.numpy(), naive, rtol=1e-9, atol=1e-9 * naive.max())
+
+
 # ----------------------------------------------------------------------------- cka_run metadata
 def _tiny_run(tmp_path, data_root, heldout, train_seed=3, mixture_seed=0):
     """A one-checkpoint tiny ViT run whose manifest names its own held-out classes and whose

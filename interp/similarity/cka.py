@@ -100,10 +100,18 @@ def gram_linear(x: Tensor | np.ndarray) -> Tensor:
 
 
 def squared_distances(x: Tensor | np.ndarray) -> Tensor:
-    """Pairwise squared Euclidean distances ``(n, n)`` (zero diagonal, clamped at 0)."""
+    """Pairwise squared Euclidean distances ``(n, n)`` (zero diagonal, clamped at 0).
+
+    ``|a|^2 + |b|^2 - 2 a.b`` leaves a rounding residue of a few ulps of ``|a|^2 + |b|^2`` for
+    identical rows (how many depends on the BLAS); values below that resolution are set to 0, so
+    a duplicated row (a bootstrap resample) is at distance exactly 0 wherever it sits in ``x``
+    and the median rule, which skips zeros, does not depend on the BLAS.
+    """
     x = as_matrix(x)
     sq = (x * x).sum(dim=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
+    scale = sq[:, None] + sq[None, :]
+    d2 = (scale - 2.0 * (x @ x.T)).clamp_min_(0.0)
+    d2.masked_fill_(d2 <= 16.0 * torch.finfo(d2.dtype).eps * scale, 0.0)
     d2.fill_diagonal_(0.0)
     return d2
 
