@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
 import weakref
 
 import open_clip
@@ -245,7 +246,8 @@ def run_dir(tmp_path_factory, fake_root):
     (run / "mixture.json").write_text(json.dumps({"name": run.name, "spec": spec}))
     # tables' seed is the training seed (run.json), not the mixture's
     (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 1}}))
-    return run
+    yield run
+    shutil.rmtree(run.parent, ignore_errors=True)  # CI disks may be small
 
 
 def cka_command(argv: list[str]) -> int:

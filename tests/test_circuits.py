@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 
 import networkx as nx
 import pandas as pd
@@ -379,7 +380,8 @@ def circuit_run(tmp_path_factory):
                                               "state_dict": build_clip(cfg).state_dict(), "optimizer": None})
     spec = {"setup": "cg-high", "test_domain": "sketch", "seed": 1, "data_root": str(root)}
     (run / "mixture.json").write_text(json.dumps({"name": run.name, "spec": spec}))
-    return run, root
+    yield run, root
+    shutil.rmtree(run.parent, ignore_errors=True)  # CI disks may be small
 
 
 def test_circuits_command_writes_tables_figures_and_resumes(circuit_run, tmp_path, monkeypatch, capsys):

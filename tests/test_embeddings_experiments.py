@@ -135,7 +135,8 @@ def twin_runs(tmp_path_factory, shapes_root, tiny_rn_json) -> tuple[Path, Path]:
             evaluate_run(run, epochs=[2], templates=("a photo of a {}.",), figure=False,
                          progress=False)
         runs.append(run)
-    return runs[0], runs[1]
+    yield runs[0], runs[1]
+    shutil.rmtree(base, ignore_errors=True)  # CI disks may be small
 
 
 def test_aligned_captions_side_by_side(twin_runs, tmp_path) -> None:

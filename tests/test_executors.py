@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def local_smoke(tmp_path_factory) -> tuple[Path, dict, list[str]]:
     config = smoke(out, executor="local", jobs=2).replace("analyses", cka=False, circuits=False)
     lines: list[str] = []
     status = pipeline.reproduce(config, progress=False, log=lines.append)
-    return out, status, lines
+    yield out, status, lines
+    shutil.rmtree(out.parent, ignore_errors=True)  # 130 MB: CI disks may be small
 
 
 # ---------------------------------------------------------------- local executor

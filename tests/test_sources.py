@@ -7,6 +7,7 @@ hub case reads a Hugging Face cache folder prepared on disk with the hub offline
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,8 @@ def trained(tmp_path_factory, shapes_root) -> tuple[Path, torch.nn.Module]:
             "heldout": list(SHAPE_HELDOUT)}
     (run / "mixture.json").write_text(json.dumps({"name": run.name, "spec": spec}))
     (run / "run.json").write_text(json.dumps({"kind": "clip", "settings": {"seed": 2}}))
-    return run, model
+    yield run, model
+    shutil.rmtree(run.parent, ignore_errors=True)  # CI disks may be small
 
 
 def image_paths(root: Path, n: int = 4) -> list[str]:
